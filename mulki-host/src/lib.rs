@@ -1,0 +1,1 @@
+//! mulki-host: everything that touches files, the terminal or threads of the OS.
