@@ -1,5 +1,15 @@
-//! mulki-core: the math of mulki, `no_std` + `alloc`.
+//! mulki-core: the math of mulki, `no_std` + `alloc`: the [`Backend`] trait, the CPU backend
+//! (feature `cpu`), the CLIP model, the optimiser and schedule.
 #![no_std]
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod backend;
+pub mod clip;
+pub mod elem;
+pub mod error;
+
+pub use backend::{Backend, Buf, IdxBuf};
+pub use elem::Elem;
+pub use error::Error;

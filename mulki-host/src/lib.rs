@@ -1,1 +1,4 @@
-//! mulki-host: everything that touches files, the terminal or threads of the OS.
+//! mulki-host: everything that touches files, the terminal or OS threads: HF CLIP import and
+//! export, the CLIP BPE tokenizer, and the `mulki` commands.
+pub mod import;
+pub mod tokenizer;

@@ -1,0 +1,1 @@
+//! HF CLIP folders: `model.safetensors` + `config.json` in and out.
