@@ -7,6 +7,8 @@ pub trait Elem: Float + Copy + Default + Debug + Send + Sync + 'static {
     /// Lossy from f64 (rounds to nearest).
     fn from_f64(x: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// The error function (libm), for the exact GELU.
+    fn erf(self) -> Self;
 }
 
 impl Elem for f32 {
@@ -16,6 +18,9 @@ impl Elem for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
 }
 
 impl Elem for f64 {
@@ -24,5 +29,8 @@ impl Elem for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }

@@ -13,3 +13,5 @@ pub mod error;
 pub use backend::{Backend, Buf, IdxBuf};
 pub use elem::Elem;
 pub use error::Error;
+#[cfg(feature = "cpu")]
+pub mod cpu;
