@@ -15,7 +15,7 @@ fn dot<E: Elem>(a: &[E], b: &[E]) -> E {
 pub(crate) fn forward<E: Elem>(pool: &Pool, out: &mut [E], probs: &mut [E], qkv: &[E], d: Attn) {
     let (t, nh, hs) = (d.t, d.nh, d.hs);
     let c = nh * hs;
-    let scale = E::from_f64(1.0 / (hs as f64).sqrt());
+    let scale = E::from_f64(1.0 / libm::sqrt(hs as f64));
     let (po, pp) = (SyncPtr::new(out), SyncPtr::new(probs));
     pool.run(d.b * nh, t * t * hs * 2, |task| {
         let (bi, h) = (task / nh, task % nh);
@@ -62,7 +62,7 @@ pub(crate) fn forward<E: Elem>(pool: &Pool, out: &mut [E], probs: &mut [E], qkv:
 pub(crate) fn backward<E: Elem>(pool: &Pool, dqkv: &mut [E], dout: &[E], qkv: &[E], probs: &[E], d: Attn) {
     let (t, nh, hs) = (d.t, d.nh, d.hs);
     let c = nh * hs;
-    let scale = E::from_f64(1.0 / (hs as f64).sqrt());
+    let scale = E::from_f64(1.0 / libm::sqrt(hs as f64));
     let pd = SyncPtr::new(dqkv);
     pool.run(d.b * nh, t * t * hs * 4, |task| {
         let (bi, h) = (task / nh, task % nh);
