@@ -5,13 +5,15 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
+pub mod arena;
 pub mod backend;
 pub mod clip;
+#[cfg(feature = "cpu")]
+pub mod cpu;
 pub mod elem;
 pub mod error;
+pub mod layers;
 
 pub use backend::{Backend, Buf, IdxBuf};
 pub use elem::Elem;
 pub use error::Error;
-#[cfg(feature = "cpu")]
-pub mod cpu;
