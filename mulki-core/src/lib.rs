@@ -13,6 +13,8 @@ pub mod cpu;
 pub mod elem;
 pub mod error;
 pub mod layers;
+pub mod loss;
+pub mod optim;
 
 pub use backend::{Backend, Buf, IdxBuf};
 pub use elem::Elem;

@@ -1,0 +1,2 @@
+//! Losses, composed from backend primitives so every backend shares one definition.
+pub mod contrastive;
