@@ -15,7 +15,11 @@ impl Planner {
         Planner { arena, next: 0 }
     }
     pub fn take(&mut self, len: usize) -> Buf {
-        let b = Buf { arena: self.arena, offset: self.next, len };
+        let b = Buf {
+            arena: self.arena,
+            offset: self.next,
+            len,
+        };
         self.next += len;
         b
     }

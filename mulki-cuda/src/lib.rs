@@ -1,1 +1,21 @@
-//! CUDA backend of mulki.
+//! CUDA backend of mulki, over [`cudarc`].
+//!
+//! Every CUDA library (the driver `libcuda`, the runtime compiler `libnvrtc`, `libcublas`) is
+//! opened with `dlopen` at run time (cudarc's `dynamic-loading`), never linked: this crate builds,
+//! and its tests pass, on machines without a GPU or a CUDA toolkit. Before anything touches a CUDA
+//! library, call [`probe()`]: cudarc panics on first use of a library that is absent, while
+//! [`probe()`] returns a [`CudaError`] naming the missing library.
+//!
+//! The bindings are those of CUDA 13.0 (cudarc feature `cuda-13000`).
+//!
+//! Modules:
+//! - [`error`]: [`CudaError`], the error type of this crate;
+//! - [`probe`](mod@probe): [`probe()`], which finds the libraries and lists the devices.
+//!
+//! This is a skeleton: no kernels and no [`mulki_core::Backend`] implementation yet.
+
+pub mod error;
+pub mod probe;
+
+pub use error::{CudaError, CudaLibrary};
+pub use probe::{probe, Device, DeviceInfo};

@@ -6,7 +6,14 @@ use crate::elem::Elem;
 /// `out = (x − mean)·rstd·w + b`; saves mean and rstd = 1/√(var + eps) (biased variance).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<E: Elem>(
-    pool: &Pool, out: &mut [E], mean: &mut [E], rstd: &mut [E], inp: &[E], w: &[E], b: &[E], d: Rows,
+    pool: &Pool,
+    out: &mut [E],
+    mean: &mut [E],
+    rstd: &mut [E],
+    inp: &[E],
+    w: &[E],
+    b: &[E],
+    d: Rows,
 ) {
     let c = d.c;
     let (po, pm, pr) = (SyncPtr::new(out), SyncPtr::new(mean), SyncPtr::new(rstd));
@@ -14,7 +21,11 @@ pub(crate) fn forward<E: Elem>(
     pool.rows(d.rows, 4 * c, |rows| {
         // SAFETY: row chunks are disjoint.
         let (out, mean, rstd) = unsafe {
-            (po.slice(rows.start * c, rows.len() * c), pm.slice(rows.start, rows.len()), pr.slice(rows.start, rows.len()))
+            (
+                po.slice(rows.start * c, rows.len() * c),
+                pm.slice(rows.start, rows.len()),
+                pr.slice(rows.start, rows.len()),
+            )
         };
         for (j, r) in rows.enumerate() {
             let x = &inp[r * c..(r + 1) * c];
@@ -35,8 +46,16 @@ pub(crate) fn forward<E: Elem>(
 /// summing rows in order so the thread count does not change the result).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<E: Elem>(
-    pool: &Pool, dinp: &mut [E], dw: &mut [E], db: &mut [E], dout: &[E], inp: &[E], w: &[E], mean: &[E],
-    rstd: &[E], d: Rows,
+    pool: &Pool,
+    dinp: &mut [E],
+    dw: &mut [E],
+    db: &mut [E],
+    dout: &[E],
+    inp: &[E],
+    w: &[E],
+    mean: &[E],
+    rstd: &[E],
+    d: Rows,
 ) {
     let c = d.c;
     let cn = E::from_f64(c as f64);
@@ -64,7 +83,12 @@ pub(crate) fn backward<E: Elem>(
     let (pw, pb) = (SyncPtr::new(dw), SyncPtr::new(db));
     pool.cols(c, 3 * d.rows, |cols| {
         // SAFETY: column chunks are disjoint.
-        let (dw, db) = unsafe { (pw.slice(cols.start, cols.len()), pb.slice(cols.start, cols.len())) };
+        let (dw, db) = unsafe {
+            (
+                pw.slice(cols.start, cols.len()),
+                pb.slice(cols.start, cols.len()),
+            )
+        };
         for r in 0..d.rows {
             let (mu, rs) = (mean[r], rstd[r]);
             for (j, i) in cols.clone().enumerate() {

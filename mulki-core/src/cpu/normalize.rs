@@ -29,7 +29,14 @@ pub(crate) fn l2_forward<E: Elem>(pool: &Pool, out: &mut [E], norm: &mut [E], in
 }
 
 /// `dinp += (dy − y·⟨y, dy⟩)/‖x‖`, or `dy/eps` where the clamp is active (its gradient is 0).
-pub(crate) fn l2_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], norm: &[E], d: Rows) {
+pub(crate) fn l2_backward<E: Elem>(
+    pool: &Pool,
+    dinp: &mut [E],
+    dout: &[E],
+    out: &[E],
+    norm: &[E],
+    d: Rows,
+) {
     let c = d.c;
     let eps = E::from_f64(d.eps);
     let pd = SyncPtr::new(dinp);
@@ -65,7 +72,13 @@ pub(crate) fn dot_forward<E: Elem>(pool: &Pool, out: &mut [E], a: &[E], b: &[E],
 }
 
 /// `dst[r] += dout[r]·src[r]`: one side of the row dot's gradient.
-pub(crate) fn dot_backward_side<E: Elem>(pool: &Pool, dst: &mut [E], dout: &[E], src: &[E], d: Rows) {
+pub(crate) fn dot_backward_side<E: Elem>(
+    pool: &Pool,
+    dst: &mut [E],
+    dout: &[E],
+    src: &[E],
+    d: Rows,
+) {
     let c = d.c;
     let pd = SyncPtr::new(dst);
     pool.rows(d.rows, 2 * c, |rows| {

@@ -12,7 +12,14 @@ pub(crate) fn axpby<E: Elem>(pool: &Pool, y: &mut [E], x: &[E], a: f64, b: f64) 
 
 /// Same operation order as PyTorch: decay, moments, then
 /// `p −= (lr/bc1)·m / (√v/√bc2 + eps)`.
-pub(crate) fn adamw<E: Elem>(pool: &Pool, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E], hp: AdamW) {
+pub(crate) fn adamw<E: Elem>(
+    pool: &Pool,
+    p: &mut [E],
+    g: &[E],
+    m: &mut [E],
+    v: &mut [E],
+    hp: AdamW,
+) {
     let bc1 = 1.0 - libm::pow(hp.beta1, hp.step as f64);
     let bc2_sqrt = libm::sqrt(1.0 - libm::pow(hp.beta2, hp.step as f64));
     let decay = E::from_f64(1.0 - hp.lr * hp.weight_decay);
