@@ -15,6 +15,7 @@ pub mod error;
 pub mod layers;
 pub mod loss;
 pub mod optim;
+pub mod rng;
 
 pub use backend::{Backend, Buf, IdxBuf};
 pub use elem::Elem;

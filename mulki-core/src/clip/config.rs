@@ -104,6 +104,38 @@ impl Default for ClipConfig {
     }
 }
 
+impl ClipConfig {
+    /// A small model (both towers 32 wide, 2 layers, 16×16 images in 4×4 patches, 64-token
+    /// vocabulary) for tests, smoke runs and the `no_std` check.
+    pub fn tiny() -> Self {
+        ClipConfig {
+            text_config: TextConfig {
+                vocab_size: 64,
+                hidden_size: 32,
+                intermediate_size: 64,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                max_position_embeddings: 8,
+                pad_token_id: 0,
+                bos_token_id: 62,
+                eos_token_id: 63,
+                ..TextConfig::default()
+            },
+            vision_config: VisionConfig {
+                hidden_size: 32,
+                intermediate_size: 64,
+                num_hidden_layers: 2,
+                num_attention_heads: 2,
+                image_size: 16,
+                patch_size: 4,
+                ..VisionConfig::default()
+            },
+            projection_dim: 16,
+            logit_scale_init_value: 2.6592,
+        }
+    }
+}
+
 impl VisionConfig {
     /// Patches per side.
     pub fn grid(&self) -> usize {

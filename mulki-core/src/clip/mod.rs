@@ -1,5 +1,6 @@
 //! The CLIP model (HF `CLIPModel`): config, parameter layout, both towers.
 pub mod config;
+pub mod init;
 pub mod layout;
 pub mod model;
 pub mod text;
