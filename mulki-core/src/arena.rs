@@ -33,3 +33,55 @@ impl Planner {
 pub fn head(buf: Buf, len: usize) -> Buf {
     Buf { len, ..buf }
 }
+
+/// A value arena and its gradient twin, planned together: losses keep their intermediate
+/// values in `vals` and the gradients of those values at the same offsets in `grads`.
+#[derive(Clone, Copy, Debug)]
+pub struct Scratch {
+    pub vals: ArenaId,
+    pub grads: ArenaId,
+    pub len: usize,
+}
+
+impl Scratch {
+    /// Runs `plan` once to size the arenas, allocates both, and runs it again for the real
+    /// handles (in `vals`).
+    pub fn new<B: crate::backend::Backend, T>(
+        be: &mut B,
+        plan: impl Fn(&mut Planner) -> T,
+    ) -> Result<(Self, T), crate::error::Error> {
+        let mut sizing = Planner::new(ArenaId::MAX);
+        plan(&mut sizing);
+        let vals = be.alloc(sizing.used())?;
+        let grads = be.alloc(sizing.used())?;
+        let planned = plan(&mut Planner::new(vals));
+        Ok((
+            Scratch {
+                vals,
+                grads,
+                len: sizing.used(),
+            },
+            planned,
+        ))
+    }
+
+    /// The gradient slot of a value buffer.
+    pub fn d(&self, b: Buf) -> Buf {
+        b.in_arena(self.grads)
+    }
+
+    /// Zeroes every gradient slot; backward passes then add.
+    pub fn zero_grads<B: crate::backend::Backend>(
+        &self,
+        be: &mut B,
+    ) -> Result<(), crate::error::Error> {
+        be.fill(
+            Buf {
+                arena: self.grads,
+                offset: 0,
+                len: self.len,
+            },
+            0.0,
+        )
+    }
+}

@@ -161,6 +161,13 @@ pub struct Ce {
     pub smoothing: f64,
 }
 
+/// How [`Backend::teacher_weights`] turns per-teacher statistics into weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WeightRule {
+    Confidence { tau: f64 },
+    Discrepancy { scale: f64, threshold: f64 },
+}
+
 /// One AdamW step (decoupled weight decay, as `torch.optim.AdamW`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamW {
@@ -371,6 +378,24 @@ pub trait Backend {
         dims: Rows,
     ) -> Result<(), Error>;
 
+    /// Row KL divergence from log-probabilities, `KL(p‖q) = Σ exp(lp)·(lp − lq)` per row, as
+    /// `F.kl_div(lq, lp, log_target=True, reduction='none').sum(-1)`. Shapes: p_log, q_log
+    /// [rows, c]; out [rows]. Writes `out`.
+    fn row_kl_forward(&mut self, out: Buf, p_log: Buf, q_log: Buf, dims: Rows)
+        -> Result<(), Error>;
+    /// Gradient of `row_kl_forward`: `dq_log += −dout·exp(lp)`,
+    /// `dp_log += dout·exp(lp)·(lp − lq + 1)`; either may be skipped (a detached teacher).
+    #[allow(clippy::too_many_arguments)]
+    fn row_kl_backward(
+        &mut self,
+        dp_log: Option<Buf>,
+        dq_log: Option<Buf>,
+        dout: Buf,
+        p_log: Buf,
+        q_log: Buf,
+        dims: Rows,
+    ) -> Result<(), Error>;
+
     /// Label-smoothed cross-entropy per row, like `F.cross_entropy(logits, targets,
     /// label_smoothing=ε, reduction='none')`: `loss[r] = lse_r − (1−ε)·z[r, y_r] − ε/nc·Σ z[r]`.
     /// Shapes: logits [rows, nc]; targets, loss, lse [rows]. Writes `loss`; saves `lse`.
@@ -394,6 +419,32 @@ pub trait Backend {
     ) -> Result<(), Error>;
 
     // ---- no gradient ----------------------------------------------------------------------
+
+    /// Per-sample teacher weights (METHOD.md stage 3), detached. Shapes: alpha [teachers, b].
+    /// `Confidence`: `stat` [teachers, b] holds each teacher's −log q (its CE on the true class)
+    /// and `alpha[:, i] = softmax_k(exp(−stat[k, i])/τ)`. `Discrepancy`: `stat` [b] holds
+    /// ‖v̂^Z − v̂^P‖², teachers = 2, `alpha[1] = σ(scale·(‖·‖ − threshold))`, `alpha[0] = 1 −
+    /// alpha[1]`. Writes `alpha`. No gradient.
+    fn teacher_weights(
+        &mut self,
+        alpha: Buf,
+        stat: Buf,
+        rule: WeightRule,
+        teachers: usize,
+        b: usize,
+    ) -> Result<(), Error>;
+
+    /// Prototype EMA (METHOD.md stage 1): for every class c with `counts[c] > 0`,
+    /// `π_c = normalize(m·π_c + (1−m)·sums_c/counts_c)` (eps from `dims`); other rows are left
+    /// as they are. Shapes: protos, sums [nc, c]; counts [nc]. No gradient.
+    fn prototype_ema(
+        &mut self,
+        protos: Buf,
+        sums: Buf,
+        counts: Buf,
+        momentum: f64,
+        dims: Rows,
+    ) -> Result<(), Error>;
 
     /// `y = a·x + b·y`, elementwise (weight ensemble, interpolation, connections). No gradient.
     fn axpby(&mut self, y: Buf, x: Buf, a: f64, b: f64) -> Result<(), Error>;

@@ -14,6 +14,8 @@ pub mod elem;
 pub mod error;
 pub mod layers;
 pub mod loss;
+pub mod method;
+pub mod metrics;
 pub mod optim;
 pub mod rng;
 

@@ -4,7 +4,8 @@ use mulki_core::backend::{Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, 
 use mulki_core::clip::HiddenAct;
 use mulki_core::layers::linear::Linear;
 use mulki_core::layers::similarity::Similarity;
-use mulki_core::loss::contrastive::{Contrastive, Terms};
+use mulki_core::loss::base::Terms;
+use mulki_core::loss::contrastive::Contrastive;
 use mulki_tests::fd::{check, scratch, Be, FdCase};
 use mulki_tests::Rng;
 

@@ -3,7 +3,8 @@
 use mulki_core::backend::Backend;
 use mulki_core::clip::{Capacity, Clip, ClipConfig};
 use mulki_core::cpu::{CpuBackend, CpuElem};
-use mulki_core::loss::contrastive::{Contrastive, Terms};
+use mulki_core::loss::base::Terms;
+use mulki_core::loss::contrastive::Contrastive;
 use mulki_core::optim::{AdamWConfig, Optimizer};
 use mulki_core::Elem;
 use mulki_tests::fixture::{clip_fixture_dir, Fixture};

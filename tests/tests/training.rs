@@ -4,7 +4,8 @@ use mulki_core::backend::Backend;
 use mulki_core::clip::init::init_params;
 use mulki_core::clip::{Capacity, Clip, ClipConfig};
 use mulki_core::cpu::CpuBackend;
-use mulki_core::loss::contrastive::{Contrastive, Terms};
+use mulki_core::loss::base::Terms;
+use mulki_core::loss::contrastive::Contrastive;
 use mulki_core::optim::{default_warmup, lr_at, AdamWConfig, Optimizer};
 use mulki_tests::Rng;
 

@@ -18,7 +18,9 @@ use alloc::vec::Vec;
 pub use gemm::CpuElem;
 pub use pool::Pool;
 
-use crate::backend::{AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows};
+use crate::backend::{
+    AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
+};
 use crate::clip::config::HiddenAct;
 use crate::error::Error;
 
@@ -593,6 +595,46 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
+    fn row_kl_forward(
+        &mut self,
+        out: Buf,
+        p_log: Buf,
+        q_log: Buf,
+        dims: Rows,
+    ) -> Result<(), Error> {
+        let op = "row_kl_forward";
+        let ([o], [lp, lq]) = self.args(op, [out], [p_log, q_log])?;
+        let rc = dims.rows * dims.c;
+        for (s, len) in [(&*o, dims.rows), (lp, rc), (lq, rc)] {
+            need(op, s, len)?;
+        }
+        normalize::kl_forward(&self.pool, o, lp, lq, dims);
+        Ok(())
+    }
+
+    fn row_kl_backward(
+        &mut self,
+        dp_log: Option<Buf>,
+        dq_log: Option<Buf>,
+        dout: Buf,
+        p_log: Buf,
+        q_log: Buf,
+        dims: Rows,
+    ) -> Result<(), Error> {
+        let op = "row_kl_backward";
+        for (dst, teacher) in [(dp_log, true), (dq_log, false)] {
+            if let Some(dst) = dst {
+                let ([d], [dy, lp, lq]) = self.args(op, [dst], [dout, p_log, q_log])?;
+                let rc = dims.rows * dims.c;
+                for (s, len) in [(&*d, rc), (dy, dims.rows), (lp, rc), (lq, rc)] {
+                    need(op, s, len)?;
+                }
+                normalize::kl_backward_side(&self.pool, d, dy, lp, lq, teacher, dims);
+            }
+        }
+        Ok(())
+    }
+
     fn cross_entropy_forward(
         &mut self,
         loss: Buf,
@@ -624,6 +666,54 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         self.ce_checks(op, t, &[dl, s], z, dims)?;
         need(op, dz, dims.rows * dims.nc)?;
         cross_entropy::backward(&self.pool, dz, dl, z, s, t, dims);
+        Ok(())
+    }
+
+    fn teacher_weights(
+        &mut self,
+        alpha: Buf,
+        stat: Buf,
+        rule: WeightRule,
+        teachers: usize,
+        b: usize,
+    ) -> Result<(), Error> {
+        let op = "teacher_weights";
+        let ([a], [st]) = self.args(op, [alpha], [stat])?;
+        need(op, a, teachers * b)?;
+        match rule {
+            WeightRule::Confidence { tau } => {
+                need(op, st, teachers * b)?;
+                optim::confidence_weights(a, st, tau, teachers, b);
+            }
+            WeightRule::Discrepancy { scale, threshold } => {
+                if teachers != 2 {
+                    return Err(Error::Buffer {
+                        op,
+                        reason: "the discrepancy rule needs two teachers",
+                    });
+                }
+                need(op, st, b)?;
+                optim::discrepancy_weights(a, st, scale, threshold, b);
+            }
+        }
+        Ok(())
+    }
+
+    fn prototype_ema(
+        &mut self,
+        protos: Buf,
+        sums: Buf,
+        counts: Buf,
+        momentum: f64,
+        dims: Rows,
+    ) -> Result<(), Error> {
+        let op = "prototype_ema";
+        let ([p], [s, n]) = self.args(op, [protos], [sums, counts])?;
+        let rc = dims.rows * dims.c;
+        for (x, len) in [(&*p, rc), (s, rc), (n, dims.rows)] {
+            need(op, x, len)?;
+        }
+        optim::prototype_ema(&self.pool, p, s, n, momentum, dims);
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Row L2-normalisation (`F.normalize(x, dim=-1, eps)`) and the row dot product, the two row
-//! primitives the similarity logits and feature losses are built from. Dims legend: `rows` × `c`.
+//! Row L2-normalisation (`F.normalize(x, dim=-1, eps)`), the row dot product and the row KL
+//! divergence: the row primitives the similarity logits and the distillation losses are built
+//! from. Dims legend: `rows` × `c`.
 use super::pool::{Pool, SyncPtr};
 use crate::backend::Rows;
 use crate::elem::Elem;
@@ -87,6 +88,57 @@ pub(crate) fn dot_backward_side<E: Elem>(
             let o = unsafe { pd.slice(r * c, c) };
             for (x, &s) in o.iter_mut().zip(&src[r * c..(r + 1) * c]) {
                 *x = *x + dout[r] * s;
+            }
+        }
+    });
+}
+
+/// `out[r] = Σ exp(lp)·(lp − lq)`; entries where p = 0 contribute 0 (as `0·log 0 = 0`).
+pub(crate) fn kl_forward<E: Elem>(pool: &Pool, out: &mut [E], lp: &[E], lq: &[E], d: Rows) {
+    let c = d.c;
+    let po = SyncPtr::new(out);
+    pool.rows(d.rows, 3 * c, |rows| {
+        // SAFETY: rows are disjoint.
+        let o = unsafe { po.slice(rows.start, rows.len()) };
+        for (j, r) in rows.enumerate() {
+            let (p, q) = (&lp[r * c..(r + 1) * c], &lq[r * c..(r + 1) * c]);
+            o[j] = p.iter().zip(q).fold(E::zero(), |s, (&a, &b)| {
+                let pa = a.exp();
+                if pa == E::zero() {
+                    s
+                } else {
+                    s + pa * (a - b)
+                }
+            });
+        }
+    });
+}
+
+/// `dlq += −dout·exp(lp)` (`teacher == false`) or `dlp += dout·exp(lp)·(lp − lq + 1)`.
+pub(crate) fn kl_backward_side<E: Elem>(
+    pool: &Pool,
+    dst: &mut [E],
+    dout: &[E],
+    lp: &[E],
+    lq: &[E],
+    teacher: bool,
+    d: Rows,
+) {
+    let c = d.c;
+    let pd = SyncPtr::new(dst);
+    pool.rows(d.rows, 3 * c, |rows| {
+        for r in rows {
+            // SAFETY: rows are disjoint.
+            let g = unsafe { pd.slice(r * c, c) };
+            for i in 0..c {
+                let (a, b) = (lp[r * c + i], lq[r * c + i]);
+                let pa = a.exp();
+                g[i] = g[i]
+                    + if teacher {
+                        dout[r] * pa * (a - b + E::one())
+                    } else {
+                        -dout[r] * pa
+                    };
             }
         }
     });
