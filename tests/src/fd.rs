@@ -3,9 +3,13 @@
 use mulki_core::backend::{Backend, Buf};
 use mulki_core::cpu::CpuBackend;
 
-use crate::Rng;
+use crate::normals;
 
 pub type Be = CpuBackend<f64>;
+
+/// Recomputes the op's saved values from `inputs` and adds the gradients into `dinputs`:
+/// `(be, inputs, dinputs, dout)`.
+pub type BackwardFn<'a> = &'a dyn Fn(&mut Be, &[Buf], &[Buf], Buf);
 
 /// An op under test: `forward(be, inputs) -> out`, and `backward(be, inputs, dinputs, dout)`
 /// which recomputes whatever the op saves and adds the input gradients into `dinputs`.
@@ -17,7 +21,7 @@ pub struct FdCase<'a> {
     /// Step of the central difference (1e-5 unless the inputs live on a smaller scale).
     pub h: f64,
     pub forward: &'a dyn Fn(&mut Be, &[Buf]) -> Buf,
-    pub backward: &'a dyn Fn(&mut Be, &[Buf], &[Buf], Buf),
+    pub backward: BackwardFn<'a>,
 }
 
 fn upload(be: &mut Be, data: &[Vec<f64>]) -> Vec<Buf> {
@@ -51,8 +55,7 @@ pub fn check(case: FdCase) {
     let mut be = Be::new(2);
     let bufs = upload(&mut be, &case.inputs);
     let out = (case.forward)(&mut be, &bufs);
-    let mut rng = Rng::new(0xFD);
-    let dout = rng.normals(out.len);
+    let dout = normals(0xFD, out.len);
     let dout_buf = upload(&mut be, std::slice::from_ref(&dout))[0];
     let zeros: Vec<Vec<f64>> = case.inputs.iter().map(|v| vec![0.0; v.len()]).collect();
     let dbufs = upload(&mut be, &zeros);

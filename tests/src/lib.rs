@@ -3,6 +3,14 @@
 pub mod fd;
 pub mod fixture;
 
+pub use mulki_core::rng::Rng;
+
+/// `n` standard normals from the counter RNG seeded with `seed`.
+pub fn normals(seed: u64, n: usize) -> Vec<f64> {
+    let mut r = Rng::new(seed);
+    (0..n).map(|_| r.normal()).collect()
+}
+
 /// Largest `|a[i] - b[i]|` and the first index where it occurs. A NaN in either input (or an
 /// infinite difference) is reported as NaN at the first such index, so comparisons against a
 /// tolerance fail. Panics if the lengths differ; `(0.0, 0)` for empty inputs.
@@ -48,39 +56,5 @@ mod tests {
         assert_eq!(max_abs(&[]), 0.0);
         assert_eq!(max_abs(&[0.5, -3.0, 2.0]), 3.0);
         assert!(max_abs(&[1.0, f64::NAN]).is_nan());
-    }
-}
-
-/// Deterministic pseudo-random numbers for tests (SplitMix64), so no RNG crate is needed and
-/// every failure reproduces from its seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = self.uniform().max(1e-300);
-        let v = self.uniform();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-    pub fn normals(&mut self, n: usize) -> Vec<f64> {
-        (0..n).map(|_| self.normal()).collect()
-    }
-    /// Uniform integer in [0, n).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
     }
 }

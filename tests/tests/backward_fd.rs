@@ -7,10 +7,10 @@ use mulki_core::layers::similarity::Similarity;
 use mulki_core::loss::base::Terms;
 use mulki_core::loss::contrastive::Contrastive;
 use mulki_tests::fd::{check, scratch, Be, FdCase};
-use mulki_tests::Rng;
+use mulki_tests::normals;
 
 fn rnd(seed: u64, n: usize) -> Vec<f64> {
-    Rng::new(seed).normals(n)
+    normals(seed, n)
 }
 
 fn ids(be: &mut Be, v: &[u32]) -> IdxBuf {

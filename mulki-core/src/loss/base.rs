@@ -45,18 +45,34 @@ pub struct ImageText {
     last: Option<(usize, usize, f64, Terms)>,
 }
 
-/// Mean of a per-row buffer, summed on the host in f64 in fixed chunks (no allocation).
-pub fn mean<B: Backend>(be: &mut B, buf: Buf) -> Result<f64, Error> {
+/// `Σ a[i]·w[i]` (or `Σ a[i]` without weights), read to the host in f64 in fixed chunks, so
+/// no allocation happens.
+pub fn host_sum<B: Backend>(be: &mut B, a: Buf, w: Option<Buf>) -> Result<f64, Error> {
     use crate::elem::Elem;
-    let mut tmp = [B::E::default(); 64];
+    let (mut x, mut y) = (
+        [B::E::default(); 64],
+        [<B::E as num_traits::One>::one(); 64],
+    );
     let (mut sum, mut off) = (0.0, 0);
-    while off < buf.len {
-        let n = (buf.len - off).min(64);
-        be.read(buf.slice(off, n), &mut tmp[..n])?;
-        sum += tmp[..n].iter().map(|x| x.to_f64()).sum::<f64>();
+    while off < a.len {
+        let n = (a.len - off).min(64);
+        be.read(a.slice(off, n), &mut x[..n])?;
+        if let Some(w) = w {
+            be.read(w.slice(off, n), &mut y[..n])?;
+        }
+        sum += x[..n]
+            .iter()
+            .zip(&y[..n])
+            .map(|(a, b)| a.to_f64() * b.to_f64())
+            .sum::<f64>();
         off += n;
     }
-    Ok(sum / buf.len.max(1) as f64)
+    Ok(sum)
+}
+
+/// Mean of a per-row buffer (see [`host_sum`]).
+pub fn mean<B: Backend>(be: &mut B, buf: Buf) -> Result<f64, Error> {
+    Ok(host_sum(be, buf, None)? / buf.len.max(1) as f64)
 }
 
 impl ImageText {
