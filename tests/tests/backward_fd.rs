@@ -466,3 +466,121 @@ fn contrastive_loss_composition() {
         },
     });
 }
+
+#[test]
+fn row_kl_both_sides() {
+    let d = Rows { rows: 3, c: 5, eps: 0.0 };
+    // Inputs are log-probabilities: normalise random logits on the host.
+    let logp = |seed| {
+        let x = rnd(seed, 15);
+        x.chunks(5)
+            .flat_map(|r| {
+                let lse = r.iter().map(|v| v.exp()).sum::<f64>().ln();
+                r.iter().map(move |v| v - lse).collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    check(FdCase {
+        name: "row_kl",
+        inputs: vec![logp(27), logp(28)],
+        check: vec![true, true],
+        h: 1e-5,
+        forward: &|be, x| {
+            let out = scratch(be, 3);
+            be.row_kl_forward(out, x[0], x[1], d).unwrap();
+            out
+        },
+        backward: &|be, x, dx, dy| be.row_kl_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d).unwrap(),
+    });
+}
+
+/// The whole MulKI loss (every stage, two teachers, each weighting rule): its gradient with
+/// respect to the student's raw features. Teacher weights are detached by definition, so the
+/// finite difference is taken with them held at their values (the rule's inputs do not depend
+/// on the student).
+#[test]
+fn mulki_total_loss() {
+    use mulki_core::loss::mulki::{Features, MulkiLoss};
+    use mulki_core::method::{MethodConfig, WeightRuleName};
+    let (b, k, p) = (5, 4, 6);
+    let labels = [0u32, 3, 1, 1, 2];
+    for rule in [WeightRuleName::Confidence, WeightRuleName::Equal, WeightRuleName::Discrepancy] {
+        let cfg = MethodConfig { weight_rule: rule, lambda_lwf: 0.5, ..MethodConfig::default() };
+        let teachers = [rnd(30, b * p), rnd(31, k * p), rnd(32, b * p), rnd(33, k * p)];
+        let protos = rnd(34, k * p);
+        let setup = |be: &mut Be| {
+            let mut l = MulkiLoss::new(be, &cfg, b, k, p).unwrap();
+            l.prototypes.begin(be, k).unwrap();
+            let pr = l.prototypes.protos();
+            be.write(pr, &protos).unwrap();
+            let t: Vec<Buf> = teachers
+                .iter()
+                .map(|v| {
+                    let x = scratch(be, v.len());
+                    be.write(x, v).unwrap();
+                    x
+                })
+                .collect();
+            let kd = [Features { v: t[0], w: t[1] }, Features { v: t[2], w: t[3] }];
+            (l, kd)
+        };
+        check(FdCase {
+            name: "mulki total",
+            inputs: vec![rnd(35, b * p), rnd(36, k * p)],
+            check: vec![true, true],
+            h: 1e-5,
+            forward: &|be, x| {
+                let (mut l, kd) = setup(be);
+                let v = l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
+                let out = scratch(be, 1);
+                be.write(out, &[v.total]).unwrap();
+                out
+            },
+            backward: &|be, x, dx, dy| {
+                let mut g = [0.0];
+                be.read(dy, &mut g).unwrap();
+                let (mut l, kd) = setup(be);
+                l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
+                let (tv, tw) = (scratch(be, b * p), scratch(be, k * p));
+                l.backward(be, tv, tw).unwrap();
+                be.axpby(dx[0], tv, g[0], 1.0).unwrap();
+                be.axpby(dx[1], tw, g[0], 1.0).unwrap();
+            },
+        });
+    }
+}
+
+#[test]
+fn zscl_reference_terms() {
+    use mulki_core::loss::zscl::Zscl;
+    let (r, n, p) = (4, 5, 6);
+    let fixed = [rnd(40, r * p), rnd(41, n * p)];
+    let run = |be: &mut Be, x: Buf| {
+        let mut z = Zscl::new(be, r, n, p, 2.0, 1.0).unwrap();
+        let (t, c) = (scratch(be, r * p), scratch(be, n * p));
+        be.write(t, &fixed[0]).unwrap();
+        be.write(c, &fixed[1]).unwrap();
+        let v = z.forward(be, x, t, c, r, n, 30.0).unwrap();
+        (z, v.img + v.txt)
+    };
+    check(FdCase {
+        name: "zscl",
+        inputs: vec![rnd(42, r * p)],
+        check: vec![true],
+        h: 1e-5,
+        forward: &|be, x| {
+            let (_, v) = run(be, x[0]);
+            let out = scratch(be, 1);
+            be.write(out, &[v]).unwrap();
+            out
+        },
+        backward: &|be, x, dx, dy| {
+            let mut g = [0.0];
+            be.read(dy, &mut g).unwrap();
+            let (mut z, _) = run(be, x[0]);
+            let tmp = scratch(be, r * p);
+            z.backward(be, tmp).unwrap();
+            be.axpby(dx[0], tmp, g[0], 1.0).unwrap();
+        },
+    });
+}
