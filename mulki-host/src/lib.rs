@@ -1,4 +1,7 @@
 //! mulki-host: everything that touches files, the terminal or OS threads: HF CLIP import and
 //! export, the CLIP BPE tokenizer, and the `mulki` commands.
+pub mod cli;
+pub mod commands;
+pub mod image;
 pub mod import;
 pub mod tokenizer;

@@ -469,7 +469,11 @@ fn contrastive_loss_composition() {
 
 #[test]
 fn row_kl_both_sides() {
-    let d = Rows { rows: 3, c: 5, eps: 0.0 };
+    let d = Rows {
+        rows: 3,
+        c: 5,
+        eps: 0.0,
+    };
     // Inputs are log-probabilities: normalise random logits on the host.
     let logp = |seed| {
         let x = rnd(seed, 15);
@@ -490,7 +494,10 @@ fn row_kl_both_sides() {
             be.row_kl_forward(out, x[0], x[1], d).unwrap();
             out
         },
-        backward: &|be, x, dx, dy| be.row_kl_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d).unwrap(),
+        backward: &|be, x, dx, dy| {
+            be.row_kl_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d)
+                .unwrap()
+        },
     });
 }
 
@@ -504,9 +511,22 @@ fn mulki_total_loss() {
     use mulki_core::method::{MethodConfig, WeightRuleName};
     let (b, k, p) = (5, 4, 6);
     let labels = [0u32, 3, 1, 1, 2];
-    for rule in [WeightRuleName::Confidence, WeightRuleName::Equal, WeightRuleName::Discrepancy] {
-        let cfg = MethodConfig { weight_rule: rule, lambda_lwf: 0.5, ..MethodConfig::default() };
-        let teachers = [rnd(30, b * p), rnd(31, k * p), rnd(32, b * p), rnd(33, k * p)];
+    for rule in [
+        WeightRuleName::Confidence,
+        WeightRuleName::Equal,
+        WeightRuleName::Discrepancy,
+    ] {
+        let cfg = MethodConfig {
+            weight_rule: rule,
+            lambda_lwf: 0.5,
+            ..MethodConfig::default()
+        };
+        let teachers = [
+            rnd(30, b * p),
+            rnd(31, k * p),
+            rnd(32, b * p),
+            rnd(33, k * p),
+        ];
         let protos = rnd(34, k * p);
         let setup = |be: &mut Be| {
             let mut l = MulkiLoss::new(be, &cfg, b, k, p).unwrap();
@@ -531,7 +551,18 @@ fn mulki_total_loss() {
             h: 1e-5,
             forward: &|be, x| {
                 let (mut l, kd) = setup(be);
-                let v = l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
+                let v = l
+                    .forward(
+                        be,
+                        Features { v: x[0], w: x[1] },
+                        &kd,
+                        Some(kd[1]),
+                        &labels,
+                        b,
+                        k,
+                        20.0,
+                    )
+                    .unwrap();
                 let out = scratch(be, 1);
                 be.write(out, &[v.total]).unwrap();
                 out
@@ -540,7 +571,17 @@ fn mulki_total_loss() {
                 let mut g = [0.0];
                 be.read(dy, &mut g).unwrap();
                 let (mut l, kd) = setup(be);
-                l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
+                l.forward(
+                    be,
+                    Features { v: x[0], w: x[1] },
+                    &kd,
+                    Some(kd[1]),
+                    &labels,
+                    b,
+                    k,
+                    20.0,
+                )
+                .unwrap();
                 let (tv, tw) = (scratch(be, b * p), scratch(be, k * p));
                 l.backward(be, tv, tw).unwrap();
                 be.axpby(dx[0], tv, g[0], 1.0).unwrap();

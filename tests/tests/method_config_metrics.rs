@@ -203,3 +203,27 @@ fn seeds_use_the_sample_standard_deviation() {
     assert!(close(m, 2.5) && close(s, (5.0f64 / 3.0).sqrt()));
     assert_eq!(mean_std(&[7.0]), Some((7.0, 0.0)));
 }
+
+#[test]
+fn every_preset_round_trips_through_toml_and_postcard() {
+    for name in PRESETS {
+        let c = MethodConfig::preset(name).unwrap();
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(
+            toml::from_str::<MethodConfig>(&text).unwrap(),
+            c,
+            "{name} via TOML:\n{text}"
+        );
+        let bytes = postcard::to_allocvec(&c).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<MethodConfig>(&bytes).unwrap(),
+            c,
+            "{name} via postcard"
+        );
+    }
+    // Unknown keys are rejected, naming the key.
+    let err = toml::from_str::<MethodConfig>("lamda_kd = 1.0")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lamda_kd"), "{err}");
+}

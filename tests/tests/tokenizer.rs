@@ -143,6 +143,17 @@ fn loaders_agree_and_basic_ids() {
 }
 
 #[test]
+fn loaders_have_the_same_vocab() {
+    let (hf, gz) = (hf_tokenizer(), gz_tokenizer());
+    // Special tokens decode to their (shared HF) names; everything else is byte symbols.
+    for id in 0..hf.vocab_size() as u32 {
+        assert_eq!(hf.decode(&[id]), gz.decode(&[id]), "id {id}");
+    }
+    fn shareable<T: Send + Sync>() {}
+    shareable::<Tokenizer>();
+}
+
+#[test]
 fn truncation_and_short_context_lengths() {
     let tok = hf_tokenizer();
     let long = "word ".repeat(200);
