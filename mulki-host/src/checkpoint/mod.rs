@@ -1,0 +1,1 @@
+//! Atomic checkpoint directories with a SHA-256 manifest.

@@ -1,0 +1,1 @@
+//! Datasets, image transforms and the batch loader.

@@ -1,0 +1,1 @@
+//! Run reports: accuracy.csv, metrics.json, report.md, the heat-map, run.json.
