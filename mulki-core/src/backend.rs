@@ -446,6 +446,9 @@ pub trait Backend {
         dims: Rows,
     ) -> Result<(), Error>;
 
+    /// `y = a·y`, in place (gradient accumulation's 1/steps). No gradient.
+    fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error>;
+
     /// `y = a·x + b·y`, elementwise (weight ensemble, interpolation, connections). No gradient.
     fn axpby(&mut self, y: Buf, x: Buf, a: f64, b: f64) -> Result<(), Error>;
 

@@ -106,14 +106,14 @@ impl Clip {
     /// Zeroes the parameter gradients and the activation gradients; backward passes then add.
     pub fn zero_grad<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
         be.fill(self.grads(), 0.0)?;
-        be.fill(
-            Buf {
-                arena: self.arenas.dacts,
-                offset: 0,
-                len: self.acts_len,
-            },
-            0.0,
-        )
+        self.zero_act_grads(be)
+    }
+
+    /// Zeroes only the activation gradients: a second forward/backward in the same step (ZSCL's
+    /// reference batch) then adds to the parameter gradients already there.
+    pub fn zero_act_grads<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
+        let dacts = Buf { arena: self.arenas.dacts, offset: 0, len: self.acts_len };
+        be.fill(dacts, 0.0)
     }
 
     /// Where to write `b` images (CLIP-normalised pixels, [b, channels, side, side]).

@@ -717,6 +717,13 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
+    fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error> {
+        let ([ys], []) = self.args("scale", [y], [])?;
+        let a = E::from_f64(a);
+        act::map_elems(&self.pool, ys, 1, |_, v| *v = *v * a);
+        Ok(())
+    }
+
     fn axpby(&mut self, y: Buf, x: Buf, a: f64, b: f64) -> Result<(), Error> {
         let ([ys], [xs]) = self.args("axpby", [y], [x])?;
         need("axpby", xs, ys.len())?;
