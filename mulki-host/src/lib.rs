@@ -8,4 +8,5 @@ pub mod image;
 pub mod import;
 pub mod report;
 pub mod run;
+pub mod synth;
 pub mod tokenizer;

@@ -285,7 +285,7 @@ impl RunConfig {
         if t.batch_size == 0 {
             return Err(bad("train.batch_size".into(), "must be >= 1"));
         }
-        if t.grad_accumulation == 0 || t.batch_size % t.grad_accumulation != 0 {
+        if t.grad_accumulation == 0 || !t.batch_size.is_multiple_of(t.grad_accumulation) {
             return Err(bad(
                 "train.grad_accumulation".into(),
                 "must be >= 1 and divide train.batch_size",

@@ -1,2 +1,6 @@
 //! The continual-learning run: its config, the training loop, evaluation and checkpoints.
 pub mod config;
+pub mod progress;
+pub mod source;
+pub mod text;
+pub mod trainer;

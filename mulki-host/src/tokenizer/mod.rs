@@ -207,3 +207,22 @@ impl Tokenizer {
         }
     }
 }
+
+/// What the runner needs from a tokenizer: fixed-length id rows (start token, ids, end token,
+/// padding). The CLIP BPE implements it; so does the word-level vocabulary of the built-in
+/// synthetic world.
+pub trait Tokenize {
+    /// One row of `context_length` ids per text, concatenated.
+    fn tokenize_rows(&self, texts: &[String], context_length: usize) -> Vec<u32>;
+    /// The id that pads rows (never pooled: pooling is at the end token).
+    fn pad_id(&self) -> u32;
+}
+
+impl Tokenize for Tokenizer {
+    fn tokenize_rows(&self, texts: &[String], context_length: usize) -> Vec<u32> {
+        self.tokenize_batch(texts, context_length)
+    }
+    fn pad_id(&self) -> u32 {
+        PAD_ID
+    }
+}

@@ -1,0 +1,1 @@
+//! The built-in synthetic world: scenes, captions, task stream.
