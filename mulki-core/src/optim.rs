@@ -67,7 +67,18 @@ impl Optimizer {
 
     /// The moment buffers `m`, `v` (the parameter layout), for checkpoints.
     pub fn moments(&self) -> (Buf, Buf) {
-        (Buf { arena: self.m, offset: 0, len: self.len }, Buf { arena: self.v, offset: 0, len: self.len })
+        (
+            Buf {
+                arena: self.m,
+                offset: 0,
+                len: self.len,
+            },
+            Buf {
+                arena: self.v,
+                offset: 0,
+                len: self.len,
+            },
+        )
     }
 
     /// Restores the step count of a checkpoint (bias correction continues from it).

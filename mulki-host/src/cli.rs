@@ -13,6 +13,17 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Train a continual run from a TOML config (resumes an existing run directory).
+    Train(TrainArgs),
+    /// Print a complete default run config for a method preset.
+    Config(ConfigArgs),
+    /// Regenerate and compare run reports.
+    Report(ReportArgs),
+    /// Show a checkpoint: header, config, task, step, metrics so far.
+    Inspect(InspectArgs),
+    /// Dataset tools.
+    #[command(subcommand)]
+    Data(DataCommand),
     /// Print image and text embeddings of a CLIP model and their similarities.
     Embed(EmbedArgs),
     /// Speed benchmarks, side by side with PyTorch where it is installed.
@@ -72,4 +83,77 @@ pub struct BenchCpuArgs {
     /// Skip the PyTorch column.
     #[arg(long)]
     pub no_torch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The run config (TOML); see `mulki config --print mulki`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run directory for checkpoints and reports (default: the config's `output_dir`, else
+    /// `runs/<config file stem>`). An existing run there is resumed.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Resume the run in this directory (same as `--output DIR` on an existing run).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
+    /// CPU threads (default: the config's `threads`, 0 = all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device: `cpu` (default) or `cuda[:N]`.
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Evaluate over every dataset's classes at once (default: each dataset's own classes).
+    #[arg(long)]
+    pub task_agnostic: bool,
+    /// Resume even if the checkpoint was made with another config.
+    #[arg(long)]
+    pub force: bool,
+    /// Replace unreadable images by the next readable one (with a warning) instead of failing.
+    #[arg(long)]
+    pub skip_bad_images: bool,
+    /// Skip up to N batches whose loss is NaN or infinite instead of stopping (default 0).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub skip_nonfinite: usize,
+    /// No progress output (the JSON-lines log in the run directory is still written).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Print a complete run config with this method preset (zero-shot, ft, lwf, wise-ft, zscl,
+    /// mulki, mulki-no-ei, mulki-no-rel, mulki-no-dual, mulki-no-weight, mulki-no-conn).
+    #[arg(long, value_name = "PRESET")]
+    pub print: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories (each with accuracy.csv); several are put side by side.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Regenerate each run's report.md, metrics.json and heat-map from its accuracy.csv.
+    #[arg(long)]
+    pub rewrite: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// A checkpoint directory (`task-TT/step-NNNNNN`) or a run directory (its newest
+    /// checkpoint).
+    pub checkpoint: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DataCommand {
+    /// Check every dataset of a config: layout, class folders, split sizes.
+    Check(DataCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DataCheckArgs {
+    /// The run config whose tasks are checked.
+    #[arg(long)]
+    pub config: PathBuf,
 }

@@ -112,7 +112,11 @@ impl Clip {
     /// Zeroes only the activation gradients: a second forward/backward in the same step (ZSCL's
     /// reference batch) then adds to the parameter gradients already there.
     pub fn zero_act_grads<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
-        let dacts = Buf { arena: self.arenas.dacts, offset: 0, len: self.acts_len };
+        let dacts = Buf {
+            arena: self.arenas.dacts,
+            offset: 0,
+            len: self.acts_len,
+        };
         be.fill(dacts, 0.0)
     }
 

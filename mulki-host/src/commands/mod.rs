@@ -1,6 +1,11 @@
 //! One module per subcommand.
 pub mod bench;
+pub mod config;
+pub mod data;
 pub mod embed;
+pub mod inspect;
+pub mod report;
+pub mod train;
 
 use crate::import::ImportError;
 use crate::tokenizer::TokenizerError;
@@ -8,7 +13,13 @@ use crate::tokenizer::TokenizerError;
 /// 3 when the error comes from bad input (a file, a config), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let bad_input = err.chain().any(|e| {
-        e.is::<ImportError>() || e.is::<TokenizerError>() || e.is::<crate::image::ImageError>()
+        e.is::<ImportError>()
+            || e.is::<TokenizerError>()
+            || e.is::<crate::image::ImageError>()
+            || e.is::<crate::run::config::ConfigError>()
+            || e.is::<crate::data::DataError>()
+            || e.is::<crate::checkpoint::CheckpointError>()
+            || e.is::<crate::report::ReportError>()
     });
     if bad_input {
         3

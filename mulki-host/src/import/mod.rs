@@ -16,6 +16,7 @@ use mulki_core::clip::{ClipConfig, ClipLayout};
 
 pub use config::load_config;
 pub use error::ImportError;
+pub use weights::{f32_tensors_to_bytes, read_f32_tensors};
 
 /// The config file of an HF model folder.
 pub const CONFIG_FILE: &str = "config.json";
@@ -180,6 +181,46 @@ pub fn save_clip_dir(
         let mut file = File::create(tmp).map_err(|e| io("create", e))?;
         file.write_all(&config_json).map_err(|e| io("write", e))
     })
+}
+
+/// `config.json` and `model.safetensors` of a model as bytes (what `save_clip_dir` writes), for
+/// checkpoints that commit files through their own storage.
+pub fn clip_to_bytes(
+    config: &ClipConfig,
+    layout: &ClipLayout,
+    params: &[f32],
+) -> Result<(Vec<u8>, Vec<u8>), ImportError> {
+    let config_path = Path::new(CONFIG_FILE);
+    config::check(config, config_path)?;
+    let json = config::to_hf_json(config).map_err(|e| ImportError::Inconsistent {
+        path: config_path.to_path_buf(),
+        field: "config".into(),
+        reason: e.to_string(),
+    })?;
+    let tensors: Vec<(&str, &[usize], &[f32])> = layout
+        .entries
+        .iter()
+        .filter_map(|e| {
+            params
+                .get(e.view.offset..e.view.offset + e.view.len)
+                .map(|v| (e.name.as_str(), e.shape.as_slice(), v))
+        })
+        .collect();
+    if tensors.len() != layout.entries.len() {
+        return Err(ImportError::Inconsistent {
+            path: PathBuf::from(WEIGHTS_FILE),
+            field: "params".into(),
+            reason: format!(
+                "{} values given, the layout holds {}",
+                params.len(),
+                layout.len
+            ),
+        });
+    }
+    Ok((
+        json,
+        weights::f32_tensors_to_bytes(&tensors, Path::new(WEIGHTS_FILE))?,
+    ))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ImportError> {

@@ -353,3 +353,55 @@ fn describe(e: SafeTensorError, header: Option<&Map<String, Value>>, path: &Path
         problem: format!("{problem} (safetensors: {e})"),
     }
 }
+
+/// Named f32 tensors as safetensors bytes (a checkpoint's `model.safetensors` and
+/// `state.safetensors`); `path` names the file in errors.
+pub fn f32_tensors_to_bytes(
+    tensors: &[(&str, &[usize], &[f32])],
+    path: &Path,
+) -> Result<Vec<u8>, ImportError> {
+    let views: Vec<(&str, F32Tensor)> = tensors
+        .iter()
+        .map(|&(name, shape, values)| (name, F32Tensor { shape, values }))
+        .collect();
+    let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
+    safetensors::serialize(views, &info).map_err(|e| describe(e, None, path))
+}
+
+/// A tensor read back: name, shape, values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
+/// Every tensor of a safetensors file read as f32 (F32, F16, BF16, F64), by name, with its
+/// shape; the same checks as the model import.
+pub fn read_f32_tensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Vec<NamedTensor>, ImportError> {
+    let st = open(bytes, path)?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        let len = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
+        if element_size(view.dtype()).is_none() || len > bytes.len() {
+            return Err(ImportError::Dtype {
+                path: path.to_path_buf(),
+                tensor: name,
+                dtype: format!("{:?}", view.dtype()),
+            });
+        }
+        let entry = ParamEntry {
+            name: name.clone(),
+            shape: shape.clone(),
+            view: mulki_core::clip::layout::ParamView { offset: 0, len },
+            group: mulki_core::clip::layout::Group::Text,
+        };
+        let mut values = vec![0f32; len];
+        decode(&entry, &view, &mut values, path)?;
+        out.push((name, shape, values));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}

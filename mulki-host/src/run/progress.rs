@@ -40,11 +40,29 @@ impl Progress {
     /// `log`: append JSON lines there (created if missing).
     pub fn new(quiet: bool, log: Option<&Path>) -> std::io::Result<Self> {
         let log = match log {
-            Some(p) => Some(BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
+            Some(p) => Some(BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
             None => None,
         };
-        let mode = if quiet { Mode::Quiet } else if std::io::stderr().is_terminal() { Mode::Bar(ProgressBar::hidden()) } else { Mode::Plain { last: None } };
-        Ok(Progress { mode, log, task_start: Instant::now(), images: 0, first_step: 0, quiet })
+        let mode = if quiet {
+            Mode::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar(ProgressBar::hidden())
+        } else {
+            Mode::Plain { last: None }
+        };
+        Ok(Progress {
+            mode,
+            log,
+            task_start: Instant::now(),
+            images: 0,
+            first_step: 0,
+            quiet,
+        })
     }
 
     /// A line for people (above the bar when there is one).
@@ -63,9 +81,10 @@ impl Progress {
         if let Mode::Bar(bar) = &mut self.mode {
             bar.finish_and_clear();
             let b = ProgressBar::new(steps as u64).with_position(done as u64);
-            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+            let style =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> ");
             b.set_style(style);
             b.set_prefix(format!("task {} {name}", task + 1));
             *bar = b;
@@ -78,7 +97,16 @@ impl Progress {
         let elapsed = self.task_start.elapsed();
         let ips = self.images as f64 / elapsed.as_secs_f64().max(1e-9);
         let l = &r.loss;
-        let terms = format!("loss {:.4} (ce {:.3} ei {:.3} kd {:.3} lwf {:.3} zscl {:.3} conn {:.3})", l.total + r.zscl + r.connection, l.ce, l.ei, l.kd, l.lwf, r.zscl, r.connection);
+        let terms = format!(
+            "loss {:.4} (ce {:.3} ei {:.3} kd {:.3} lwf {:.3} zscl {:.3} conn {:.3})",
+            l.total + r.zscl + r.connection,
+            l.ce,
+            l.ei,
+            l.kd,
+            l.lwf,
+            r.zscl,
+            r.connection
+        );
         match &mut self.mode {
             Mode::Bar(bar) => {
                 bar.set_position(r.step as u64);
@@ -89,7 +117,13 @@ impl Progress {
                 if due {
                     *last = Some(Instant::now());
                     let done = r.step - self.first_step;
-                    eprintln!("task {} step {}/{} {terms} {ips:.1} img/s ETA {}", r.task + 1, r.step, r.steps, eta(done, r.steps - self.first_step, elapsed));
+                    eprintln!(
+                        "task {} step {}/{} {terms} {ips:.1} img/s ETA {}",
+                        r.task + 1,
+                        r.step,
+                        r.steps,
+                        eta(done, r.steps - self.first_step, elapsed)
+                    );
                 }
             }
             Mode::Quiet => {}
