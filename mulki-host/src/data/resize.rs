@@ -1,8 +1,7 @@
-//! Antialiased bicubic resampling as torchvision's `resize(..., BICUBIC, antialias=True)` on a
-//! uint8 tensor, which is what HF's `CLIPImageProcessor` runs: torch's native uint8 kernel,
-//! i.e. PIL's separable filter (a = -0.5, support scaled by the downscale factor, window clipped
-//! at the edges and renormalised), horizontal pass first, each pass in fixed point (int16
-//! weights, torch's per-pass precision) rounded and clipped to u8, as PIL's `BICUBIC` does.
+//! Antialiased bicubic resampling, bit-exact with torchvision's `resize(BICUBIC, antialias=True)`
+//! on uint8 tensors (what HF's `CLIPImageProcessor` runs): PIL's separable filter (a = -0.5,
+//! support scaled by the downscale factor, edge windows renormalised), horizontal pass first,
+//! each pass in int16 fixed point rounded and clipped to u8 (PIL does the same with 22-bit weights).
 use image::RgbImage;
 
 /// A rectangle in pixels: `top`/`left` corner and size.
@@ -110,17 +109,18 @@ fn taps(input: usize, output: usize, keep: std::ops::Range<usize>) -> (Vec<Taps>
     (taps, precision)
 }
 
-/// Σ px(j)·w[j] in fixed point, rounded and clipped to u8.
-#[inline]
-fn convolve(t: &Taps, precision: u32, px: impl Fn(usize) -> u8) -> u8 {
-    let mut acc: i32 = if precision > 0 {
+/// The fixed-point accumulator's start: one half, for rounding.
+fn half(precision: u32) -> i32 {
+    if precision > 0 {
         1 << (precision - 1)
     } else {
         0
-    };
-    for (j, &w) in t.weights.iter().enumerate() {
-        acc += i32::from(px(t.start + j)) * w;
     }
+}
+
+/// A fixed-point sum back to u8: shift, then clip as torch's saturating packs do.
+#[inline]
+fn to_u8(acc: i32, precision: u32) -> u8 {
     (acc >> precision).clamp(0, 255) as u8
 }
 
@@ -164,9 +164,17 @@ pub fn resize_bicubic(
         let out = &mut tmp[r * kw * 3..][..kw * 3];
         match &htaps {
             Some((ht, p)) => {
-                for (x, t) in ht.iter().enumerate() {
+                for (o, t) in out.chunks_exact_mut(3).zip(ht) {
+                    let from = (src.left + t.start) * 3;
+                    let seg = &line[from..from + t.weights.len() * 3];
+                    let mut acc = [half(*p); 3];
+                    for (px, &w) in seg.chunks_exact(3).zip(&t.weights) {
+                        for c in 0..3 {
+                            acc[c] += i32::from(px[c]) * w;
+                        }
+                    }
                     for c in 0..3 {
-                        out[x * 3 + c] = convolve(t, *p, |j| line[(src.left + j) * 3 + c]);
+                        o[c] = to_u8(acc[c], *p);
                     }
                 }
             }
@@ -180,10 +188,20 @@ pub fn resize_bicubic(
     let Some((vt, p)) = vtaps else {
         return RgbImage::from_raw(kw as u32, kh as u32, tmp).unwrap_or_default();
     };
-    let mut out = vec![0u8; kw * kh * 3];
-    for (y, t) in vt.iter().enumerate() {
-        for x in 0..kw * 3 {
-            out[y * kw * 3 + x] = convolve(t, p, |j| tmp[(j - r0) * kw * 3 + x]);
+    // Vertical pass: whole rows at a time, so the inner loop runs along contiguous memory.
+    let row = kw * 3;
+    let mut out = vec![0u8; row * kh];
+    let mut acc = vec![0i32; row];
+    for (o, t) in out.chunks_exact_mut(row).zip(&vt) {
+        acc.fill(half(p));
+        for (j, &w) in t.weights.iter().enumerate() {
+            let src_row = &tmp[(t.start + j - r0) * row..][..row];
+            for (a, &v) in acc.iter_mut().zip(src_row) {
+                *a += i32::from(v) * w;
+            }
+        }
+        for (o, &a) in o.iter_mut().zip(&acc) {
+            *o = to_u8(a, p);
         }
     }
     RgbImage::from_raw(kw as u32, kh as u32, out).unwrap_or_default()
