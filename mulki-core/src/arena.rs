@@ -15,11 +15,7 @@ impl Planner {
         Planner { arena, next: 0 }
     }
     pub fn take(&mut self, len: usize) -> Buf {
-        let b = Buf {
-            arena: self.arena,
-            offset: self.next,
-            len,
-        };
+        let b = Buf { arena: self.arena, offset: self.next, len };
         self.next += len;
         b
     }
@@ -47,22 +43,14 @@ impl Scratch {
     /// Runs `plan` once to size the arenas, allocates both, and runs it again for the real
     /// handles (in `vals`).
     pub fn new<B: crate::backend::Backend, T>(
-        be: &mut B,
-        plan: impl Fn(&mut Planner) -> T,
+        be: &mut B, plan: impl Fn(&mut Planner) -> T,
     ) -> Result<(Self, T), crate::error::Error> {
         let mut sizing = Planner::new(ArenaId::MAX);
         plan(&mut sizing);
         let vals = be.alloc(sizing.used())?;
         let grads = be.alloc(sizing.used())?;
         let planned = plan(&mut Planner::new(vals));
-        Ok((
-            Scratch {
-                vals,
-                grads,
-                len: sizing.used(),
-            },
-            planned,
-        ))
+        Ok((Scratch { vals, grads, len: sizing.used() }, planned))
     }
 
     /// The gradient slot of a value buffer.
@@ -71,17 +59,7 @@ impl Scratch {
     }
 
     /// Zeroes every gradient slot; backward passes then add.
-    pub fn zero_grads<B: crate::backend::Backend>(
-        &self,
-        be: &mut B,
-    ) -> Result<(), crate::error::Error> {
-        be.fill(
-            Buf {
-                arena: self.grads,
-                offset: 0,
-                len: self.len,
-            },
-            0.0,
-        )
+    pub fn zero_grads<B: crate::backend::Backend>(&self, be: &mut B) -> Result<(), crate::error::Error> {
+        be.fill(Buf { arena: self.grads, offset: 0, len: self.len }, 0.0)
     }
 }

@@ -32,11 +32,7 @@ impl Buf {
     /// Elements `[start, start + len)` of this buffer. Panics-free: out-of-range sub-slices are
     /// caught by the backend's bounds check at use.
     pub fn slice(self, start: usize, len: usize) -> Buf {
-        Buf {
-            arena: self.arena,
-            offset: self.offset + start,
-            len,
-        }
+        Buf { arena: self.arena, offset: self.offset + start, len }
     }
     /// The same range in another arena of the same layout.
     pub fn in_arena(self, arena: ArenaId) -> Buf {
@@ -76,28 +72,8 @@ pub struct Gemm {
 
 impl Gemm {
     /// One unbatched product `C = alpha·op(A)·op(B) + beta·C`.
-    pub fn new(
-        m: usize,
-        n: usize,
-        k: usize,
-        trans_a: bool,
-        trans_b: bool,
-        alpha: f64,
-        beta: f64,
-    ) -> Self {
-        Gemm {
-            m,
-            n,
-            k,
-            trans_a,
-            trans_b,
-            alpha,
-            beta,
-            batch: 1,
-            stride_a: m * k,
-            stride_b: k * n,
-            stride_c: m * n,
-        }
+    pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, alpha: f64, beta: f64) -> Self {
+        Gemm { m, n, k, trans_a, trans_b, alpha, beta, batch: 1, stride_a: m * k, stride_b: k * n, stride_c: m * n }
     }
 }
 
@@ -220,27 +196,12 @@ pub trait Backend {
     /// Writes `out`; saves `mean` and `rstd` for the backward.
     #[allow(clippy::too_many_arguments)]
     fn layer_norm_forward(
-        &mut self,
-        out: Buf,
-        mean: Buf,
-        rstd: Buf,
-        inp: Buf,
-        weight: Buf,
-        bias: Buf,
-        dims: Rows,
+        &mut self, out: Buf, mean: Buf, rstd: Buf, inp: Buf, weight: Buf, bias: Buf, dims: Rows,
     ) -> Result<(), Error>;
     /// Gradient of `layer_norm_forward`. Adds into dinp [rows, c], dweight and dbias [c].
     #[allow(clippy::too_many_arguments)]
     fn layer_norm_backward(
-        &mut self,
-        dinp: Buf,
-        dweight: Buf,
-        dbias: Buf,
-        dout: Buf,
-        inp: Buf,
-        weight: Buf,
-        mean: Buf,
-        rstd: Buf,
+        &mut self, dinp: Buf, dweight: Buf, dbias: Buf, dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf,
         dims: Rows,
     ) -> Result<(), Error>;
 
@@ -248,66 +209,33 @@ pub trait Backend {
     /// Writes `out` (which the backward reads back as the saved probabilities).
     fn softmax_forward(&mut self, out: Buf, inp: Buf, dims: Rows) -> Result<(), Error>;
     /// Gradient of `softmax_forward`: `dinp += out ⊙ (dout − Σ dout ⊙ out)`.
-    fn softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, dims: Rows)
-        -> Result<(), Error>;
+    fn softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, dims: Rows) -> Result<(), Error>;
 
     /// Row log-softmax, like `torch.log_softmax(inp, -1)`, by log-sum-exp.
     /// Shapes: inp, out [rows, c]. Writes `out` (saved for the backward).
     fn log_softmax_forward(&mut self, out: Buf, inp: Buf, dims: Rows) -> Result<(), Error>;
     /// Gradient of `log_softmax_forward`: `dinp += dout − exp(out)·Σ dout`.
-    fn log_softmax_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        out: Buf,
-        dims: Rows,
-    ) -> Result<(), Error>;
+    fn log_softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, dims: Rows) -> Result<(), Error>;
 
     /// Multi-head self-attention as HF `CLIPAttention` after the projections:
     /// `softmax(q·kᵀ/√hs [+ causal mask]) · v` per head. Shapes: qkv [b, t, 3c], out [b, t, c],
     /// probs [b, nh, t, t]. Writes `out`; saves `probs` (masked entries are exactly 0).
-    fn attention_forward(
-        &mut self,
-        out: Buf,
-        probs: Buf,
-        qkv: Buf,
-        dims: Attn,
-    ) -> Result<(), Error>;
+    fn attention_forward(&mut self, out: Buf, probs: Buf, qkv: Buf, dims: Attn) -> Result<(), Error>;
     /// Gradient of `attention_forward`. Adds into dqkv [b, t, 3c].
-    fn attention_backward(
-        &mut self,
-        dqkv: Buf,
-        dout: Buf,
-        qkv: Buf,
-        probs: Buf,
-        dims: Attn,
-    ) -> Result<(), Error>;
+    fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, dims: Attn) -> Result<(), Error>;
 
     /// Elementwise activation, `quick_gelu` (`x·σ(1.702x)`) or exact erf `gelu` as
     /// `torch.nn.functional.gelu`. Shapes: inp, out [n]. Writes `out`; the backward reads `inp`.
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error>;
     /// Gradient of `act_forward`: `dinp += dout · act'(inp)`.
-    fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct)
-        -> Result<(), Error>;
+    fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error>;
 
     /// Row gather, like `torch.nn.functional.embedding(ids, table)`: `out[i] = table[ids[i]]`.
     /// Also pools rows (class token, EOT token) by flat row index. Shapes: out [ids.len, c],
     /// table [_, c]. Writes `out`. Ids are checked against the table by the caller.
-    fn embedding_forward(
-        &mut self,
-        out: Buf,
-        table: Buf,
-        ids: IdxBuf,
-        c: usize,
-    ) -> Result<(), Error>;
+    fn embedding_forward(&mut self, out: Buf, table: Buf, ids: IdxBuf, c: usize) -> Result<(), Error>;
     /// Gradient of `embedding_forward`: scatter-add `dtable[ids[i]] += dout[i]`, in row order.
-    fn embedding_backward(
-        &mut self,
-        dtable: Buf,
-        dout: Buf,
-        ids: IdxBuf,
-        c: usize,
-    ) -> Result<(), Error>;
+    fn embedding_backward(&mut self, dtable: Buf, dout: Buf, ids: IdxBuf, c: usize) -> Result<(), Error>;
 
     /// Cuts images into patch rows (im2col of HF's stride-`patch` `Conv2d`), so the patch
     /// embedding is a GEMM with the conv weight viewed as [c, channels·patch·patch].
@@ -321,101 +249,50 @@ pub trait Backend {
     /// Shapes: patch_out [b, t−1, c], class_emb [c], pos [t, c], out [b, t, c]. Writes `out`.
     #[allow(clippy::too_many_arguments)]
     fn vision_embed_forward(
-        &mut self,
-        out: Buf,
-        patch_out: Buf,
-        class_emb: Buf,
-        pos: Buf,
-        b: usize,
-        t: usize,
-        c: usize,
+        &mut self, out: Buf, patch_out: Buf, class_emb: Buf, pos: Buf, b: usize, t: usize, c: usize,
     ) -> Result<(), Error>;
     /// Gradient of `vision_embed_forward`. Adds into dpatch_out, dclass_emb and dpos.
     #[allow(clippy::too_many_arguments)]
     fn vision_embed_backward(
-        &mut self,
-        dpatch_out: Buf,
-        dclass_emb: Buf,
-        dpos: Buf,
-        dout: Buf,
-        b: usize,
-        t: usize,
-        c: usize,
+        &mut self, dpatch_out: Buf, dclass_emb: Buf, dpos: Buf, dout: Buf, b: usize, t: usize, c: usize,
     ) -> Result<(), Error>;
 
     /// Row L2-normalisation, like `torch.nn.functional.normalize(inp, dim=-1, eps)`: divides by
     /// `max(‖x‖, eps)`. Shapes: inp, out [rows, c]; norm [rows]. Writes `out`; saves `norm` (the
     /// unclamped ‖x‖).
-    fn l2_normalize_forward(
-        &mut self,
-        out: Buf,
-        norm: Buf,
-        inp: Buf,
-        dims: Rows,
-    ) -> Result<(), Error>;
+    fn l2_normalize_forward(&mut self, out: Buf, norm: Buf, inp: Buf, dims: Rows) -> Result<(), Error>;
     /// Gradient of `l2_normalize_forward`: `dinp += (dout − out·⟨out, dout⟩)/‖x‖` where
     /// ‖x‖ > eps, `dout/eps` where the floor is active.
-    fn l2_normalize_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        out: Buf,
-        norm: Buf,
-        dims: Rows,
-    ) -> Result<(), Error>;
+    fn l2_normalize_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, norm: Buf, dims: Rows) -> Result<(), Error>;
 
     /// Row dot product `out[r] = ⟨a[r], b[r]⟩`. Shapes: a, b [rows, c]; out [rows]. Writes `out`.
     fn row_dot_forward(&mut self, out: Buf, a: Buf, b: Buf, dims: Rows) -> Result<(), Error>;
     /// Gradient of `row_dot_forward`: `da += dout[r]·b[r]`, `db += dout[r]·a[r]`. Either
     /// gradient may be skipped by passing `None`.
     fn row_dot_backward(
-        &mut self,
-        da: Option<Buf>,
-        db: Option<Buf>,
-        dout: Buf,
-        a: Buf,
-        b: Buf,
-        dims: Rows,
+        &mut self, da: Option<Buf>, db: Option<Buf>, dout: Buf, a: Buf, b: Buf, dims: Rows,
     ) -> Result<(), Error>;
 
     /// Row KL divergence from log-probabilities, `KL(p‖q) = Σ exp(lp)·(lp − lq)` per row, as
     /// `F.kl_div(lq, lp, log_target=True, reduction='none').sum(-1)`. Shapes: p_log, q_log
     /// [rows, c]; out [rows]. Writes `out`.
-    fn row_kl_forward(&mut self, out: Buf, p_log: Buf, q_log: Buf, dims: Rows)
-        -> Result<(), Error>;
+    fn row_kl_forward(&mut self, out: Buf, p_log: Buf, q_log: Buf, dims: Rows) -> Result<(), Error>;
     /// Gradient of `row_kl_forward`: `dq_log += −dout·exp(lp)`,
     /// `dp_log += dout·exp(lp)·(lp − lq + 1)`; either may be skipped (a detached teacher).
     #[allow(clippy::too_many_arguments)]
     fn row_kl_backward(
-        &mut self,
-        dp_log: Option<Buf>,
-        dq_log: Option<Buf>,
-        dout: Buf,
-        p_log: Buf,
-        q_log: Buf,
-        dims: Rows,
+        &mut self, dp_log: Option<Buf>, dq_log: Option<Buf>, dout: Buf, p_log: Buf, q_log: Buf, dims: Rows,
     ) -> Result<(), Error>;
 
     /// Label-smoothed cross-entropy per row, like `F.cross_entropy(logits, targets,
     /// label_smoothing=ε, reduction='none')`: `loss[r] = lse_r − (1−ε)·z[r, y_r] − ε/nc·Σ z[r]`.
     /// Shapes: logits [rows, nc]; targets, loss, lse [rows]. Writes `loss`; saves `lse`.
     fn cross_entropy_forward(
-        &mut self,
-        loss: Buf,
-        lse: Buf,
-        logits: Buf,
-        targets: IdxBuf,
-        dims: Ce,
+        &mut self, loss: Buf, lse: Buf, logits: Buf, targets: IdxBuf, dims: Ce,
     ) -> Result<(), Error>;
     /// Gradient of `cross_entropy_forward`: `dlogits[r] += dloss[r]·(softmax(z[r]) − target_r)`.
     fn cross_entropy_backward(
-        &mut self,
-        dlogits: Buf,
-        dloss: Buf,
-        logits: Buf,
-        lse: Buf,
-        targets: IdxBuf,
-        dims: Ce,
+        &mut self, dlogits: Buf, dloss: Buf, logits: Buf, lse: Buf, targets: IdxBuf, dims: Ce,
     ) -> Result<(), Error>;
 
     // ---- no gradient ----------------------------------------------------------------------
@@ -426,25 +303,13 @@ pub trait Backend {
     /// ‖v̂^Z − v̂^P‖², teachers = 2, `alpha[1] = σ(scale·(‖·‖ − threshold))`, `alpha[0] = 1 −
     /// alpha[1]`. Writes `alpha`. No gradient.
     fn teacher_weights(
-        &mut self,
-        alpha: Buf,
-        stat: Buf,
-        rule: WeightRule,
-        teachers: usize,
-        b: usize,
+        &mut self, alpha: Buf, stat: Buf, rule: WeightRule, teachers: usize, b: usize,
     ) -> Result<(), Error>;
 
     /// Prototype EMA (METHOD.md stage 1): for every class c with `counts[c] > 0`,
     /// `π_c = normalize(m·π_c + (1−m)·sums_c/counts_c)` (eps from `dims`); other rows are left
     /// as they are. Shapes: protos, sums [nc, c]; counts [nc]. No gradient.
-    fn prototype_ema(
-        &mut self,
-        protos: Buf,
-        sums: Buf,
-        counts: Buf,
-        momentum: f64,
-        dims: Rows,
-    ) -> Result<(), Error>;
+    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows) -> Result<(), Error>;
 
     /// `y = a·y`, in place (gradient accumulation's 1/steps). No gradient.
     fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error>;

@@ -143,63 +143,25 @@ impl MethodConfig {
     /// The named preset; an unknown name is an error naming the field `preset`.
     pub fn preset(name: &str) -> Result<Self, Error> {
         let c = match name {
-            "zero-shot" => MethodConfig {
-                train: false,
-                ..Self::ft()
-            },
+            "zero-shot" => MethodConfig { train: false, ..Self::ft() },
             "ft" => Self::ft(),
-            "lwf" => MethodConfig {
-                lambda_lwf: 1.0,
-                ..Self::ft()
-            },
-            "wise-ft" => MethodConfig {
-                interpolation: 0.5,
-                anchor: Anchor::Original,
-                ..Self::ft()
-            },
-            "zscl" => MethodConfig {
-                lambda_zscl: 1.0,
-                lambda_c: 1.0,
-                ensemble: true,
-                ..Self::ft()
-            },
+            "lwf" => MethodConfig { lambda_lwf: 1.0, ..Self::ft() },
+            "wise-ft" => MethodConfig { interpolation: 0.5, anchor: Anchor::Original, ..Self::ft() },
+            "zscl" => MethodConfig { lambda_zscl: 1.0, lambda_c: 1.0, ensemble: true, ..Self::ft() },
             "mulki" => Self::default(),
-            "mulki-no-ei" => MethodConfig {
-                lambda_ei: 0.0,
-                ..Self::default()
-            },
-            "mulki-no-rel" => MethodConfig {
-                relations: false,
-                ..Self::default()
-            },
-            "mulki-no-dual" => MethodConfig {
-                teachers: Teachers::Original,
-                ..Self::default()
-            },
-            "mulki-no-weight" => MethodConfig {
-                weight_rule: WeightRuleName::Equal,
-                ..Self::default()
-            },
-            "mulki-no-conn" => MethodConfig {
-                ensemble: false,
-                lambda_c: 0.0,
-                interpolation: 1.0,
-                ..Self::default()
-            },
-            _ => {
-                return Err(Error::Config {
-                    field: "preset",
-                    reason: "unknown preset (see `mulki config --print`)",
-                })
-            }
+            "mulki-no-ei" => MethodConfig { lambda_ei: 0.0, ..Self::default() },
+            "mulki-no-rel" => MethodConfig { relations: false, ..Self::default() },
+            "mulki-no-dual" => MethodConfig { teachers: Teachers::Original, ..Self::default() },
+            "mulki-no-weight" => MethodConfig { weight_rule: WeightRuleName::Equal, ..Self::default() },
+            "mulki-no-conn" => MethodConfig { ensemble: false, lambda_c: 0.0, interpolation: 1.0, ..Self::default() },
+            _ => return Err(Error::Config { field: "preset", reason: "unknown preset (see `mulki config --print`)" }),
         };
         Ok(c)
     }
 
     /// Whether prototypes are needed (L_EI or the relation terms).
     pub fn uses_prototypes(&self) -> bool {
-        self.lambda_ei != 0.0
-            || (self.lambda_kd != 0.0 && self.teachers != Teachers::None && self.relations)
+        self.lambda_ei != 0.0 || (self.lambda_kd != 0.0 && self.teachers != Teachers::None && self.relations)
     }
 
     /// Rejects non-finite values and values outside METHOD.md's ranges; the error names the
@@ -224,41 +186,18 @@ impl MethodConfig {
         ];
         for (field, v) in finite {
             if !v.is_finite() {
-                return Err(Error::Config {
-                    field,
-                    reason: "must be a finite number",
-                });
+                return Err(Error::Config { field, reason: "must be a finite number" });
             }
         }
         let checks: [(&'static str, bool, &'static str); 13] = [
             ("temperature", self.temperature > 0.0, "must be > 0"),
             ("lwf_temperature", self.lwf_temperature > 0.0, "must be > 0"),
-            (
-                "zscl_temperature",
-                self.zscl_temperature > 0.0,
-                "must be > 0",
-            ),
+            ("zscl_temperature", self.zscl_temperature > 0.0, "must be > 0"),
             ("tau_w", self.tau_w > 0.0, "must be > 0"),
-            (
-                "ensemble_interval",
-                self.ensemble_interval != Some(0),
-                "must be >= 1",
-            ),
-            (
-                "label_smoothing",
-                (0.0..1.0).contains(&self.label_smoothing),
-                "must be in [0, 1)",
-            ),
-            (
-                "proto_momentum",
-                (0.0..=1.0).contains(&self.proto_momentum),
-                "must be in [0, 1]",
-            ),
-            (
-                "interpolation",
-                (0.0..=1.0).contains(&self.interpolation),
-                "must be in [0, 1]",
-            ),
+            ("ensemble_interval", self.ensemble_interval != Some(0), "must be >= 1"),
+            ("label_smoothing", (0.0..1.0).contains(&self.label_smoothing), "must be in [0, 1)"),
+            ("proto_momentum", (0.0..=1.0).contains(&self.proto_momentum), "must be in [0, 1]"),
+            ("interpolation", (0.0..=1.0).contains(&self.interpolation), "must be in [0, 1]"),
             ("lambda_ei", self.lambda_ei >= 0.0, "must be >= 0"),
             ("lambda_kd", self.lambda_kd >= 0.0, "must be >= 0"),
             ("lambda_c", self.lambda_c >= 0.0, "must be >= 0"),
@@ -271,10 +210,7 @@ impl MethodConfig {
             }
         }
         if self.proto_max_per_class == Some(0) {
-            return Err(Error::Config {
-                field: "proto_max_per_class",
-                reason: "must be >= 1",
-            });
+            return Err(Error::Config { field: "proto_max_per_class", reason: "must be >= 1" });
         }
         Ok(())
     }

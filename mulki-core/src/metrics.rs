@@ -33,12 +33,7 @@ pub fn metrics(rows: &[alloc::vec::Vec<f64>]) -> Option<Metrics> {
     let avg = mean(rows[1..=t].iter().flat_map(|r| r.iter().copied()))?;
     let last = mean(rows[t].iter().copied())?;
     let bwt = mean((1..t).map(|j| rows[t][j - 1] - rows[j][j - 1]));
-    Some(Metrics {
-        transfer,
-        avg,
-        last,
-        bwt,
-    })
+    Some(Metrics { transfer, avg, last, bwt })
 }
 
 /// Mean and sample standard deviation (divided by count − 1; 0 for a single value).

@@ -15,12 +15,7 @@ pub struct AdamWConfig {
 
 impl Default for AdamWConfig {
     fn default() -> Self {
-        AdamWConfig {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
     }
 }
 
@@ -35,50 +30,19 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new<B: Backend>(be: &mut B, len: usize, config: AdamWConfig) -> Result<Self, Error> {
-        Ok(Optimizer {
-            m: be.alloc(len)?,
-            v: be.alloc(len)?,
-            len,
-            config,
-            step: 0,
-        })
+        Ok(Optimizer { m: be.alloc(len)?, v: be.alloc(len)?, len, config, step: 0 })
     }
 
     /// Zeroes the moments and the step count: each task starts afresh, as in ZSCL.
     pub fn reset<B: Backend>(&mut self, be: &mut B) -> Result<(), Error> {
         self.step = 0;
-        be.fill(
-            Buf {
-                arena: self.m,
-                offset: 0,
-                len: self.len,
-            },
-            0.0,
-        )?;
-        be.fill(
-            Buf {
-                arena: self.v,
-                offset: 0,
-                len: self.len,
-            },
-            0.0,
-        )
+        be.fill(Buf { arena: self.m, offset: 0, len: self.len }, 0.0)?;
+        be.fill(Buf { arena: self.v, offset: 0, len: self.len }, 0.0)
     }
 
     /// The moment buffers `m`, `v` (the parameter layout), for checkpoints.
     pub fn moments(&self) -> (Buf, Buf) {
-        (
-            Buf {
-                arena: self.m,
-                offset: 0,
-                len: self.len,
-            },
-            Buf {
-                arena: self.v,
-                offset: 0,
-                len: self.len,
-            },
-        )
+        (Buf { arena: self.m, offset: 0, len: self.len }, Buf { arena: self.v, offset: 0, len: self.len })
     }
 
     /// Restores the step count of a checkpoint (bias correction continues from it).
@@ -93,30 +57,12 @@ impl Optimizer {
 
     /// One update of `params` (a range of the parameter arena; `grads` the same range of the
     /// gradient arena) at learning rate `lr`.
-    pub fn step<B: Backend>(
-        &mut self,
-        be: &mut B,
-        params: Buf,
-        grads: Buf,
-        lr: f64,
-    ) -> Result<(), Error> {
+    pub fn step<B: Backend>(&mut self, be: &mut B, params: Buf, grads: Buf, lr: f64) -> Result<(), Error> {
         self.step += 1;
         let c = self.config;
-        let hp = AdamW {
-            lr,
-            beta1: c.beta1,
-            beta2: c.beta2,
-            eps: c.eps,
-            weight_decay: c.weight_decay,
-            step: self.step,
-        };
-        be.adamw(
-            params,
-            grads,
-            params.in_arena(self.m),
-            params.in_arena(self.v),
-            hp,
-        )
+        let hp =
+            AdamW { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay, step: self.step };
+        be.adamw(params, grads, params.in_arena(self.m), params.in_arena(self.v), hp)
     }
 }
 

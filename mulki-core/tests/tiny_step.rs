@@ -15,31 +15,17 @@ const B: usize = 6;
 fn setup() -> (CpuBackend<f32>, Clip, Vec<f32>, Vec<u32>) {
     let cfg = ClipConfig::tiny();
     let mut be = CpuBackend::<f32>::new(2);
-    let clip = Clip::new(
-        &mut be,
-        &cfg,
-        Capacity {
-            images: B,
-            texts: B,
-        },
-    )
-    .unwrap();
+    let clip = Clip::new(&mut be, &cfg, Capacity { images: B, texts: B }).unwrap();
     let params = init_params::<f32>(&cfg, &clip.layout, 7);
     be.write(clip.params(), &params).unwrap();
     let mut rng = Rng::new(3);
-    let pixels: Vec<f32> = (0..clip.pixels(B).unwrap().len)
-        .map(|_| rng.normal() as f32)
-        .collect();
+    let pixels: Vec<f32> = (0..clip.pixels(B).unwrap().len).map(|_| rng.normal() as f32).collect();
     let t = cfg.text_config.max_position_embeddings;
     let mut ids = Vec::new();
     for i in 0..B {
         ids.push(62);
         for j in 1..t {
-            ids.push(if j == 2 + i % 4 {
-                63
-            } else {
-                1 + rng.below(60) as u32
-            });
+            ids.push(if j == 2 + i % 4 { 63 } else { 1 + rng.below(60) as u32 });
         }
     }
     (be, clip, pixels, ids)
@@ -66,17 +52,10 @@ fn adamw_steps_lower_the_loss_and_leave_logit_scale_frozen() {
     let (mut be, mut clip, pixels, ids) = setup();
     let t = ids.len() / B;
     let mut loss = Contrastive::new(&mut be, B, B, 16).unwrap();
-    let terms = Terms {
-        contrastive: 1.0,
-        labelled: 0.0,
-        smoothing: 0.0,
-    };
+    let terms = Terms { contrastive: 1.0, labelled: 0.0, smoothing: 0.0 };
     let mut opt = Optimizer::new(&mut be, clip.layout.len, AdamWConfig::default()).unwrap();
     let r = clip.layout.trainable();
-    let (pbuf, gbuf) = (
-        clip.params().slice(r.start, r.len()),
-        clip.grads().slice(r.start, r.len()),
-    );
+    let (pbuf, gbuf) = (clip.params().slice(r.start, r.len()), clip.grads().slice(r.start, r.len()));
     let s = (clip.config.logit_scale_init_value).exp();
     let mut before = vec![0f32; clip.layout.len];
     be.read(clip.params(), &mut before).unwrap();
@@ -85,19 +64,9 @@ fn adamw_steps_lower_the_loss_and_leave_logit_scale_frozen() {
         be.write(clip.pixels(B).unwrap(), &pixels).unwrap();
         let v = clip.encode_image(&mut be, B).unwrap();
         let w = clip.encode_text(&mut be, &ids, B, t).unwrap();
-        losses.push(
-            loss.forward(&mut be, v, w, B, B, s, &[], terms)
-                .unwrap()
-                .total,
-        );
+        losses.push(loss.forward(&mut be, v, w, B, B, s, &[], terms).unwrap().total);
         clip.zero_grad(&mut be).unwrap();
-        loss.backward(
-            &mut be,
-            Some(clip.image_dout()),
-            Some(clip.text_dout()),
-            None,
-        )
-        .unwrap();
+        loss.backward(&mut be, Some(clip.image_dout()), Some(clip.text_dout()), None).unwrap();
         clip.backward_image(&mut be).unwrap();
         clip.backward_text(&mut be).unwrap();
         if step == 0 {
@@ -111,14 +80,7 @@ fn adamw_steps_lower_the_loss_and_leave_logit_scale_frozen() {
                 for i in e.view.offset..e.view.offset + e.view.len {
                     let trainable = r.contains(&i);
                     let moved = after[i].to_bits() != before[i].to_bits();
-                    assert_eq!(
-                        moved,
-                        trainable && g[i] != 0.0,
-                        "{}[{}]: grad {}",
-                        e.name,
-                        i - e.view.offset,
-                        g[i]
-                    );
+                    assert_eq!(moved, trainable && g[i] != 0.0, "{}[{}]: grad {}", e.name, i - e.view.offset, g[i]);
                 }
             }
         } else {

@@ -16,8 +16,7 @@ pub enum CudaLibrary {
 
 impl CudaLibrary {
     /// All libraries mulki needs, in the order [`probe()`](crate::probe()) checks them.
-    pub const ALL: [CudaLibrary; 3] =
-        [CudaLibrary::Driver, CudaLibrary::Nvrtc, CudaLibrary::Cublas];
+    pub const ALL: [CudaLibrary; 3] = [CudaLibrary::Driver, CudaLibrary::Nvrtc, CudaLibrary::Cublas];
 
     /// The library's base name, as cudarc searches for it (`lib<name>.so*` on Linux).
     pub fn base_name(self) -> &'static str {
@@ -101,10 +100,9 @@ impl CudaError {
         use cudarc::driver::sys::CUresult;
         match self {
             CudaError::LibraryMissing { .. } | CudaError::NoDevice => true,
-            CudaError::Driver { source, .. } => matches!(
-                source.0,
-                CUresult::CUDA_ERROR_NO_DEVICE | CUresult::CUDA_ERROR_STUB_LIBRARY
-            ),
+            CudaError::Driver { source, .. } => {
+                matches!(source.0, CUresult::CUDA_ERROR_NO_DEVICE | CUresult::CUDA_ERROR_STUB_LIBRARY)
+            }
         }
     }
 }

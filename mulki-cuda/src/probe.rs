@@ -48,10 +48,7 @@ fn driver_err(call: &'static str) -> impl FnOnce(result::DriverError) -> CudaErr
 pub fn probe() -> Result<DeviceInfo, CudaError> {
     for library in CudaLibrary::ALL {
         if !library.is_present() {
-            return Err(CudaError::LibraryMissing {
-                library,
-                candidates: library.candidates(),
-            });
+            return Err(CudaError::LibraryMissing { library, candidates: library.candidates() });
         }
     }
 
@@ -67,9 +64,7 @@ pub fn probe() -> Result<DeviceInfo, CudaError> {
 
     let mut version = 0;
     // SAFETY: the driver is loaded and initialised; `version` is a valid out-pointer.
-    unsafe { sys::cuDriverGetVersion(&mut version) }
-        .result()
-        .map_err(driver_err("cuDriverGetVersion"))?;
+    unsafe { sys::cuDriverGetVersion(&mut version) }.result().map_err(driver_err("cuDriverGetVersion"))?;
     let driver_version = ((version / 1000) as u32, ((version % 1000) / 10) as u32);
 
     let devices = (0..count)
@@ -78,8 +73,7 @@ pub fn probe() -> Result<DeviceInfo, CudaError> {
             let name = result::device::get_name(dev).map_err(driver_err("cuDeviceGetName"))?;
             let attr = |a| {
                 // SAFETY: `dev` was returned by `cuDeviceGet`.
-                unsafe { result::device::get_attribute(dev, a) }
-                    .map_err(driver_err("cuDeviceGetAttribute"))
+                unsafe { result::device::get_attribute(dev, a) }.map_err(driver_err("cuDeviceGetAttribute"))
             };
             use sys::CUdevice_attribute::*;
             let compute_capability = (
@@ -87,19 +81,10 @@ pub fn probe() -> Result<DeviceInfo, CudaError> {
                 attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?,
             );
             // SAFETY: `dev` was returned by `cuDeviceGet`.
-            let total_mem = unsafe { result::device::total_mem(dev) }
-                .map_err(driver_err("cuDeviceTotalMem"))?;
-            Ok(Device {
-                ordinal: ordinal as usize,
-                name,
-                compute_capability,
-                total_mem,
-            })
+            let total_mem = unsafe { result::device::total_mem(dev) }.map_err(driver_err("cuDeviceTotalMem"))?;
+            Ok(Device { ordinal: ordinal as usize, name, compute_capability, total_mem })
         })
         .collect::<Result<Vec<_>, CudaError>>()?;
 
-    Ok(DeviceInfo {
-        driver_version,
-        devices,
-    })
+    Ok(DeviceInfo { driver_version, devices })
 }

@@ -12,10 +12,7 @@ fn probe_finds_device_0_or_skips() {
         }
         Err(e) => panic!("CUDA is installed but broken: {e}"),
     };
-    println!(
-        "CUDA driver {}.{}",
-        info.driver_version.0, info.driver_version.1
-    );
+    println!("CUDA driver {}.{}", info.driver_version.0, info.driver_version.1);
     for d in &info.devices {
         println!(
             "device {}: {} (sm_{}{}, {} MiB)",

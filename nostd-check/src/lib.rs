@@ -56,10 +56,7 @@ unsafe impl GlobalAlloc for Bump {
                 Some(end) if end <= HEAP => end,
                 _ => return core::ptr::null_mut(),
             };
-            match self
-                .next
-                .compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.next.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return (self.heap.get() as *mut u8).add(start),
                 Err(actual) => cur = actual,
             }
@@ -70,7 +67,4 @@ unsafe impl GlobalAlloc for Bump {
 }
 
 #[global_allocator]
-static ALLOC: Bump = Bump {
-    heap: UnsafeCell::new([0; HEAP]),
-    next: AtomicUsize::new(0),
-};
+static ALLOC: Bump = Bump { heap: UnsafeCell::new([0; HEAP]), next: AtomicUsize::new(0) };

@@ -28,11 +28,7 @@ fn upload(be: &mut Be, data: &[Vec<f64>]) -> Vec<Buf> {
     data.iter()
         .map(|v| {
             let a = be.alloc(v.len()).unwrap();
-            let b = Buf {
-                arena: a,
-                offset: 0,
-                len: v.len(),
-            };
+            let b = Buf { arena: a, offset: 0, len: v.len() };
             be.write(b, v).unwrap();
             b
         })
@@ -73,8 +69,7 @@ pub fn check(case: FdCase) {
             plus[k][i] += h;
             let mut minus = case.inputs.clone();
             minus[k][i] -= h;
-            let numeric =
-                (objective(&case, &plus, &dout) - objective(&case, &minus, &dout)) / (2.0 * h);
+            let numeric = (objective(&case, &plus, &dout) - objective(&case, &minus, &dout)) / (2.0 * h);
             let err = (numeric - analytic[i]).abs() / scale;
             assert!(
                 err < 1e-6,
@@ -89,9 +84,5 @@ pub fn check(case: FdCase) {
 /// A fresh zeroed buffer of `len` elements.
 pub fn scratch(be: &mut Be, len: usize) -> Buf {
     let a = be.alloc(len).unwrap();
-    Buf {
-        arena: a,
-        offset: 0,
-        len,
-    }
+    Buf { arena: a, offset: 0, len }
 }

@@ -11,9 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 
 /// `<repo>/fixtures`, independent of the working directory of the test run.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
 }
 
 /// `<repo>/fixtures/clip/<name>`: one tiny-CLIP fixture folder (`config.json`,
@@ -50,25 +48,17 @@ impl Fixture {
             .as_ref()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default();
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| format!("{}: bad safetensors file: {e:?}", path.display()))?;
+        let st =
+            SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: bad safetensors file: {e:?}", path.display()))?;
         let tensors = st
             .tensors()
             .into_iter()
             .map(|(name, view)| {
-                let entry = Entry {
-                    dtype: view.dtype(),
-                    shape: view.shape().to_vec(),
-                    data: view.data().to_vec(),
-                };
+                let entry = Entry { dtype: view.dtype(), shape: view.shape().to_vec(), data: view.data().to_vec() };
                 (name, entry)
             })
             .collect();
-        Ok(Fixture {
-            path,
-            tensors,
-            metadata,
-        })
+        Ok(Fixture { path, tensors, metadata })
     }
 
     /// The file this fixture was read from.
@@ -102,15 +92,9 @@ impl Fixture {
         let d = &e.data;
         let v: Vec<f64> = match e.dtype {
             Dtype::F64 => chunks::<8>(d).map(f64::from_le_bytes).collect(),
-            Dtype::F32 => chunks::<4>(d)
-                .map(|b| f64::from(f32::from_le_bytes(b)))
-                .collect(),
-            Dtype::F16 => chunks::<2>(d)
-                .map(|b| f16_to_f64(u16::from_le_bytes(b)))
-                .collect(),
-            Dtype::BF16 => chunks::<2>(d)
-                .map(|b| bf16_to_f64(u16::from_le_bytes(b)))
-                .collect(),
+            Dtype::F32 => chunks::<4>(d).map(|b| f64::from(f32::from_le_bytes(b))).collect(),
+            Dtype::F16 => chunks::<2>(d).map(|b| f16_to_f64(u16::from_le_bytes(b))).collect(),
+            Dtype::BF16 => chunks::<2>(d).map(|b| bf16_to_f64(u16::from_le_bytes(b))).collect(),
             other => return Err(self.bad_dtype(name, other, "a float")),
         };
         self.check_len(name, &e.shape, v.len())?;
@@ -129,12 +113,8 @@ impl Fixture {
         let d = &e.data;
         let v: Vec<i64> = match e.dtype {
             Dtype::I64 => chunks::<8>(d).map(i64::from_le_bytes).collect(),
-            Dtype::I32 => chunks::<4>(d)
-                .map(|b| i64::from(i32::from_le_bytes(b)))
-                .collect(),
-            Dtype::U32 => chunks::<4>(d)
-                .map(|b| i64::from(u32::from_le_bytes(b)))
-                .collect(),
+            Dtype::I32 => chunks::<4>(d).map(|b| i64::from(i32::from_le_bytes(b))).collect(),
+            Dtype::U32 => chunks::<4>(d).map(|b| i64::from(u32::from_le_bytes(b))).collect(),
             Dtype::U8 => d.iter().map(|&b| i64::from(b)).collect(),
             other => return Err(self.bad_dtype(name, other, "an integer")),
         };
@@ -147,24 +127,16 @@ impl Fixture {
         let (shape, v) = self.f64s(name)?;
         match v.as_slice() {
             [x] => Ok(*x),
-            _ => Err(format!(
-                "{}: `{name}` has shape {shape:?}, not a scalar",
-                self.path.display()
-            )),
+            _ => Err(format!("{}: `{name}` has shape {shape:?}, not a scalar", self.path.display())),
         }
     }
 
     fn entry(&self, name: &str) -> Result<&Entry, String> {
-        self.tensors
-            .get(name)
-            .ok_or_else(|| format!("{}: no tensor `{name}`", self.path.display()))
+        self.tensors.get(name).ok_or_else(|| format!("{}: no tensor `{name}`", self.path.display()))
     }
 
     fn bad_dtype(&self, name: &str, dtype: Dtype, want: &str) -> String {
-        format!(
-            "{}: `{name}` has dtype {dtype:?}, not {want} type",
-            self.path.display()
-        )
+        format!("{}: `{name}` has dtype {dtype:?}, not {want} type", self.path.display())
     }
 
     fn check_len(&self, name: &str, shape: &[usize], len: usize) -> Result<(), String> {
@@ -172,10 +144,7 @@ impl Fixture {
         if numel == len {
             Ok(())
         } else {
-            Err(format!(
-                "{}: `{name}` shape {shape:?} holds {numel} values but {len} are stored",
-                self.path.display()
-            ))
+            Err(format!("{}: `{name}` shape {shape:?} holds {numel} values but {len} are stored", self.path.display()))
         }
     }
 }
@@ -250,8 +219,7 @@ mod tests {
             let reference = Fixture::load(dir.join("reference.safetensors")).unwrap();
             let model = Fixture::load(dir.join("model.safetensors")).unwrap();
             let config: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
-                    .unwrap();
+                serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
 
             for name in REFERENCE_NAMES {
                 assert!(reference.contains(name), "{cfg}: missing `{name}`");
@@ -266,11 +234,7 @@ mod tests {
                 let (_, gv) = reference.f64s(&g).unwrap();
                 assert!(gv.iter().all(|x| x.is_finite()), "{g} not finite");
             }
-            let n_grads = reference
-                .names()
-                .iter()
-                .filter(|n| n.starts_with("grad."))
-                .count();
+            let n_grads = reference.names().iter().filter(|n| n.starts_with("grad.")).count();
             assert_eq!(n_grads, params.len(), "{cfg}");
             assert_eq!(
                 reference.names().len(),
@@ -294,12 +258,7 @@ mod tests {
             let (shape, labels) = reference.i64s("labels").unwrap();
             assert_eq!(shape, vec![4]);
             assert!(labels.iter().all(|&l| (0..4).contains(&l)));
-            for name in [
-                "image_embeds_raw",
-                "text_embeds_raw",
-                "image_embeds",
-                "text_embeds",
-            ] {
+            for name in ["image_embeds_raw", "text_embeds_raw", "image_embeds", "text_embeds"] {
                 assert_eq!(reference.shape(name).unwrap(), vec![4, proj], "{name}");
             }
             assert_eq!(reference.shape("logits_per_image").unwrap(), vec![4, 4]);
@@ -313,11 +272,7 @@ mod tests {
             assert_eq!(reference.scalar("adamw.weight_decay").unwrap(), 0.01);
             let loss = reference.scalar("loss").unwrap();
             let (_, traj) = reference.f64s("adamw_losses").unwrap();
-            assert!(
-                (traj[0] - loss).abs() < 1e-12,
-                "{cfg}: {} vs {loss}",
-                traj[0]
-            );
+            assert!((traj[0] - loss).abs() < 1e-12, "{cfg}: {} vs {loss}", traj[0]);
             assert!(reference.i64s("loss").is_err());
             assert!(reference.f64s("no_such_tensor").is_err());
         }

@@ -15,26 +15,17 @@ fn rnd(seed: u64, n: usize) -> Vec<f64> {
 
 fn ids(be: &mut Be, v: &[u32]) -> IdxBuf {
     let a = be.alloc_idx(v.len()).unwrap();
-    let b = IdxBuf {
-        arena: a,
-        offset: 0,
-        len: v.len(),
-    };
+    let b = IdxBuf { arena: a, offset: 0, len: v.len() };
     be.write_idx(b, v).unwrap();
     b
 }
 
 #[test]
 fn layer_norm() {
-    let d = Rows {
-        rows: 5,
-        c: 7,
-        eps: 1e-5,
-    };
+    let d = Rows { rows: 5, c: 7, eps: 1e-5 };
     let fwd = |be: &mut Be, x: &[Buf]| {
         let (out, m, r) = (scratch(be, 35), scratch(be, 5), scratch(be, 5));
-        be.layer_norm_forward(out, m, r, x[0], x[1], x[2], d)
-            .unwrap();
+        be.layer_norm_forward(out, m, r, x[0], x[1], x[2], d).unwrap();
         out
     };
     check(FdCase {
@@ -45,21 +36,15 @@ fn layer_norm() {
         forward: &fwd,
         backward: &|be, x, dx, dy| {
             let (out, m, r) = (scratch(be, 35), scratch(be, 5), scratch(be, 5));
-            be.layer_norm_forward(out, m, r, x[0], x[1], x[2], d)
-                .unwrap();
-            be.layer_norm_backward(dx[0], dx[1], dx[2], dy, x[0], x[1], m, r, d)
-                .unwrap();
+            be.layer_norm_forward(out, m, r, x[0], x[1], x[2], d).unwrap();
+            be.layer_norm_backward(dx[0], dx[1], dx[2], dy, x[0], x[1], m, r, d).unwrap();
         },
     });
 }
 
 #[test]
 fn softmax_and_log_softmax() {
-    let d = Rows {
-        rows: 4,
-        c: 6,
-        eps: 0.0,
-    };
+    let d = Rows { rows: 4, c: 6, eps: 0.0 };
     for log in [false, true] {
         let fwd = move |be: &mut Be, x: &[Buf]| {
             let out = scratch(be, 24);
@@ -91,13 +76,7 @@ fn softmax_and_log_softmax() {
 #[test]
 fn attention_causal_and_full() {
     for causal in [false, true] {
-        let d = Attn {
-            b: 2,
-            t: 4,
-            nh: 2,
-            hs: 3,
-            causal,
-        };
+        let d = Attn { b: 2, t: 4, nh: 2, hs: 3, causal };
         let n = 2 * 4 * 6;
         let fwd = move |be: &mut Be, x: &[Buf]| {
             let (out, probs) = (scratch(be, n), scratch(be, 2 * 2 * 16));
@@ -105,11 +84,7 @@ fn attention_causal_and_full() {
             out
         };
         check(FdCase {
-            name: if causal {
-                "attention causal"
-            } else {
-                "attention"
-            },
+            name: if causal { "attention causal" } else { "attention" },
             inputs: vec![rnd(5, 3 * n)],
             check: vec![true],
             h: 1e-5,
@@ -166,11 +141,7 @@ fn embedding_gather_scatter() {
 
 #[test]
 fn broadcast_add() {
-    let d = Bcast {
-        outer: 3,
-        inner: 2,
-        c: 5,
-    };
+    let d = Bcast { outer: 3, inner: 2, c: 5 };
     let fwd = |be: &mut Be, x: &[Buf]| {
         let out = scratch(be, 30);
         be.copy(out, x[0]).unwrap();
@@ -189,12 +160,7 @@ fn broadcast_add() {
 
 #[test]
 fn patchify_and_vision_embed() {
-    let p = Patches {
-        b: 2,
-        channels: 3,
-        side: 4,
-        patch: 2,
-    };
+    let p = Patches { b: 2, channels: 3, side: 4, patch: 2 };
     let n = 2 * 3 * 16;
     check(FdCase {
         name: "patchify",
@@ -216,14 +182,10 @@ fn patchify_and_vision_embed() {
         h: 1e-5,
         forward: &|be, x| {
             let out = scratch(be, b * t * c);
-            be.vision_embed_forward(out, x[0], x[1], x[2], b, t, c)
-                .unwrap();
+            be.vision_embed_forward(out, x[0], x[1], x[2], b, t, c).unwrap();
             out
         },
-        backward: &|be, _x, dx, dy| {
-            be.vision_embed_backward(dx[0], dx[1], dx[2], dy, b, t, c)
-                .unwrap()
-        },
+        backward: &|be, _x, dx, dy| be.vision_embed_backward(dx[0], dx[1], dx[2], dy, b, t, c).unwrap(),
     });
 }
 
@@ -231,15 +193,8 @@ fn patchify_and_vision_embed() {
 fn l2_normalize_including_the_clamped_floor() {
     // Second case: every row below the floor, where out = x/eps as in F.normalize; its step
     // must keep ‖x ± h‖ below eps.
-    for (x, h) in [
-        (rnd(14, 12), 1e-5),
-        (rnd(14, 12).iter().map(|v| v * 1e-14).collect(), 1e-17),
-    ] {
-        let d = Rows {
-            rows: 3,
-            c: 4,
-            eps: 1e-12,
-        };
+    for (x, h) in [(rnd(14, 12), 1e-5), (rnd(14, 12).iter().map(|v| v * 1e-14).collect(), 1e-17)] {
+        let d = Rows { rows: 3, c: 4, eps: 1e-12 };
         let fwd = |be: &mut Be, x: &[Buf]| {
             let (out, n) = (scratch(be, 12), scratch(be, 3));
             be.l2_normalize_forward(out, n, x[0], d).unwrap();
@@ -262,11 +217,7 @@ fn l2_normalize_including_the_clamped_floor() {
 
 #[test]
 fn row_dot() {
-    let d = Rows {
-        rows: 3,
-        c: 5,
-        eps: 0.0,
-    };
+    let d = Rows { rows: 3, c: 5, eps: 0.0 };
     check(FdCase {
         name: "row_dot",
         inputs: vec![rnd(15, 15), rnd(16, 15)],
@@ -277,21 +228,14 @@ fn row_dot() {
             be.row_dot_forward(out, x[0], x[1], d).unwrap();
             out
         },
-        backward: &|be, x, dx, dy| {
-            be.row_dot_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d)
-                .unwrap()
-        },
+        backward: &|be, x, dx, dy| be.row_dot_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d).unwrap(),
     });
 }
 
 #[test]
 fn cross_entropy_with_and_without_smoothing() {
     for smoothing in [0.0, 0.2] {
-        let d = Ce {
-            rows: 4,
-            nc: 5,
-            smoothing,
-        };
+        let d = Ce { rows: 4, nc: 5, smoothing };
         let targets = [1u32, 4, 0, 4];
         let fwd = move |be: &mut Be, x: &[Buf]| {
             let (loss, lse) = (scratch(be, 4), scratch(be, 4));
@@ -309,8 +253,7 @@ fn cross_entropy_with_and_without_smoothing() {
                 let (loss, lse) = (scratch(be, 4), scratch(be, 4));
                 let t = ids(be, &targets);
                 be.cross_entropy_forward(loss, lse, x[0], t, d).unwrap();
-                be.cross_entropy_backward(dx[0], dy, x[0], lse, t, d)
-                    .unwrap();
+                be.cross_entropy_backward(dx[0], dy, x[0], lse, t, d).unwrap();
             },
         });
     }
@@ -318,11 +261,7 @@ fn cross_entropy_with_and_without_smoothing() {
 
 #[test]
 fn linear_is_gemm_and_its_transposes() {
-    let l = Linear {
-        rows: 4,
-        inp: 3,
-        out: 5,
-    };
+    let l = Linear { rows: 4, inp: 3, out: 5 };
     check(FdCase {
         name: "linear",
         inputs: vec![rnd(18, 12), rnd(19, 15), rnd(20, 5)],
@@ -333,23 +272,14 @@ fn linear_is_gemm_and_its_transposes() {
             l.forward(be, out, x[0], x[1], Some(x[2]), false).unwrap();
             out
         },
-        backward: &|be, x, dx, dy| {
-            l.backward(be, Some(dx[0]), dx[1], Some(dx[2]), dy, x[0], x[1])
-                .unwrap()
-        },
+        backward: &|be, x, dx, dy| l.backward(be, Some(dx[0]), dx[1], Some(dx[2]), dy, x[0], x[1]).unwrap(),
     });
 }
 
 #[test]
 fn batched_gemm_with_broadcast_operand() {
     // C_i = A_i · Bᵀ with B shared (stride 0), as the patch embedding uses it.
-    let g = Gemm {
-        batch: 3,
-        stride_a: 8,
-        stride_b: 0,
-        stride_c: 6,
-        ..Gemm::new(2, 3, 4, false, true, 1.5, 0.0)
-    };
+    let g = Gemm { batch: 3, stride_a: 8, stride_b: 0, stride_c: 6, ..Gemm::new(2, 3, 4, false, true, 1.5, 0.0) };
     check(FdCase {
         name: "batched gemm",
         inputs: vec![rnd(21, 24), rnd(22, 12)],
@@ -362,15 +292,9 @@ fn batched_gemm_with_broadcast_operand() {
         },
         backward: &|be, x, dx, dy| {
             for i in 0..3 {
-                let (a, da, c) = (
-                    x[0].slice(8 * i, 8),
-                    dx[0].slice(8 * i, 8),
-                    dy.slice(6 * i, 6),
-                );
-                be.gemm(da, c, x[1], Gemm::new(2, 4, 3, false, false, 1.5, 1.0))
-                    .unwrap();
-                be.gemm(dx[1], c, a, Gemm::new(3, 4, 2, true, false, 1.5, 1.0))
-                    .unwrap();
+                let (a, da, c) = (x[0].slice(8 * i, 8), dx[0].slice(8 * i, 8), dy.slice(6 * i, 6));
+                be.gemm(da, c, x[1], Gemm::new(2, 4, 3, false, false, 1.5, 1.0)).unwrap();
+                be.gemm(dx[1], c, a, Gemm::new(3, 4, 2, true, false, 1.5, 1.0)).unwrap();
             }
         },
     });
@@ -378,12 +302,7 @@ fn batched_gemm_with_broadcast_operand() {
 
 #[test]
 fn similarity_including_log_scale() {
-    let s = Similarity {
-        m: 3,
-        n: 4,
-        c: 5,
-        scale: 7.0,
-    };
+    let s = Similarity { m: 3, n: 4, c: 5, scale: 7.0 };
     check(FdCase {
         name: "similarity",
         inputs: vec![rnd(23, 15), rnd(24, 20), vec![7.0f64.ln()]],
@@ -393,29 +312,14 @@ fn similarity_including_log_scale() {
             let mut ls = [0.0];
             be.read(x[2], &mut ls).unwrap();
             let z = scratch(be, 12);
-            Similarity {
-                scale: ls[0].exp(),
-                ..s
-            }
-            .forward(be, z, x[0], x[1])
-            .unwrap();
+            Similarity { scale: ls[0].exp(), ..s }.forward(be, z, x[0], x[1]).unwrap();
             z
         },
         backward: &|be, x, dx, dy| {
             let z = scratch(be, 12);
             s.forward(be, z, x[0], x[1]).unwrap();
             let tmp = scratch(be, 1);
-            s.backward(
-                be,
-                Some(dx[0]),
-                Some(dx[1]),
-                Some((dx[2], tmp)),
-                dy,
-                z,
-                x[0],
-                x[1],
-            )
-            .unwrap();
+            s.backward(be, Some(dx[0]), Some(dx[1]), Some((dx[2], tmp)), dy, z, x[0], x[1]).unwrap();
         },
     });
 }
@@ -424,11 +328,7 @@ fn similarity_including_log_scale() {
 fn contrastive_loss_composition() {
     let (b, p) = (4, 6);
     let labels = [2u32, 0, 3, 3];
-    let terms = Terms {
-        contrastive: 0.7,
-        labelled: 1.3,
-        smoothing: 0.2,
-    };
+    let terms = Terms { contrastive: 0.7, labelled: 1.3, smoothing: 0.2 };
     check(FdCase {
         name: "contrastive",
         inputs: vec![rnd(25, b * p), rnd(26, b * p)],
@@ -436,9 +336,7 @@ fn contrastive_loss_composition() {
         h: 1e-5,
         forward: &|be, x| {
             let mut l = Contrastive::new(be, b, b, p).unwrap();
-            let v = l
-                .forward(be, x[0], x[1], b, b, 9.0, &labels, terms)
-                .unwrap();
+            let v = l.forward(be, x[0], x[1], b, b, 9.0, &labels, terms).unwrap();
             let out = scratch(be, 1);
             be.write(out, &[v.total]).unwrap();
             out
@@ -455,11 +353,7 @@ fn contrastive_loss_composition() {
                 b,
                 9.0,
                 &labels,
-                Terms {
-                    contrastive: terms.contrastive * g[0],
-                    labelled: terms.labelled * g[0],
-                    ..terms
-                },
+                Terms { contrastive: terms.contrastive * g[0], labelled: terms.labelled * g[0], ..terms },
             )
             .unwrap();
             l.backward(be, Some(dx[0]), Some(dx[1]), None).unwrap();
@@ -469,11 +363,7 @@ fn contrastive_loss_composition() {
 
 #[test]
 fn row_kl_both_sides() {
-    let d = Rows {
-        rows: 3,
-        c: 5,
-        eps: 0.0,
-    };
+    let d = Rows { rows: 3, c: 5, eps: 0.0 };
     // Inputs are log-probabilities: normalise random logits on the host.
     let logp = |seed| {
         let x = rnd(seed, 15);
@@ -494,10 +384,7 @@ fn row_kl_both_sides() {
             be.row_kl_forward(out, x[0], x[1], d).unwrap();
             out
         },
-        backward: &|be, x, dx, dy| {
-            be.row_kl_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d)
-                .unwrap()
-        },
+        backward: &|be, x, dx, dy| be.row_kl_backward(Some(dx[0]), Some(dx[1]), dy, x[0], x[1], d).unwrap(),
     });
 }
 
@@ -511,22 +398,9 @@ fn mulki_total_loss() {
     use mulki_core::method::{MethodConfig, WeightRuleName};
     let (b, k, p) = (5, 4, 6);
     let labels = [0u32, 3, 1, 1, 2];
-    for rule in [
-        WeightRuleName::Confidence,
-        WeightRuleName::Equal,
-        WeightRuleName::Discrepancy,
-    ] {
-        let cfg = MethodConfig {
-            weight_rule: rule,
-            lambda_lwf: 0.5,
-            ..MethodConfig::default()
-        };
-        let teachers = [
-            rnd(30, b * p),
-            rnd(31, k * p),
-            rnd(32, b * p),
-            rnd(33, k * p),
-        ];
+    for rule in [WeightRuleName::Confidence, WeightRuleName::Equal, WeightRuleName::Discrepancy] {
+        let cfg = MethodConfig { weight_rule: rule, lambda_lwf: 0.5, ..MethodConfig::default() };
+        let teachers = [rnd(30, b * p), rnd(31, k * p), rnd(32, b * p), rnd(33, k * p)];
         let protos = rnd(34, k * p);
         let setup = |be: &mut Be| {
             let mut l = MulkiLoss::new(be, &cfg, b, k, p).unwrap();
@@ -551,18 +425,7 @@ fn mulki_total_loss() {
             h: 1e-5,
             forward: &|be, x| {
                 let (mut l, kd) = setup(be);
-                let v = l
-                    .forward(
-                        be,
-                        Features { v: x[0], w: x[1] },
-                        &kd,
-                        Some(kd[1]),
-                        &labels,
-                        b,
-                        k,
-                        20.0,
-                    )
-                    .unwrap();
+                let v = l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
                 let out = scratch(be, 1);
                 be.write(out, &[v.total]).unwrap();
                 out
@@ -571,17 +434,7 @@ fn mulki_total_loss() {
                 let mut g = [0.0];
                 be.read(dy, &mut g).unwrap();
                 let (mut l, kd) = setup(be);
-                l.forward(
-                    be,
-                    Features { v: x[0], w: x[1] },
-                    &kd,
-                    Some(kd[1]),
-                    &labels,
-                    b,
-                    k,
-                    20.0,
-                )
-                .unwrap();
+                l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
                 let (tv, tw) = (scratch(be, b * p), scratch(be, k * p));
                 l.backward(be, tv, tw).unwrap();
                 be.axpby(dx[0], tv, g[0], 1.0).unwrap();

@@ -6,9 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mulki_host::checkpoint::{
-    checkpoint_dir, commit, decode_header, encode_header, find_latest, load_file, rotate, task_end,
-    verify, CheckpointError, CrashPoint, FailingStorage, Kind, Manifest, RealStorage,
-    MANIFEST_FILE,
+    checkpoint_dir, commit, decode_header, encode_header, find_latest, load_file, rotate, task_end, verify,
+    CheckpointError, CrashPoint, FailingStorage, Kind, Manifest, RealStorage, MANIFEST_FILE,
 };
 
 const HASH: &str = "c0ffee";
@@ -23,9 +22,7 @@ fn temp_dir(test: &str) -> PathBuf {
 
 /// Deterministic bytes that differ with `seed`.
 fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 /// The three files the runner writes, with sizes that put file boundaries at distinct offsets.
@@ -42,16 +39,7 @@ fn as_refs<'a>(files: &'a [(&'static str, Vec<u8>)]) -> Vec<(&'static str, &'a [
 }
 
 fn commit_real(run: &Path, task: usize, step: usize, kind: Kind, seed: u8) -> PathBuf {
-    commit(
-        run,
-        task,
-        step,
-        kind,
-        HASH,
-        &as_refs(&files(seed)),
-        &RealStorage,
-    )
-    .unwrap()
+    commit(run, task, step, kind, HASH, &as_refs(&files(seed)), &RealStorage).unwrap()
 }
 
 /// (task, step) of the checkpoint `find_latest` returns, and its warnings.
@@ -64,10 +52,7 @@ fn latest(run: &Path) -> (Option<(usize, usize)>, Vec<String>) {
 fn entries(run: &Path, task: usize) -> Vec<String> {
     let dir = run.join(format!("task-{task:02}"));
     let mut names: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     names.sort();
     names
@@ -99,8 +84,7 @@ fn commit_verify_round_trip() {
     }
 
     // The manifest text is the documented JSON.
-    let json: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(dir.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(json["format"], "mulki-checkpoint");
     assert_eq!(json["version"], 1);
     assert_eq!(json["task"], 3);
@@ -108,13 +92,7 @@ fn commit_verify_round_trip() {
     assert_eq!(json["kind"], "task-end");
     assert_eq!(json["config_hash"], HASH);
     assert_eq!(json["files"]["state.postcard"]["bytes"], 77);
-    assert_eq!(
-        json["files"]["state.postcard"]["sha256"]
-            .as_str()
-            .unwrap()
-            .len(),
-        64
-    );
+    assert_eq!(json["files"]["state.postcard"]["sha256"].as_str().unwrap().len(), 64);
     let periodic = commit_real(&run, 3, 43, Kind::Periodic, 1);
     assert_eq!(verify(&periodic).unwrap().kind, Kind::Periodic);
     let text = fs::read_to_string(periodic.join(MANIFEST_FILE)).unwrap();
@@ -124,14 +102,8 @@ fn commit_verify_round_trip() {
 #[test]
 fn names_are_zero_padded_and_widen_on_overflow() {
     let run = Path::new("/r");
-    assert_eq!(
-        checkpoint_dir(run, 0, 0),
-        Path::new("/r/task-00/step-000000")
-    );
-    assert_eq!(
-        checkpoint_dir(run, 123, 1_234_567),
-        Path::new("/r/task-123/step-1234567")
-    );
+    assert_eq!(checkpoint_dir(run, 0, 0), Path::new("/r/task-00/step-000000"));
+    assert_eq!(checkpoint_dir(run, 123, 1_234_567), Path::new("/r/task-123/step-1234567"));
     // Wide numbers round-trip through commit and discovery.
     let run = temp_dir("wide");
     commit_real(&run, 100, 1_000_000, Kind::Periodic, 0);
@@ -164,12 +136,7 @@ fn find_latest_picks_newest_and_skips_damage_with_warnings() {
     let truncated = commit_real(&run, 1, 50, Kind::Periodic, 6);
     let model = truncated.join("model.safetensors");
     let len = fs::metadata(&model).unwrap().len();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&model)
-        .unwrap()
-        .set_len(len - 1)
-        .unwrap();
+    fs::OpenOptions::new().write(true).open(&model).unwrap().set_len(len - 1).unwrap();
 
     // Non-checkpoint names are not taken for checkpoints.
     fs::create_dir_all(run.join("task-01/step-60")).unwrap();
@@ -188,15 +155,9 @@ fn find_latest_picks_newest_and_skips_damage_with_warnings() {
     assert!(warning("step-000090.tmp").contains("unfinished"));
     assert!(warning("step-000030").contains("missing manifest"));
     let w = warning("step-000040");
-    assert!(
-        w.contains("hash mismatch") && w.contains("state.safetensors"),
-        "{w}"
-    );
+    assert!(w.contains("hash mismatch") && w.contains("state.safetensors"), "{w}");
     let w = warning("step-000050");
-    assert!(
-        w.contains("size mismatch") && w.contains("expected 3000 bytes, got 2999"),
-        "{w}"
-    );
+    assert!(w.contains("size mismatch") && w.contains("expected 3000 bytes, got 2999"), "{w}");
     assert!(warning("step-60").contains("not a checkpoint name"));
     assert_eq!(warnings.len(), 5, "{warnings:#?}");
 }
@@ -212,13 +173,7 @@ fn config_hash_mismatch_is_returned_not_skipped() {
     assert!(!found.config_matches);
     assert_eq!(found.manifest.config_hash, HASH);
     assert!(find_latest(&run, None).unwrap().0.unwrap().config_matches);
-    assert!(
-        find_latest(&run, Some(HASH))
-            .unwrap()
-            .0
-            .unwrap()
-            .config_matches
-    );
+    assert!(find_latest(&run, Some(HASH)).unwrap().0.unwrap().config_matches);
 }
 
 #[test]
@@ -229,10 +184,7 @@ fn load_file_rechecks_the_hash() {
     let e = load_file(&dir, "state.postcard").unwrap_err();
     assert!(matches!(e, CheckpointError::HashMismatch { .. }), "{e}");
     let msg = e.to_string();
-    assert!(
-        msg.contains("hash mismatch of file \"state.postcard\"") && msg.contains("expected sha256"),
-        "{msg}"
-    );
+    assert!(msg.contains("hash mismatch of file \"state.postcard\"") && msg.contains("expected sha256"), "{msg}");
     assert!(msg.contains(&dir.join("state.postcard").display().to_string()));
     // The other files are still fine.
     assert_eq!(load_file(&dir, "model.safetensors").unwrap(), files(9)[0].1);
@@ -266,16 +218,7 @@ fn enospc_at_any_byte_keeps_the_previous_checkpoint() {
     let scratch = temp_dir("enospc-measure");
     let counting = FailingStorage::full_after(u64::MAX);
     let new = files(2);
-    commit(
-        &scratch,
-        0,
-        20,
-        Kind::Periodic,
-        HASH,
-        &as_refs(&new),
-        &counting,
-    )
-    .unwrap();
+    commit(&scratch, 0, 20, Kind::Periodic, HASH, &as_refs(&new), &counting).unwrap();
     let total = counting.written();
     let data: u64 = new.iter().map(|(_, b)| b.len() as u64).sum();
     assert!(total > data, "the manifest is written too");
@@ -288,29 +231,15 @@ fn enospc_at_any_byte_keeps_the_previous_checkpoint() {
         for replace in [false, true] {
             let step = if replace { 10 } else { 20 };
             let storage = FailingStorage::full_after(k);
-            let e = commit(
-                &run,
-                0,
-                step,
-                Kind::Periodic,
-                HASH,
-                &as_refs(&new),
-                &storage,
-            )
-            .expect_err("commit past the limit must fail");
+            let e = commit(&run, 0, step, Kind::Periodic, HASH, &as_refs(&new), &storage)
+                .expect_err("commit past the limit must fail");
             assert!(is_enospc(&e), "k = {k}: {e}");
             let msg = e.to_string();
-            assert!(
-                msg.contains("io error during write") && msg.contains("os error 28"),
-                "{msg}"
-            );
+            assert!(msg.contains("io error during write") && msg.contains("os error 28"), "{msg}");
             assert!(msg.contains("step-0000") && msg.contains(".tmp"), "{msg}");
 
             // The previous checkpoint is untouched and still the one found; nothing else is left.
-            assert_eq!(
-                load_file(&previous, "model.safetensors").unwrap(),
-                files(1)[0].1
-            );
+            assert_eq!(load_file(&previous, "model.safetensors").unwrap(), files(1)[0].1);
             verify(&previous).unwrap();
             assert_eq!(latest(&run), (Some((0, 10)), vec![]), "k = {k}");
             assert_eq!(entries(&run, 0), ["step-000010"], "k = {k}");
@@ -327,47 +256,22 @@ fn enospc_at_any_byte_keeps_the_previous_checkpoint() {
 fn enospc_in_a_new_task_leaves_no_checkpoint() {
     let run = temp_dir("enospc-new-task");
     commit_real(&run, 0, 10, Kind::TaskEnd, 1);
-    let e = commit(
-        &run,
-        1,
-        0,
-        Kind::Periodic,
-        HASH,
-        &as_refs(&files(2)),
-        &FailingStorage::full_after(10),
-    )
-    .unwrap_err();
+    let e = commit(&run, 1, 0, Kind::Periodic, HASH, &as_refs(&files(2)), &FailingStorage::full_after(10)).unwrap_err();
     assert!(is_enospc(&e), "{e}");
     assert_eq!(latest(&run), (Some((0, 10)), vec![]));
     assert!(entries(&run, 1).is_empty());
 }
 
 /// Where the run stands after a commit of `step` crashed at `point`, as (found, warnings).
-fn crash_scenario(
-    test: &str,
-    point: CrashPoint,
-    replace: bool,
-) -> (PathBuf, Option<(usize, usize)>, Vec<String>) {
+fn crash_scenario(test: &str, point: CrashPoint, replace: bool) -> (PathBuf, Option<(usize, usize)>, Vec<String>) {
     let run = temp_dir(test);
     commit_real(&run, 0, 5, Kind::Periodic, 1);
     commit_real(&run, 0, 10, Kind::Periodic, 2);
     let step = if replace { 10 } else { 20 };
     let storage = FailingStorage::crash_at(point);
-    let e = commit(
-        &run,
-        0,
-        step,
-        Kind::Periodic,
-        HASH,
-        &as_refs(&files(3)),
-        &storage,
-    )
-    .unwrap_err();
+    let e = commit(&run, 0, step, Kind::Periodic, HASH, &as_refs(&files(3)), &storage).unwrap_err();
     assert!(storage.crashed(), "{point}: {e}");
-    assert!(
-        e.to_string().contains(&format!("crash point {point}")),
-        "{e}"
-    );
+    assert!(e.to_string().contains(&format!("crash point {point}")), "{e}");
     let (found, warnings) = latest(&run);
     (run, found, warnings)
 }
@@ -387,15 +291,8 @@ fn simulated_crash_at_each_point_leaves_a_consistent_run() {
         // A new step: before the rename the previous checkpoint is found, after it the new one.
         let (run, found, warnings) = crash_scenario(&format!("crash-new-{point}"), point, false);
         if point == CrashPoint::AfterRename {
-            assert_eq!(
-                (found, warnings.len()),
-                (Some((0, 20)), 0),
-                "{point}: {warnings:?}"
-            );
-            assert_eq!(
-                load_file(&checkpoint_dir(&run, 0, 20), "state.postcard").unwrap(),
-                files(3)[2].1
-            );
+            assert_eq!((found, warnings.len()), (Some((0, 20)), 0), "{point}: {warnings:?}");
+            assert_eq!(load_file(&checkpoint_dir(&run, 0, 20), "state.postcard").unwrap(), files(3)[2].1);
         } else {
             assert_eq!(found, Some((0, 10)), "{point}");
             assert_eq!(warnings.len(), 1, "{point}: {warnings:?}");
@@ -404,10 +301,7 @@ fn simulated_crash_at_each_point_leaves_a_consistent_run() {
         // Committing the step again cleans up.
         commit_real(&run, 0, 20, Kind::Periodic, 4);
         assert_eq!(latest(&run), (Some((0, 20)), vec![]), "{point}");
-        assert_eq!(
-            entries(&run, 0),
-            ["step-000005", "step-000010", "step-000020"]
-        );
+        assert_eq!(entries(&run, 0), ["step-000005", "step-000010", "step-000020"]);
 
         // Re-committing step 10: the old copy until the swap, the new one after it; in between
         // the step is absent and the one before it is found.
@@ -445,10 +339,7 @@ fn crash_child() {
     let Some(run) = std::env::var_os("MULKI_TEST_CRASH_RUN") else {
         return;
     };
-    let step: usize = std::env::var("MULKI_TEST_CRASH_STEP")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let step: usize = std::env::var("MULKI_TEST_CRASH_STEP").unwrap().parse().unwrap();
     commit_real(Path::new(&run), 0, step, Kind::Periodic, 3);
     // Reaching here means the crash point never fired.
     std::process::exit(3);
@@ -459,14 +350,7 @@ fn crash_child() {
 fn real_abort_at_each_crash_point() {
     use std::os::unix::process::ExitStatusExt;
     let exe = std::env::current_exe().unwrap();
-    for name in [
-        "after-file-0",
-        "after-file-2",
-        "before-manifest",
-        "after-manifest",
-        "before-rename",
-        "after-rename",
-    ] {
+    for name in ["after-file-0", "after-file-2", "before-manifest", "after-manifest", "before-rename", "after-rename"] {
         for (step, replace) in [(20, false), (10, true)] {
             let run = temp_dir(&format!("abort-{name}-{step}"));
             commit_real(&run, 0, 5, Kind::Periodic, 1);
@@ -483,11 +367,7 @@ fn real_abort_at_each_crash_point() {
                 .stderr(std::process::Stdio::null())
                 .status()
                 .unwrap();
-            assert_eq!(
-                status.signal(),
-                Some(6),
-                "{name}: child ended with {status}"
-            );
+            assert_eq!(status.signal(), Some(6), "{name}: child ended with {status}");
 
             let (found, _) = latest(&run);
             let expect = match (name, replace) {
@@ -502,11 +382,7 @@ fn real_abort_at_each_crash_point() {
                 10 if !(replace && name == "after-rename") => 2,
                 _ => 3,
             };
-            assert_eq!(
-                load_file(&dir, "model.safetensors").unwrap(),
-                files(seed)[0].1,
-                "{name}"
-            );
+            assert_eq!(load_file(&dir, "model.safetensors").unwrap(), files(seed)[0].1, "{name}");
         }
     }
 }
@@ -514,34 +390,16 @@ fn real_abort_at_each_crash_point() {
 #[test]
 fn replacing_an_existing_step() {
     let run = temp_dir("replace");
-    let dir = commit(
-        &run,
-        0,
-        10,
-        Kind::Periodic,
-        "first",
-        &[("a.bin", b"old contents"), ("shared.bin", b"1")],
-        &RealStorage,
-    )
-    .unwrap();
-    let again = commit(
-        &run,
-        0,
-        10,
-        Kind::TaskEnd,
-        "second",
-        &[("b.bin", b"new"), ("shared.bin", b"22")],
-        &RealStorage,
-    )
-    .unwrap();
+    let dir =
+        commit(&run, 0, 10, Kind::Periodic, "first", &[("a.bin", b"old contents"), ("shared.bin", b"1")], &RealStorage)
+            .unwrap();
+    let again = commit(&run, 0, 10, Kind::TaskEnd, "second", &[("b.bin", b"new"), ("shared.bin", b"22")], &RealStorage)
+        .unwrap();
     assert_eq!(dir, again);
     let m = verify(&dir).unwrap();
     assert_eq!((m.kind, m.config_hash.as_str()), (Kind::TaskEnd, "second"));
     assert_eq!(m.files.keys().collect::<Vec<_>>(), ["b.bin", "shared.bin"]);
-    assert!(
-        !dir.join("a.bin").exists(),
-        "old files do not survive a replace"
-    );
+    assert!(!dir.join("a.bin").exists(), "old files do not survive a replace");
     assert_eq!(load_file(&dir, "shared.bin").unwrap(), b"22");
     assert_eq!(entries(&run, 0), ["step-000010"]);
     assert_eq!(task_end(&run, 0), Some(dir));
@@ -587,48 +445,17 @@ fn verify_reports_each_kind_of_bad_manifest() {
         assert!(msg.contains(&format!("step-{step:06}")), "{msg}");
         e
     };
-    let e = check(
-        1,
-        &|d| edit_manifest(d, |v| v["format"] = "other".into()),
-        "unknown format \"other\"",
-    );
+    let e = check(1, &|d| edit_manifest(d, |v| v["format"] = "other".into()), "unknown format \"other\"");
     assert!(matches!(e, CheckpointError::UnknownFormat { .. }));
-    let e = check(
-        2,
-        &|d| edit_manifest(d, |v| v["version"] = 7.into()),
-        "unsupported manifest version 7",
-    );
-    assert!(matches!(
-        e,
-        CheckpointError::UnsupportedVersion { version: 7, .. }
-    ));
-    check(
-        3,
-        &|d| fs::write(d.join(MANIFEST_FILE), b"{\"format\": ").unwrap(),
-        "malformed manifest",
-    );
-    check(
-        4,
-        &|d| edit_manifest(d, |v| v["kind"] = "weekly".into()),
-        "malformed manifest",
-    );
-    check(
-        5,
-        &|d| edit_manifest(d, |v| v["step"] = (-1).into()),
-        "malformed manifest",
-    );
-    check(
-        6,
-        &|d| edit_manifest(d, |v| v["step"] = 7.into()),
-        "belongs at task-00/step-000007",
-    );
+    let e = check(2, &|d| edit_manifest(d, |v| v["version"] = 7.into()), "unsupported manifest version 7");
+    assert!(matches!(e, CheckpointError::UnsupportedVersion { version: 7, .. }));
+    check(3, &|d| fs::write(d.join(MANIFEST_FILE), b"{\"format\": ").unwrap(), "malformed manifest");
+    check(4, &|d| edit_manifest(d, |v| v["kind"] = "weekly".into()), "malformed manifest");
+    check(5, &|d| edit_manifest(d, |v| v["step"] = (-1).into()), "malformed manifest");
+    check(6, &|d| edit_manifest(d, |v| v["step"] = 7.into()), "belongs at task-00/step-000007");
     check(
         7,
-        &|d| {
-            edit_manifest(d, |v| {
-                v["files"]["../../x"] = v["files"]["state.postcard"].clone()
-            })
-        },
+        &|d| edit_manifest(d, |v| v["files"]["../../x"] = v["files"]["state.postcard"].clone()),
         "bad checkpoint file name \"../../x\"",
     );
     check(
@@ -646,16 +473,8 @@ fn verify_reports_each_kind_of_bad_manifest() {
         &|d| fs::remove_file(d.join("state.postcard")).unwrap(),
         "\"state.postcard\" listed in the manifest is missing",
     );
-    check(
-        11,
-        &|d| fs::write(d.join("state.postcard"), b"").unwrap(),
-        "expected 77 bytes, got 0",
-    );
-    check(
-        12,
-        &|d| fs::remove_file(d.join(MANIFEST_FILE)).unwrap(),
-        "missing manifest",
-    );
+    check(11, &|d| fs::write(d.join("state.postcard"), b"").unwrap(), "expected 77 bytes, got 0");
+    check(12, &|d| fs::remove_file(d.join(MANIFEST_FILE)).unwrap(), "missing manifest");
 
     // A checkpoint copied under another step's name is refused.
     let good = commit_real(&run, 0, 13, Kind::Periodic, 1);
@@ -706,34 +525,19 @@ fn rotation_keeps_last_two_periodic_per_task_and_every_task_end() {
         commit_real(&run, task, step, kind, step as u8);
     }
     let removed = rotate(&run, 0, 2, &RealStorage).unwrap();
-    assert_eq!(
-        removed,
-        [checkpoint_dir(&run, 0, 20), checkpoint_dir(&run, 0, 10)]
-    );
-    assert_eq!(
-        entries(&run, 0),
-        ["step-000025", "step-000030", "step-000040"]
-    );
+    assert_eq!(removed, [checkpoint_dir(&run, 0, 20), checkpoint_dir(&run, 0, 10)]);
+    assert_eq!(entries(&run, 0), ["step-000025", "step-000030", "step-000040"]);
     assert_eq!(entries(&run, 1), ["step-000005", "step-000015"]);
 
     commit_real(&run, 0, 50, Kind::Periodic, 50);
-    assert_eq!(
-        rotate(&run, 0, 2, &RealStorage).unwrap(),
-        [checkpoint_dir(&run, 0, 30)]
-    );
-    assert_eq!(
-        entries(&run, 0),
-        ["step-000025", "step-000040", "step-000050"]
-    );
+    assert_eq!(rotate(&run, 0, 2, &RealStorage).unwrap(), [checkpoint_dir(&run, 0, 30)]);
+    assert_eq!(entries(&run, 0), ["step-000025", "step-000040", "step-000050"]);
     assert!(rotate(&run, 1, 2, &RealStorage).unwrap().is_empty());
 
     // A damaged newest periodic does not count towards the kept ones, and is left alone.
     flip_byte(&checkpoint_dir(&run, 0, 50).join("model.safetensors"), 0);
     assert!(rotate(&run, 0, 1, &RealStorage).unwrap().is_empty());
-    assert_eq!(
-        entries(&run, 0),
-        ["step-000025", "step-000040", "step-000050"]
-    );
+    assert_eq!(entries(&run, 0), ["step-000025", "step-000040", "step-000050"]);
 
     // keep 0 drops every periodic one; task ends stay.
     rotate(&run, 0, 0, &RealStorage).unwrap();
@@ -787,29 +591,17 @@ fn header_round_trip_and_errors() {
     let mut v2 = bytes.clone();
     v2[8..12].copy_from_slice(&2u32.to_le_bytes());
     let e = decode(&v2);
-    assert!(
-        matches!(e, CheckpointError::UnsupportedVersion { version: 2, .. }),
-        "{e}"
-    );
-    assert!(
-        e.to_string().contains("unsupported state header version 2"),
-        "{e}"
-    );
+    assert!(matches!(e, CheckpointError::UnsupportedVersion { version: 2, .. }), "{e}");
+    assert!(e.to_string().contains("unsupported state header version 2"), "{e}");
     named(&e);
 
     for cut in [0, 5, 8, 10] {
         let e = decode(&bytes[..cut]);
-        assert!(
-            matches!(e, CheckpointError::Truncated { .. }),
-            "cut {cut}: {e}"
-        );
+        assert!(matches!(e, CheckpointError::Truncated { .. }), "cut {cut}: {e}");
     }
     for cut in [12, 13, bytes.len() - 1] {
         let e = decode(&bytes[..cut]);
-        assert!(
-            matches!(e, CheckpointError::Truncated { .. }),
-            "cut {cut}: {e}"
-        );
+        assert!(matches!(e, CheckpointError::Truncated { .. }), "cut {cut}: {e}");
         assert!(e.to_string().contains("truncated"), "{e}");
         named(&e);
     }

@@ -59,10 +59,7 @@ fn load(name: &str) -> RunConfig {
 }
 
 fn task<'a>(cfg: &'a RunConfig, name: &str) -> &'a TaskConfig {
-    cfg.tasks
-        .iter()
-        .find(|t| t.name == name)
-        .unwrap_or_else(|| panic!("no task {name}"))
+    cfg.tasks.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no task {name}"))
 }
 
 /// Everything every shipped config must satisfy; `iterations` is the per-task count.
@@ -71,36 +68,20 @@ fn check(file: &str, order: &[&str; 11], iterations: usize, shots: Option<usize>
     let names: Vec<&str> = cfg.tasks.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, order, "{file}: task order");
 
-    let counts: BTreeMap<&str, (usize, usize)> =
-        ZSCL.iter().map(|&(n, c, t)| (n, (c, t))).collect();
+    let counts: BTreeMap<&str, (usize, usize)> = ZSCL.iter().map(|&(n, c, t)| (n, (c, t))).collect();
     let mut total = 0;
     for (i, t) in cfg.tasks.iter().enumerate() {
         let (classes, templates) = counts[t.name.as_str()];
         assert_eq!(t.classes.len(), classes, "{file}: {} classes", t.name);
-        assert_eq!(
-            t.eval_templates.len(),
-            templates,
-            "{file}: {} templates",
-            t.name
-        );
+        assert_eq!(t.eval_templates.len(), templates, "{file}: {} templates", t.name);
         total += t.classes.len();
 
         let unique: HashSet<&String> = t.classes.iter().collect();
-        assert_eq!(
-            unique.len(),
-            t.classes.len(),
-            "{file}: {} duplicate class",
-            t.name
-        );
+        assert_eq!(unique.len(), t.classes.len(), "{file}: {} duplicate class", t.name);
         if let Some(folders) = &t.folders {
             assert_eq!(folders.len(), t.classes.len(), "{file}: {} folders", t.name);
             let unique: HashSet<&String> = folders.iter().collect();
-            assert_eq!(
-                unique.len(),
-                folders.len(),
-                "{file}: {} duplicate folder",
-                t.name
-            );
+            assert_eq!(unique.len(), folders.len(), "{file}: {} duplicate folder", t.name);
             for f in folders {
                 assert!(
                     !f.is_empty() && !f.contains('/') && !f.contains('\\'),
@@ -112,58 +93,25 @@ fn check(file: &str, order: &[&str; 11], iterations: usize, shots: Option<usize>
 
         // ZSCL trains with the first of the dataset's templates and evaluates with all of them.
         assert_eq!(t.train_templates.len(), 1, "{file}: {}", t.name);
-        assert_eq!(
-            t.train_templates[0], t.eval_templates[0],
-            "{file}: {}",
-            t.name
-        );
+        assert_eq!(t.train_templates[0], t.eval_templates[0], "{file}: {}", t.name);
         for tpl in t.train_templates.iter().chain(&t.eval_templates) {
-            assert_eq!(
-                tpl.matches("{}").count(),
-                1,
-                "{file}: {} template {tpl:?}",
-                t.name
-            );
+            assert_eq!(tpl.matches("{}").count(), 1, "{file}: {} template {tpl:?}", t.name);
         }
 
-        let lr = if t.name == "Aircraft" || t.name == "MNIST" {
-            5e-5
-        } else {
-            1e-5
-        };
+        let lr = if t.name == "Aircraft" || t.name == "MNIST" { 5e-5 } else { 1e-5 };
         assert_eq!(cfg.lr(i), lr, "{file}: {} lr", t.name);
-        assert_eq!(
-            cfg.iterations(i),
-            iterations,
-            "{file}: {} iterations",
-            t.name
-        );
+        assert_eq!(cfg.iterations(i), iterations, "{file}: {} iterations", t.name);
 
         let root = t.root.to_string_lossy().replace('\\', "/");
         let folder = t.root.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(
-            root.contains("configs/../data/"),
-            "{file}: {} root {root}",
-            t.name
-        );
-        assert_eq!(
-            folder,
-            folder.to_lowercase(),
-            "{file}: {} root {root}",
-            t.name
-        );
+        assert!(root.contains("configs/../data/"), "{file}: {} root {root}", t.name);
+        assert_eq!(folder, folder.to_lowercase(), "{file}: {} root {root}", t.name);
         if t.name == "MNIST" {
             assert_eq!(t.format, DatasetFormat::Idx);
-            assert_eq!(
-                (t.train_split.as_str(), t.test_split.as_str()),
-                ("train", "t10k")
-            );
+            assert_eq!((t.train_split.as_str(), t.test_split.as_str()), ("train", "t10k"));
         } else {
             assert_eq!(t.format, DatasetFormat::ImageFolder, "{file}: {}", t.name);
-            assert_eq!(
-                (t.train_split.as_str(), t.test_split.as_str()),
-                ("train", "test")
-            );
+            assert_eq!((t.train_split.as_str(), t.test_split.as_str()), ("train", "test"));
         }
     }
     assert_eq!(total, 1201, "{file}: MTIL has 1,201 classes");
@@ -174,15 +122,9 @@ fn check(file: &str, order: &[&str; 11], iterations: usize, shots: Option<usize>
     assert_eq!(cfg.train.weight_decay, 0.0);
     assert_eq!(cfg.train.iterations, iterations);
     assert_eq!(cfg.train.shots, shots);
-    assert_eq!(
-        cfg.method.get("preset").and_then(|v| v.as_str()),
-        Some("mulki")
-    );
+    assert_eq!(cfg.method.get("preset").and_then(|v| v.as_str()), Some("mulki"));
     assert!(cfg.reference.is_none());
-    assert!(cfg
-        .model
-        .source
-        .ends_with(Path::new("..").join("models").join("clip-vit-base-patch16")));
+    assert!(cfg.model.source.ends_with(Path::new("..").join("models").join("clip-vit-base-patch16")));
     cfg
 }
 
@@ -228,19 +170,13 @@ fn class_names_and_templates_are_zscls() {
 
     assert_eq!(class("MNIST", 0), "0 - zero");
     assert_eq!(class("MNIST", 9), "9 - nine");
-    assert_eq!(
-        task(&cfg, "MNIST").eval_templates,
-        ["a photo of the number: \"{}\"."]
-    );
+    assert_eq!(task(&cfg, "MNIST").eval_templates, ["a photo of the number: \"{}\"."]);
     assert!(task(&cfg, "MNIST").folders.is_none());
 
     assert_eq!(class("Aircraft", 0), "707-320");
     assert_eq!(class("Aircraft", 72), "F-16A/B");
     assert_eq!(folder("Aircraft", 72), "F-16A_B");
-    assert_eq!(
-        task(&cfg, "Aircraft").train_templates,
-        ["a photo of a {}, a type of aircraft."]
-    );
+    assert_eq!(task(&cfg, "Aircraft").train_templates, ["a photo of a {}, a type of aircraft."]);
 
     // ZSCL's hard-coded Caltech101 names, double space included; folders are the categories.
     assert_eq!(class("Caltech101", 0), "off-center face");
@@ -265,18 +201,12 @@ fn class_names_and_templates_are_zscls() {
     assert_eq!(class("OxfordPet", 5), "Bengal");
     assert_eq!(class("StanfordCars", 5), "Acura Integra Type R 2001");
     assert_eq!(class("StanfordCars", 173), "Ram C/V Cargo Van Minivan 2012");
-    assert_eq!(
-        folder("StanfordCars", 173),
-        "Ram C_V Cargo Van Minivan 2012"
-    );
+    assert_eq!(folder("StanfordCars", 173), "Ram C_V Cargo Van Minivan 2012");
     assert_eq!(class("SUN397", 8), "apartment building/outdoor");
     assert_eq!(folder("SUN397", 8), "a_apartment_building_outdoor");
     assert_eq!(class("SUN397", 206), "jail/indoor");
     assert_eq!(class("SUN397", 207), "jail cell");
-    assert_eq!(
-        task(&cfg, "SUN397").eval_templates,
-        ["a photo of a {}.", "a photo of the {}."]
-    );
+    assert_eq!(task(&cfg, "SUN397").eval_templates, ["a photo of a {}.", "a photo of the {}."]);
 }
 
 /// The commented-out `[reference]` block is valid: uncommented, with the `zscl` preset, the

@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 
 use mulki_host::data::codec::{ImageFormat, Rgb, RgbImage};
 use mulki_host::data::{
-    self, augment_rng, check, epoch_permutation, few_shot, sample_indices, BatchSpec, DataError,
-    EpochSampler, Item, Loader, LoaderConfig, RandomResizedCrop, ReferenceSet, Source, Split,
-    Transform,
+    self, augment_rng, check, epoch_permutation, few_shot, sample_indices, BatchSpec, DataError, EpochSampler, Item,
+    Loader, LoaderConfig, RandomResizedCrop, ReferenceSet, Source, Split, Transform,
 };
 use mulki_host::run::config::{DatasetFormat, TaskConfig};
 use mulki_tests::Rng;
@@ -25,11 +24,7 @@ fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let img = RgbImage::from_fn(w, h, |x, y| {
         let v = (x * 7 + y * 13) as u8;
-        Rgb([
-            v ^ seed,
-            v.wrapping_add(seed),
-            seed.wrapping_mul(3) ^ (x as u8),
-        ])
+        Rgb([v ^ seed, v.wrapping_add(seed), seed.wrapping_mul(3) ^ (x as u8)])
     });
     img.save_with_format(path, ImageFormat::Png).unwrap();
 }
@@ -85,18 +80,7 @@ fn image_folder_lists_sorted_by_class_then_path() {
     let t = task(&root, DatasetFormat::ImageFolder, &["cat", "dog"]);
     let s = Split::train(&t).unwrap();
     assert_eq!(s.classes, 2);
-    assert_eq!(
-        paths(&s),
-        [
-            "img0.png",
-            "img1.png",
-            "img2.png",
-            "Zeta.PNG",
-            "alpha.JpEg",
-            "img0.png",
-            "img1.png"
-        ]
-    );
+    assert_eq!(paths(&s), ["img0.png", "img1.png", "img2.png", "Zeta.PNG", "alpha.JpEg", "img0.png", "img1.png"]);
     let labels: Vec<usize> = s.items.iter().map(|i| i.label).collect();
     assert_eq!(labels, [0, 0, 0, 1, 1, 1, 1]);
     assert_eq!(s.class_counts(), [3, 4]);
@@ -134,11 +118,7 @@ fn image_folder_errors_name_what_is_wrong() {
 
     // Mismatch on both sides, all listed in one error.
     image_folder(&root, "train", &["Fish", "cow"], &[1, 1]);
-    let t = task(
-        &root,
-        DatasetFormat::ImageFolder,
-        &["cat", "dog", "bird", "fish", "horse"],
-    );
+    let t = task(&root, DatasetFormat::ImageFolder, &["cat", "dog", "bird", "fish", "horse"]);
     let e = Split::train(&t).unwrap_err();
     let msg = e.to_string();
     match &e {
@@ -236,11 +216,7 @@ fn csv_errors_name_file_and_line() {
         (b"path,label\na.png,0\nb.png\n", 3, "expected 2 fields"),
         (b"a.png,0,extra\n", 1, "found 3"),
         (b"a.png,0\n\"b.png,1\nc.png,0\n", 2, "unterminated"),
-        (
-            b"a.png,0\n\"q\nq.png\",0\nc.png,x\n",
-            4,
-            "not a non-negative integer",
-        ),
+        (b"a.png,0\n\"q\nq.png\",0\nc.png,x\n", 4, "not a non-negative integer"),
         (b"a.png,0\nb.png,-1\n", 2, "non-negative"),
         (b"a.png,0\n\"b\"x.png,0\n", 2, "after a closing"),
         (b"a\"b.png,0\n", 1, "unexpected"),
@@ -255,10 +231,7 @@ fn csv_errors_name_file_and_line() {
         assert!(msg.contains(what), "{what}: {msg}");
     }
     let e = csv_task(&root, b"a.png,0\nb.png,5\n", 2).unwrap_err();
-    assert!(
-        matches!(e, DataError::LabelOutOfRange { label: 5, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::LabelOutOfRange { label: 5, .. }), "{e}");
     assert!(e.to_string().contains("line 2") && e.to_string().contains("train.csv"));
     let e = csv_task(&root, b"path,label\n", 2).unwrap_err();
     assert!(matches!(e, DataError::NoImages { .. }), "{e}");
@@ -289,11 +262,7 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     let crc = !bytes.iter().fold(!0u32, |mut c, &b| {
         c ^= u32::from(b);
         for _ in 0..8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0xEDB8_8320
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
         }
         c
     });
@@ -315,21 +284,9 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
 fn idx_plain_and_gz() {
     let root = temp_dir("idx_ok");
     std::fs::write(root.join("train-images-idx3-ubyte"), idx_images(5, 3, 4)).unwrap();
-    std::fs::write(
-        root.join("train-labels-idx1-ubyte"),
-        idx_labels(&[0, 2, 1, 1, 0]),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("test-images-idx3-ubyte.gz"),
-        gz(&idx_images(2, 2, 2)),
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("test-labels-idx1-ubyte.gz"),
-        gz(&idx_labels(&[2, 0])),
-    )
-    .unwrap();
+    std::fs::write(root.join("train-labels-idx1-ubyte"), idx_labels(&[0, 2, 1, 1, 0])).unwrap();
+    std::fs::write(root.join("test-images-idx3-ubyte.gz"), gz(&idx_images(2, 2, 2))).unwrap();
+    std::fs::write(root.join("test-labels-idx1-ubyte.gz"), gz(&idx_labels(&[2, 0]))).unwrap();
     let t = task(&root, DatasetFormat::Idx, &["a", "b", "c"]);
     let s = Split::train(&t).unwrap();
     assert_eq!(s.len(), 5);
@@ -362,10 +319,7 @@ fn idx_errors_name_file_and_offset_and_never_panic() {
 
     let msg = |r: Result<Split, DataError>| r.unwrap_err().to_string();
     let m = msg(set(&good[..good.len() - 3], &labels));
-    assert!(
-        m.contains("train-images-idx3-ubyte") && m.contains("offset 25") && m.contains("truncated"),
-        "{m}"
-    );
+    assert!(m.contains("train-images-idx3-ubyte") && m.contains("offset 25") && m.contains("truncated"), "{m}");
     let mut bad = good.clone();
     bad[2] = 9;
     let m = msg(set(&bad, &labels));
@@ -383,15 +337,9 @@ fn idx_errors_name_file_and_offset_and_never_panic() {
     let m = msg(set(&good, &idx_labels(&[0, 1])));
     assert!(m.contains("3 images") && m.contains("2 labels"), "{m}");
     let m = msg(set(&good, &idx_labels(&[0, 7, 1])));
-    assert!(
-        m.contains("train-labels-idx1-ubyte") && m.contains("record 1") && m.contains("label 7"),
-        "{m}"
-    );
+    assert!(m.contains("train-labels-idx1-ubyte") && m.contains("record 1") && m.contains("label 7"), "{m}");
     let m = msg(set(&good, &good));
-    assert!(
-        m.contains("train-labels-idx1-ubyte") && m.contains("magic"),
-        "{m}"
-    );
+    assert!(m.contains("train-labels-idx1-ubyte") && m.contains("magic"), "{m}");
 
     // Every truncation of a valid file is an error, never a panic; so is every truncated gzip.
     for n in 0..good.len() {
@@ -421,17 +369,11 @@ fn synthetic_split(per_class: &[usize]) -> Split {
     while items.len() < total {
         if left[c] > 0 {
             left[c] -= 1;
-            items.push(Item {
-                source: Source::File(PathBuf::from(format!("{}.png", items.len()))),
-                label: c,
-            });
+            items.push(Item { source: Source::File(PathBuf::from(format!("{}.png", items.len()))), label: c });
         }
         c = (c + 1) % per_class.len();
     }
-    Split {
-        items,
-        classes: per_class.len(),
-    }
+    Split { items, classes: per_class.len() }
 }
 
 #[test]
@@ -441,11 +383,7 @@ fn few_shot_is_deterministic_and_balanced() {
     assert_eq!(a, few_shot(&s, 4, 42, 0));
     assert_eq!(a.class_counts(), [4, 3, 4, 4]);
     // In the split's order, each item from the split.
-    let pos: Vec<usize> = a
-        .items
-        .iter()
-        .map(|it| s.items.iter().position(|x| x == it).unwrap())
-        .collect();
+    let pos: Vec<usize> = a.items.iter().map(|it| s.items.iter().position(|x| x == it).unwrap()).collect();
     assert!(pos.windows(2).all(|w| w[0] < w[1]), "{pos:?}");
     assert_ne!(a, few_shot(&s, 4, 43, 0));
     assert_ne!(a, few_shot(&s, 4, 42, 1));
@@ -454,17 +392,8 @@ fn few_shot_is_deterministic_and_balanced() {
     // Draws cover a class over many seeds (no item is never picked).
     let mut seen = [false; 20];
     for seed in 0..60 {
-        for it in few_shot(&s, 2, seed, 0)
-            .items
-            .iter()
-            .filter(|i| i.label == 3)
-        {
-            let i = s
-                .items
-                .iter()
-                .filter(|x| x.label == 3)
-                .position(|x| x == it)
-                .unwrap();
+        for it in few_shot(&s, 2, seed, 0).items.iter().filter(|i| i.label == 3) {
+            let i = s.items.iter().filter(|x| x.label == 3).position(|x| x == it).unwrap();
             seen[i] = true;
         }
     }
@@ -476,31 +405,18 @@ fn few_shot_is_deterministic_and_balanced() {
 #[test]
 fn random_resized_crop_is_deterministic_and_in_bounds() {
     let rrc = RandomResizedCrop::clip(32);
-    for (w, h) in [
-        (320, 213),
-        (100, 100),
-        (120, 100),
-        (50, 400),
-        (7, 9),
-        (1, 1),
-    ] {
+    for (w, h) in [(320, 213), (100, 100), (120, 100), (50, 400), (7, 9), (1, 1)] {
         for sample in 0..200u64 {
             let b = rrc.params(w, h, &mut augment_rng(5, 1, sample));
             assert_eq!(b, rrc.params(w, h, &mut augment_rng(5, 1, sample)));
             assert!(b.width >= 1 && b.height >= 1);
-            assert!(
-                b.left + b.width <= w && b.top + b.height <= h,
-                "{w}x{h}: {b:?}"
-            );
+            assert!(b.left + b.width <= w && b.top + b.height <= h, "{w}x{h}: {b:?}");
             let frac = (b.width * b.height) as f64 / (w * h) as f64;
             let ratio = b.width as f64 / b.height as f64;
             if (w, h) == (100, 100) || (w, h) == (120, 100) {
                 // Rounding w and h moves area and ratio a little off the sampled range.
                 assert!((0.88..=1.0).contains(&frac), "{w}x{h}: {b:?} area {frac}");
-                assert!(
-                    (0.74..=1.35).contains(&ratio),
-                    "{w}x{h}: {b:?} ratio {ratio}"
-                );
+                assert!((0.74..=1.35).contains(&ratio), "{w}x{h}: {b:?} ratio {ratio}");
             }
         }
     }
@@ -536,18 +452,9 @@ fn epoch_permutation_properties() {
             assert_eq!(p, (0..n).collect::<Vec<_>>());
         }
     }
-    assert_ne!(
-        epoch_permutation(100, 9, 3, 0),
-        epoch_permutation(100, 9, 3, 1)
-    );
-    assert_ne!(
-        epoch_permutation(100, 9, 3, 0),
-        epoch_permutation(100, 9, 4, 0)
-    );
-    assert_ne!(
-        epoch_permutation(100, 9, 3, 0),
-        epoch_permutation(100, 10, 3, 0)
-    );
+    assert_ne!(epoch_permutation(100, 9, 3, 0), epoch_permutation(100, 9, 3, 1));
+    assert_ne!(epoch_permutation(100, 9, 3, 0), epoch_permutation(100, 9, 4, 0));
+    assert_ne!(epoch_permutation(100, 9, 3, 0), epoch_permutation(100, 10, 3, 0));
 
     // Batches of 7 over 10 items: position g = step * 7 + i is (epoch g / 10, slot g % 10).
     let (n, b) = (10usize, 7usize);
@@ -573,23 +480,14 @@ fn loader_split(root: &Path) -> Split {
     for (c, name) in classes.iter().enumerate() {
         for i in 0..4 {
             let (w, h) = (30 + 11 * i as u32, 25 + 7 * c as u32);
-            write_png(
-                &root.join("train").join(name).join(format!("{i}.png")),
-                w,
-                h,
-                (c * 4 + i) as u8,
-            );
+            write_png(&root.join("train").join(name).join(format!("{i}.png")), w, h, (c * 4 + i) as u8);
         }
     }
     Split::train(&task(root, DatasetFormat::ImageFolder, &classes)).unwrap()
 }
 
 fn cfg(transform: Transform, threads: usize, skip: bool) -> LoaderConfig {
-    LoaderConfig {
-        transform,
-        threads,
-        skip_bad_images: skip,
-    }
+    LoaderConfig { transform, threads, skip_bad_images: skip }
 }
 
 #[test]
@@ -597,10 +495,7 @@ fn loader_is_independent_of_threads_and_prefetch() {
     let root = temp_dir("loader");
     let split = loader_split(&root);
     let n = split.len();
-    for transform in [
-        Transform::Eval { size: 24 },
-        Transform::Train(RandomResizedCrop::clip(24)),
-    ] {
+    for transform in [Transform::Eval { size: 24 }, Transform::Train(RandomResizedCrop::clip(24))] {
         let one = Loader::new(split.clone(), cfg(transform, 1, false)).unwrap();
         let mut three = Loader::new(split.clone(), cfg(transform, 3, false)).unwrap();
         let specs: Vec<BatchSpec> = (0..4u64)
@@ -634,20 +529,14 @@ fn loader_is_independent_of_threads_and_prefetch() {
         ev.load(&BatchSpec::eval(&idx)).unwrap().pixels,
         ev.load(&BatchSpec::train(&idx, 1, 1, 0)).unwrap().pixels
     );
-    let tr = Loader::new(
-        split.clone(),
-        cfg(Transform::Train(RandomResizedCrop::clip(16)), 2, false),
-    )
-    .unwrap();
+    let tr = Loader::new(split.clone(), cfg(Transform::Train(RandomResizedCrop::clip(16)), 2, false)).unwrap();
     assert_ne!(
         tr.load(&BatchSpec::train(&idx, 1, 1, 0)).unwrap().pixels,
         tr.load(&BatchSpec::train(&idx, 1, 1, 3)).unwrap().pixels
     );
     // The eval batch equals the single-image eval transform.
     let b = ev.load(&BatchSpec::eval(&[4])).unwrap();
-    let Source::File(p) = &split.items[4].source else {
-        unreachable!()
-    };
+    let Source::File(p) = &split.items[4].source else { unreachable!() };
     assert_eq!(b.pixels, mulki_host::image::load_eval(p, 16).unwrap());
     let e = ev.load(&BatchSpec::eval(&[n])).unwrap_err();
     assert!(e.to_string().contains("requested"), "{e}");
@@ -657,34 +546,21 @@ fn loader_is_independent_of_threads_and_prefetch() {
 fn bad_images_fail_or_are_replaced_deterministically() {
     let root = temp_dir("bad_images");
     let split = loader_split(&root);
-    let Source::File(bad) = split.items[5].source.clone() else {
-        unreachable!()
-    };
+    let Source::File(bad) = split.items[5].source.clone() else { unreachable!() };
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not a png").unwrap();
     let spec = BatchSpec::train(&[4, 5, 6], 3, 0, 0);
-    let strict = Loader::new(
-        split.clone(),
-        cfg(Transform::Train(RandomResizedCrop::clip(16)), 2, false),
-    )
-    .unwrap();
+    let strict = Loader::new(split.clone(), cfg(Transform::Train(RandomResizedCrop::clip(16)), 2, false)).unwrap();
     let e = strict.load(&spec).unwrap_err();
     assert!(e.to_string().contains(&bad.display().to_string()), "{e}");
 
     for threads in [1, 3] {
-        let mut lenient = Loader::new(
-            split.clone(),
-            cfg(Transform::Train(RandomResizedCrop::clip(16)), threads, true),
-        )
-        .unwrap();
+        let mut lenient =
+            Loader::new(split.clone(), cfg(Transform::Train(RandomResizedCrop::clip(16)), threads, true)).unwrap();
         let b = lenient.load(&spec).unwrap();
         assert_eq!(b.indices, [4, 6, 6]);
         assert_eq!(b.labels, [1, 1, 1]);
         assert_eq!(b.warnings.len(), 1);
-        assert!(
-            b.warnings[0].contains(&bad.display().to_string()),
-            "{}",
-            b.warnings[0]
-        );
+        assert!(b.warnings[0].contains(&bad.display().to_string()), "{}", b.warnings[0]);
         // The replacement uses the slot's own RNG: slot 1 is item 6 with sample 1's crop.
         let per = 3 * 16 * 16;
         let alone = lenient.load(&BatchSpec::train(&[6, 6], 3, 0, 1)).unwrap();
@@ -693,10 +569,7 @@ fn bad_images_fail_or_are_replaced_deterministically() {
         assert_eq!(lenient.take().unwrap(), b);
     }
     // Nothing readable at all: the error.
-    let only_bad = Split {
-        items: vec![split.items[5].clone()],
-        classes: 3,
-    };
+    let only_bad = Split { items: vec![split.items[5].clone()], classes: 3 };
     let l = Loader::new(only_bad, cfg(Transform::Eval { size: 8 }, 1, true)).unwrap();
     assert!(l.load(&BatchSpec::eval(&[0])).is_err());
 }
@@ -714,16 +587,8 @@ fn reference_set_pairs_sorted_images_with_lines() {
     let caps = root.join("captions.txt");
     std::fs::write(&caps, "first\r\nsecond\nthird\nfourth\n").unwrap();
     let r = ReferenceSet::load(&imgs, &caps).unwrap();
-    let rel: Vec<String> = r
-        .images
-        .iter()
-        .map(|p| {
-            p.strip_prefix(&imgs)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
+    let rel: Vec<String> =
+        r.images.iter().map(|p| p.strip_prefix(&imgs).unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(rel, ["a.jpg", "b.png", "sub/c.PNG", "sub/deeper/a.png"]);
     assert_eq!(r.captions, ["first", "second", "third", "fourth"]);
     let s = r.split();
@@ -739,19 +604,10 @@ fn reference_set_pairs_sorted_images_with_lines() {
     std::fs::write(&caps, "one\ntwo\nthree\n").unwrap();
     let e = ReferenceSet::load(&imgs, &caps).unwrap_err();
     let m = e.to_string();
-    assert!(
-        m.contains("images")
-            && m.contains("captions.txt")
-            && m.contains(" 4 ")
-            && m.contains(" 3 "),
-        "{m}"
-    );
+    assert!(m.contains("images") && m.contains("captions.txt") && m.contains(" 4 ") && m.contains(" 3 "), "{m}");
     std::fs::write(&caps, "one\n\nthree\nfour\n").unwrap();
     let m = ReferenceSet::load(&imgs, &caps).unwrap_err().to_string();
-    assert!(
-        m.contains("captions.txt:2") && m.contains("empty caption"),
-        "{m}"
-    );
+    assert!(m.contains("captions.txt:2") && m.contains("empty caption"), "{m}");
     assert!(ReferenceSet::load(&root.join("none"), &caps).is_err());
 }
 

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mulki_core::clip::{ClipConfig, ClipLayout, HiddenAct};
 use mulki_host::import::{
-    load_clip_bytes, load_clip_dir, load_config, save_clip_dir, LoadedClip, CONFIG_FILE,
-    WEIGHTS_FILE,
+    load_clip_bytes, load_clip_dir, load_config, save_clip_dir, LoadedClip, CONFIG_FILE, WEIGHTS_FILE,
 };
 use safetensors::tensor::{Dtype, TensorView};
 use serde_json::{json, Value};
@@ -77,10 +76,7 @@ fn load_error(dir: &Path) -> String {
 
 fn assert_mentions(msg: &str, parts: &[&str]) {
     for part in parts {
-        assert!(
-            msg.contains(part),
-            "error message does not mention {part:?}:\n{msg}"
-        );
+        assert!(msg.contains(part), "error message does not mention {part:?}:\n{msg}");
     }
 }
 
@@ -88,12 +84,7 @@ fn assert_mentions(msg: &str, parts: &[&str]) {
 fn write_tensors(dir: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
     let views: Vec<(&str, TensorView<'_>)> = tensors
         .iter()
-        .map(|(name, dtype, shape, data)| {
-            (
-                name.as_str(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        })
+        .map(|(name, dtype, shape, data)| (name.as_str(), TensorView::new(*dtype, shape.clone(), data).unwrap()))
         .collect();
     let bytes = safetensors::serialize(views, &None).unwrap();
     fs::write(dir.join(WEIGHTS_FILE), bytes).unwrap();
@@ -124,13 +115,7 @@ fn write_json(path: &Path, value: &Value) {
 fn round_trip_is_bit_identical() {
     let (dir, cfg, layout, mut params) = saved("round_trip");
     // Values a lossy path would change: NaN payloads, signed zero, infinities, subnormals.
-    let specials = [
-        f32::from_bits(0x7fc0_1234),
-        -0.0,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        1e-45,
-    ];
+    let specials = [f32::from_bits(0x7fc0_1234), -0.0, f32::INFINITY, f32::NEG_INFINITY, 1e-45];
     params[..specials.len()].copy_from_slice(&specials);
     // Saving again replaces both files.
     save_clip_dir(&dir, &cfg, &layout, &params).unwrap();
@@ -149,10 +134,8 @@ fn round_trip_is_bit_identical() {
     assert_eq!(json["text_config"]["model_type"], "clip_text_model");
     assert_eq!(json["vision_config"]["model_type"], "clip_vision_model");
     assert_eq!(json["vision_config"]["hidden_act"], "gelu");
-    let mut names: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let mut names: Vec<_> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, [CONFIG_FILE, WEIGHTS_FILE]);
 
@@ -186,30 +169,18 @@ fn half_precision_and_f64_tensors_load_as_f32() {
             }
         }
         // `logit_scale` as [1] instead of HF's 0-d tensor is accepted.
-        let shape = if e.shape.is_empty() {
-            vec![1]
-        } else {
-            e.shape.clone()
-        };
+        let shape = if e.shape.is_empty() { vec![1] } else { e.shape.clone() };
         tensors.push((e.name.clone(), dtype, shape, bytes));
     }
     // A buffer old HF checkpoints carry, and one tensor that is no CLIP parameter.
     let ids: Vec<u8> = (0..8i64).flat_map(|i| i.to_le_bytes()).collect();
-    tensors.push((
-        "text_model.embeddings.position_ids".into(),
-        Dtype::I64,
-        vec![1, 8],
-        ids,
-    ));
+    tensors.push(("text_model.embeddings.position_ids".into(), Dtype::I64, vec![1, 8], ids));
     tensors.push(("extra.weight".into(), Dtype::F32, vec![2], vec![0; 8]));
     write_tensors(&dir, &tensors);
 
     let loaded = load_clip_dir(&dir).unwrap();
     assert_eq!(loaded.params, expected);
-    assert_eq!(
-        loaded.skipped,
-        ["extra.weight", "text_model.embeddings.position_ids"]
-    );
+    assert_eq!(loaded.skipped, ["extra.weight", "text_model.embeddings.position_ids"]);
     assert_eq!(loaded.unexpected().collect::<Vec<_>>(), ["extra.weight"]);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -223,10 +194,7 @@ fn f16_bits(v: f32) -> u16 {
         return sign;
     }
     let exp = ((b >> 23) & 0xff) as i32 - 127 + 15;
-    assert!(
-        (1..31).contains(&exp) && b & 0x1fff == 0,
-        "{v} is not exact in f16"
-    );
+    assert!((1..31).contains(&exp) && b & 0x1fff == 0, "{v} is not exact in f16");
     sign | ((exp as u16) << 10) | ((b >> 13) & 0x3ff) as u16
 }
 
@@ -243,10 +211,7 @@ fn truncated_in_the_data_names_the_cut_tensor() {
     let data_start = 8 + header_len(&bytes);
     fs::write(&path, &bytes[..data_start + (bytes.len() - data_start) / 2]).unwrap();
     let msg = load_error(&dir);
-    assert_mentions(
-        &msg,
-        &[&path.display().to_string(), "tensor `", "truncated"],
-    );
+    assert_mentions(&msg, &[&path.display().to_string(), "tensor `", "truncated"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -272,10 +237,7 @@ fn every_prefix_and_byte_flip_is_an_error_not_a_panic() {
     let cuts = (0..data_start + 64).chain((data_start + 64..weights.len()).step_by(97));
     for cut in cuts {
         let res = load_clip_bytes(&config_json, &weights[..cut]);
-        let msg = res
-            .map(|m| format!("{m:?}"))
-            .expect_err("a prefix loaded")
-            .to_string();
+        let msg = res.map(|m| format!("{m:?}")).expect_err("a prefix loaded").to_string();
         assert!(msg.contains(WEIGHTS_FILE), "{msg}");
     }
     // Flipped header bytes may still parse (a changed digit in a shape), but must not panic.
@@ -302,9 +264,7 @@ fn offsets_near_usize_max_are_an_error() {
     bytes.extend_from_slice(header);
     bytes.extend_from_slice(&[0; 16]);
     let config_json = serde_json::to_vec(&tiny_config()).unwrap();
-    let msg = load_clip_bytes(&config_json, &bytes)
-        .unwrap_err()
-        .to_string();
+    let msg = load_clip_bytes(&config_json, &bytes).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "tensor `x`", "truncated"]);
 }
 
@@ -368,15 +328,7 @@ fn unknown_hidden_act_names_the_field() {
     json["text_config"]["hidden_act"] = json!("relu");
     write_json(&path, &json);
     let msg = load_error(&dir);
-    assert_mentions(
-        &msg,
-        &[
-            &path.display().to_string(),
-            "text_config.hidden_act",
-            "unknown variant `relu`",
-            "line",
-        ],
-    );
+    assert_mentions(&msg, &[&path.display().to_string(), "text_config.hidden_act", "unknown variant `relu`", "line"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -388,14 +340,7 @@ fn wrong_type_names_the_field() {
     json["vision_config"]["image_size"] = json!("16");
     write_json(&path, &json);
     let msg = load_config(&path).unwrap_err().to_string();
-    assert_mentions(
-        &msg,
-        &[
-            &path.display().to_string(),
-            "vision_config.image_size",
-            "invalid type",
-        ],
-    );
+    assert_mentions(&msg, &[&path.display().to_string(), "vision_config.image_size", "invalid type"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -407,14 +352,7 @@ fn zero_sized_field_is_named() {
     json["vision_config"]["patch_size"] = json!(0);
     write_json(&path, &json);
     let msg = load_error(&dir);
-    assert_mentions(
-        &msg,
-        &[
-            &path.display().to_string(),
-            "vision_config.patch_size",
-            "positive",
-        ],
-    );
+    assert_mentions(&msg, &[&path.display().to_string(), "vision_config.patch_size", "positive"]);
     fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -450,19 +388,10 @@ fn nulls_config_dicts_and_extra_keys() {
     write_json(&path, &json);
     let cfg = load_config(&path).unwrap();
     let d = ClipConfig::default();
-    assert_eq!(
-        cfg.text_config.hidden_size, 16,
-        "text_config wins over text_config_dict"
-    );
-    assert_eq!(
-        cfg.text_config.vocab_size, 50,
-        "a null defers to text_config_dict"
-    );
+    assert_eq!(cfg.text_config.hidden_size, 16, "text_config wins over text_config_dict");
+    assert_eq!(cfg.text_config.vocab_size, 50, "a null defers to text_config_dict");
     assert_eq!(cfg.text_config.num_attention_heads, 2);
-    assert_eq!(
-        cfg.text_config.intermediate_size,
-        d.text_config.intermediate_size
-    );
+    assert_eq!(cfg.text_config.intermediate_size, d.text_config.intermediate_size);
     assert_eq!(cfg.vision_config.hidden_size, 24);
     assert_eq!(cfg.vision_config.patch_size, 16);
     assert_eq!(cfg.vision_config.image_size, d.vision_config.image_size);
@@ -486,9 +415,7 @@ fn deep_nesting_neither_overflows_the_stack_nor_loads() {
     let header = format!("{{\"x\": {deep}}}");
     let mut bad = (header.len() as u64).to_le_bytes().to_vec();
     bad.extend_from_slice(header.as_bytes());
-    let msg = load_clip_bytes(config_json.as_bytes(), &bad)
-        .unwrap_err()
-        .to_string();
+    let msg = load_clip_bytes(config_json.as_bytes(), &bad).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "header", "recursion limit"]);
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -499,16 +426,12 @@ fn save_refuses_mismatched_params_and_layout() {
     let cfg = tiny_config();
     let layout = ClipLayout::new(&cfg);
     let params = vec![0.0; layout.len - 1];
-    let msg = save_clip_dir(&dir, &cfg, &layout, &params)
-        .unwrap_err()
-        .to_string();
+    let msg = save_clip_dir(&dir, &cfg, &layout, &params).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "params"]);
     let mut other = cfg.clone();
     other.projection_dim = 4;
     let params = vec![0.0; layout.len];
-    let msg = save_clip_dir(&dir, &other, &layout, &params)
-        .unwrap_err()
-        .to_string();
+    let msg = save_clip_dir(&dir, &other, &layout, &params).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "layout", "visual_projection.weight"]);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
     fs::remove_dir_all(&dir).unwrap();
@@ -527,10 +450,7 @@ fn loads_the_hf_fixture_folders() {
         for e in &loaded.layout.entries {
             let (shape, values) = fixture.f32s(&e.name).unwrap();
             assert_eq!(shape, e.shape, "{}", e.name);
-            assert_eq!(
-                &loaded.params[e.view.offset..e.view.offset + e.view.len],
-                values.as_slice()
-            );
+            assert_eq!(&loaded.params[e.view.offset..e.view.offset + e.view.len], values.as_slice());
         }
         assert_eq!(loaded.unexpected().count(), 0, "{:?}", loaded.skipped);
     }

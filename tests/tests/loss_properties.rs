@@ -18,11 +18,7 @@ type Be = CpuBackend<f64>;
 
 fn buf(be: &mut Be, v: &[f64]) -> Buf {
     let a = be.alloc(v.len()).unwrap();
-    let b = Buf {
-        arena: a,
-        offset: 0,
-        len: v.len(),
-    };
+    let b = Buf { arena: a, offset: 0, len: v.len() };
     be.write(b, v).unwrap();
     b
 }
@@ -61,63 +57,31 @@ fn batch(b: usize, k: usize, seed: u64, s: f64) -> Batch {
         s,
         v: normals(seed, b * p),
         w: normals(seed + 1, k * p),
-        t: [
-            normals(seed + 2, b * p),
-            normals(seed + 3, k * p),
-            normals(seed + 4, b * p),
-            normals(seed + 5, k * p),
-        ],
+        t: [normals(seed + 2, b * p), normals(seed + 3, k * p), normals(seed + 4, b * p), normals(seed + 5, k * p)],
         protos,
-        labels: (0..b)
-            .map(|i| ((i as u64 * 7 + seed) % k as u64) as u32)
-            .collect(),
+        labels: (0..b).map(|i| ((i as u64 * 7 + seed) % k as u64) as u32).collect(),
     }
 }
 
 /// Runs the loss; returns the values and the gradients w.r.t. (v, w).
-fn run(
-    cfg: &MethodConfig,
-    x: &Batch,
-    teachers: usize,
-) -> (LossValues, Vec<f64>, Vec<f64>, Vec<f64>) {
+fn run(cfg: &MethodConfig, x: &Batch, teachers: usize) -> (LossValues, Vec<f64>, Vec<f64>, Vec<f64>) {
     let mut be = Be::new(1);
     let mut l = MulkiLoss::new(&mut be, cfg, x.b, x.k, x.p).unwrap();
     l.prototypes.begin(&mut be, x.k).unwrap();
     let pr = l.prototypes.protos();
     be.write(pr, &x.protos).unwrap();
-    let st = Features {
-        v: buf(&mut be, &x.v),
-        w: buf(&mut be, &x.w),
-    };
+    let st = Features { v: buf(&mut be, &x.v), w: buf(&mut be, &x.w) };
     let t: Vec<Buf> = x.t.iter().map(|v| buf(&mut be, v)).collect();
     let kd = [Features { v: t[0], w: t[1] }, Features { v: t[2], w: t[3] }];
-    let out = l
-        .forward(
-            &mut be,
-            st,
-            &kd[..teachers],
-            Some(kd[teachers - 1]),
-            &x.labels,
-            x.b,
-            x.k,
-            x.s,
-        )
-        .unwrap();
+    let out = l.forward(&mut be, st, &kd[..teachers], Some(kd[teachers - 1]), &x.labels, x.b, x.k, x.s).unwrap();
     let alpha = get(&mut be, l.alpha());
-    let (dv, dw) = (
-        buf(&mut be, &vec![0.0; x.b * x.p]),
-        buf(&mut be, &vec![0.0; x.k * x.p]),
-    );
+    let (dv, dw) = (buf(&mut be, &vec![0.0; x.b * x.p]), buf(&mut be, &vec![0.0; x.k * x.p]));
     l.backward(&mut be, dv, dw).unwrap();
     (out, alpha, get(&mut be, dv), get(&mut be, dw))
 }
 
 fn rules() -> impl Strategy<Value = WeightRuleName> {
-    prop_oneof![
-        Just(WeightRuleName::Confidence),
-        Just(WeightRuleName::Equal),
-        Just(WeightRuleName::Discrepancy)
-    ]
+    prop_oneof![Just(WeightRuleName::Confidence), Just(WeightRuleName::Equal), Just(WeightRuleName::Discrepancy)]
 }
 
 fn close(a: f64, b: f64, tol: f64) -> bool {

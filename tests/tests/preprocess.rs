@@ -25,12 +25,7 @@ fn is_jpeg(file: &str) -> bool {
 }
 
 fn expected() -> (Fixture, BTreeMap<String, String>) {
-    let fx = Fixture::load(
-        fixtures_dir()
-            .join("preprocess")
-            .join("expected.safetensors"),
-    )
-    .unwrap();
+    let fx = Fixture::load(fixtures_dir().join("preprocess").join("expected.safetensors")).unwrap();
     let meta: serde_json::Value = serde_json::from_str(&fx.metadata()["fixture"]).unwrap();
     let inputs = serde_json::from_value(meta["inputs"].clone()).unwrap();
     (fx, inputs)
@@ -39,11 +34,7 @@ fn expected() -> (Fixture, BTreeMap<String, String>) {
 /// Largest |a - b|, mean |a - b| and the share of exactly equal values.
 fn compare(ours: &[f64], theirs: &[f64]) -> (f64, f64, f64) {
     assert_eq!(ours.len(), theirs.len());
-    let d: Vec<f64> = ours
-        .iter()
-        .zip(theirs)
-        .map(|(a, b)| (a - b).abs())
-        .collect();
+    let d: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).collect();
     let max = d.iter().copied().fold(0.0, f64::max);
     let mean = d.iter().sum::<f64>() / d.len() as f64;
     let same = d.iter().filter(|&&x| x == 0.0).count();
@@ -54,14 +45,11 @@ fn compare(ours: &[f64], theirs: &[f64]) -> (f64, f64, f64) {
 fn planar(img: &mulki_host::data::codec::RgbImage) -> Vec<f64> {
     let raw = img.as_raw();
     let n = raw.len() / 3;
-    (0..3)
-        .flat_map(|c| (0..n).map(move |i| f64::from(raw[3 * i + c])))
-        .collect()
+    (0..3).flat_map(|c| (0..n).map(move |i| f64::from(raw[3 * i + c]))).collect()
 }
 
 fn input(name: &str, file: &str) -> mulki_host::data::codec::RgbImage {
-    load_rgb8(&fixtures_dir().join("preprocess").join(file))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    load_rgb8(&fixtures_dir().join("preprocess").join(file)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// Our eval crop as [3, s, s] u8 values, for the comparison with `<name>.<s>.u8`.
@@ -99,22 +87,14 @@ fn eval_transform_matches_hf_clip_image_processor() {
                 line += &format!("; vs HF's PIL backend {:.0}/255", compare(&ours, &p).0);
             }
             println!("{line}");
-            let bad = if is_jpeg(file) {
-                max > TOL_LEVELS_JPEG || mean > TOL_MEAN_JPEG
-            } else {
-                max > TOL_LEVELS
-            };
+            let bad = if is_jpeg(file) { max > TOL_LEVELS_JPEG || mean > TOL_MEAN_JPEG } else { max > TOL_LEVELS };
             if bad {
                 failures.push(line);
             }
         }
     }
     assert!(checked >= 30, "only {checked} comparisons");
-    assert!(
-        failures.is_empty(),
-        "beyond tolerance:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "beyond tolerance:\n{}", failures.join("\n"));
 }
 
 #[test]
@@ -122,20 +102,13 @@ fn normalised_output_matches_hf() {
     let (fx, inputs) = expected();
     for (name, file) in &inputs {
         // The u8 tolerance scaled by the smallest std, plus f32 rounding.
-        let levels = if is_jpeg(file) {
-            TOL_LEVELS_JPEG
-        } else {
-            TOL_LEVELS
-        };
+        let levels = if is_jpeg(file) { TOL_LEVELS_JPEG } else { TOL_LEVELS };
         let tol = levels / 255.0 / f64::from(CLIP_STD[1]) + 1e-5;
         let key = format!("{name}.32.pixel_values");
         let (shape, theirs) = fx.f64s(&key).unwrap();
         assert_eq!(shape, vec![3, 32, 32]);
         let img = load_rgb8(&fixtures_dir().join("preprocess").join(file)).unwrap();
-        let ours: Vec<f64> = eval_transform(&img, 32)
-            .into_iter()
-            .map(f64::from)
-            .collect();
+        let ours: Vec<f64> = eval_transform(&img, 32).into_iter().map(f64::from).collect();
         let (max, _, _) = compare(&ours, &theirs);
         assert!(max <= tol, "{name}: normalised max diff {max}");
         // Where the u8 values agree, normalisation itself agrees to f32 rounding.
@@ -174,12 +147,7 @@ fn resized_crop_matches_torchvision() {
         let img = input(name, file);
         let (shape, boxes) = fx.i64s(&key).unwrap();
         for (k, b) in boxes.chunks(4).enumerate().take(shape[0]) {
-            let crop = CropBox {
-                top: b[0] as usize,
-                left: b[1] as usize,
-                height: b[2] as usize,
-                width: b[3] as usize,
-            };
+            let crop = CropBox { top: b[0] as usize, left: b[1] as usize, height: b[2] as usize, width: b[3] as usize };
             let (_, theirs) = fx.i64s(&format!("{name}.rrc.{k}")).unwrap();
             let theirs: Vec<f64> = theirs.iter().map(|&v| v as f64).collect();
             let (max, _, _) = compare(&planar(&resized_crop(&img, crop, 32)), &theirs);

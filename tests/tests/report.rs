@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use mulki_host::report::{
-    compare, compare_seeds, heatmap_svg, read_run, report_markdown, write_reports, write_run_json,
-    ReportError, RunInfo, RunReport, TaskLog, TrainableParameters,
+    compare, compare_seeds, heatmap_svg, read_run, report_markdown, write_reports, write_run_json, ReportError,
+    RunInfo, RunReport, TaskLog, TrainableParameters,
 };
 use serde_json::Value;
 
@@ -29,12 +29,7 @@ fn log(name: &str, loss: f64) -> TaskLog {
 
 /// The 3-task matrix of the brief: Transfer 37, Avg 625/9, Last 254/3, BWT −15.
 fn sample(names: [&str; 3]) -> RunReport {
-    let rows = vec![
-        vec![50.0, 40.0, 30.0],
-        vec![90.0, 42.0, 31.0],
-        vec![80.0, 95.0, 33.0],
-        vec![70.0, 85.0, 99.0],
-    ];
+    let rows = vec![vec![50.0, 40.0, 30.0], vec![90.0, 42.0, 31.0], vec![80.0, 95.0, 33.0], vec![70.0, 85.0, 99.0]];
     RunReport {
         method: "mulki".into(),
         task_names: names.iter().map(|s| s.to_string()).collect(),
@@ -133,20 +128,12 @@ fn write_then_read_round_trips() {
     assert_eq!(back.tasks.len(), 3);
     assert_eq!(back.tasks[..2], report.tasks[..2]);
     assert!(back.tasks[2].final_loss.is_nan());
-    assert_eq!(
-        back.tasks[2].alpha_histogram,
-        report.tasks[2].alpha_histogram
-    );
+    assert_eq!(back.tasks[2].alpha_histogram, report.tasks[2].alpha_histogram);
     // No temporary files are left behind.
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        ["accuracy.csv", "heatmap.svg", "metrics.json", "report.md"]
-    );
+    assert_eq!(names, ["accuracy.csv", "heatmap.svg", "metrics.json", "report.md"]);
 
     // Without metrics.json the method is the directory's name and there is no log.
     std::fs::remove_file(dir.join("metrics.json")).unwrap();
@@ -200,10 +187,7 @@ fn report_md_has_matrix_and_metrics() {
     // BWT is undefined after one task.
     let md = report_markdown(&sample(NAMES).truncated(1));
     assert!(md.contains("**BWT**: n/a"), "{md}");
-    assert!(
-        md.contains("| Transfer | n/a | 42.00 | 31.00 | 36.50 |"),
-        "{md}"
-    );
+    assert!(md.contains("| Transfer | n/a | 42.00 | 31.00 | 36.50 |"), "{md}");
 }
 
 /// Checks that `xml` is well-formed enough for a browser: tags balance, attribute values are
@@ -215,9 +199,7 @@ fn check_xml(xml: &str) -> Vec<String> {
     let check_text = |text: &str| {
         for (i, _) in text.match_indices('&') {
             let ent = &text[i..];
-            let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"]
-                .iter()
-                .any(|e| ent.starts_with(e));
+            let ok = ["&amp;", "&lt;", "&gt;", "&quot;", "&apos;"].iter().any(|e| ent.starts_with(e));
             assert!(ok, "bare & in {text:?}");
         }
         assert!(!text.contains('>'), "raw > in {text:?}");
@@ -333,16 +315,8 @@ fn bad_csv_names_file_line_and_field() {
         ),
         ("empty", b"", "accuracy.csv:1: empty file"),
         ("blank", b"\n\n", "accuracy.csv:1: empty file"),
-        (
-            "header",
-            b"task,MNIST\nzero-shot,1\n",
-            "accuracy.csv:1: column 1: expected \"row\"",
-        ),
-        (
-            "no-rows",
-            b"row,MNIST\n",
-            "accuracy.csv:2: missing the zero-shot row",
-        ),
+        ("header", b"task,MNIST\nzero-shot,1\n", "accuracy.csv:1: column 1: expected \"row\""),
+        ("no-rows", b"row,MNIST\n", "accuracy.csv:2: missing the zero-shot row"),
         (
             "label",
             b"row,MNIST\nzero-shot,1\nafter Cars,2\n",
@@ -353,26 +327,10 @@ fn bad_csv_names_file_line_and_field() {
             b"row,MNIST\r\nzero-shot,101\r\n",
             "accuracy.csv:2: column 'MNIST': \"101\" is not an accuracy in [0, 100]",
         ),
-        (
-            "too-many",
-            b"row,MNIST\nzero-shot,1\nafter MNIST,2\nafter MNIST,3\n",
-            "accuracy.csv:4: more than 2 rows",
-        ),
-        (
-            "quote",
-            b"row,\"MNIST\nzero-shot,1\n",
-            "accuracy.csv:1: unterminated quoted field",
-        ),
-        (
-            "stray-quote",
-            b"row,MNIST\nzero-shot,1\"2\n",
-            "accuracy.csv:2: quote inside an unquoted field",
-        ),
-        (
-            "utf8",
-            b"row,MNIST\nzero-shot,1\nafter MNIST,\xff\n",
-            "accuracy.csv:3: not UTF-8",
-        ),
+        ("too-many", b"row,MNIST\nzero-shot,1\nafter MNIST,2\nafter MNIST,3\n", "accuracy.csv:4: more than 2 rows"),
+        ("quote", b"row,\"MNIST\nzero-shot,1\n", "accuracy.csv:1: unterminated quoted field"),
+        ("stray-quote", b"row,MNIST\nzero-shot,1\"2\n", "accuracy.csv:2: quote inside an unquoted field"),
+        ("utf8", b"row,MNIST\nzero-shot,1\nafter MNIST,\xff\n", "accuracy.csv:3: not UTF-8"),
     ];
     for (test, csv, want) in cases {
         let msg = read_err(test, csv);
@@ -390,10 +348,7 @@ fn bad_csv_names_file_line_and_field() {
     std::fs::write(dir.join("accuracy.csv"), "row,MNIST\nzero-shot,1\n").unwrap();
     std::fs::write(dir.join("metrics.json"), "{\n  \"per_task\": []\n}\n").unwrap();
     let err = read_run(&dir).unwrap_err().to_string();
-    assert!(
-        err.contains("metrics.json: missing field `method` at line 3"),
-        "{err}"
-    );
+    assert!(err.contains("metrics.json: missing field `method` at line 3"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -404,26 +359,17 @@ fn inconsistent_reports_are_refused_before_writing() {
     bad.rows[2].pop();
     let err = write_reports(&dir, &bad).unwrap_err();
     assert!(matches!(err, ReportError::Invalid { .. }));
-    assert!(
-        err.to_string().contains("rows[2]: 2 values, expected 3"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("rows[2]: 2 values, expected 3"), "{err}");
     assert!(!dir.exists());
     let mut bad = sample(NAMES);
     bad.rows[1][0] = f64::NAN;
-    assert!(write_reports(&dir, &bad)
-        .unwrap_err()
-        .to_string()
-        .contains("rows[1][0]"));
+    assert!(write_reports(&dir, &bad).unwrap_err().to_string().contains("rows[1][0]"));
     let mut bad = sample(NAMES);
     bad.rows.push(vec![1.0; 3]);
     assert!(write_reports(&dir, &bad).is_err());
     let mut bad = sample(NAMES);
     bad.task_names[2] = "Aircraft".into();
-    assert!(write_reports(&dir, &bad)
-        .unwrap_err()
-        .to_string()
-        .contains("duplicate task name"));
+    assert!(write_reports(&dir, &bad).unwrap_err().to_string().contains("duplicate task name"));
     assert!(!dir.exists());
 }
 
@@ -431,12 +377,7 @@ fn inconsistent_reports_are_refused_before_writing() {
 fn run_json_has_the_provenance_fields() {
     let dir = temp_dir("run_json");
     let config = serde_json::json!({"method": {"preset": "mulki"}, "seed": 3});
-    let params = TrainableParameters {
-        text: 10,
-        vision: 20,
-        projection: 3,
-        logit_scale: 0,
-    };
+    let params = TrainableParameters { text: 10, vision: 20, projection: 3, logit_scale: 0 };
     let info = RunInfo::new(config.clone(), "abc123", "cpu", 3, "bitwise", params);
     write_run_json(&dir, &info).unwrap();
     let j = read_json(&dir.join("run.json"));
@@ -496,35 +437,21 @@ fn compare_lists_methods_side_by_side() {
          avg/Aircraft,avg/Caltech101,avg/CIFAR100,\
          last/Aircraft,last/Caltech101,last/CIFAR100"
     );
-    assert_eq!(
-        lines[1],
-        "mulki,3,3,37.00,69.44,84.67,-15.00,,42.00,32.00,80.00,74.00,54.33,70.00,85.00,99.00"
-    );
+    assert_eq!(lines[1], "mulki,3,3,37.00,69.44,84.67,-15.00,,42.00,32.00,80.00,74.00,54.33,70.00,85.00,99.00");
     assert_eq!(lines.len(), 3);
 
     // Different task lists: only the overall metrics.
     let (md, csv) = compare(&[sample(NAMES), sample(["x", "y", "z"])]);
     assert!(!md.contains("### Transfer"));
-    assert_eq!(
-        csv.lines().next().unwrap(),
-        "method,tasks_done,n_tasks,transfer,avg,last,bwt"
-    );
+    assert_eq!(csv.lines().next().unwrap(), "method,tasks_done,n_tasks,transfer,avg,last,bwt");
 }
 
 #[test]
 fn compare_seeds_gives_mean_and_sample_std() {
-    let mulki = vec![
-        shifted("mulki", 0.0),
-        shifted("mulki", -1.0),
-        shifted("mulki", -2.0),
-    ];
+    let mulki = vec![shifted("mulki", 0.0), shifted("mulki", -1.0), shifted("mulki", -2.0)];
     // One seed of zscl is a task behind: every seed is cut to 2 tasks.
     let zscl = vec![shifted("zscl", 0.0), shifted("zscl", -4.0).truncated(2)];
-    let (md, csv) = compare_seeds(&[
-        ("mulki".into(), mulki),
-        ("zscl".into(), zscl),
-        ("empty".into(), vec![]),
-    ]);
+    let (md, csv) = compare_seeds(&[("mulki".into(), mulki), ("zscl".into(), zscl), ("empty".into(), vec![])]);
     // Sample std of {0, −1, −2} is 1; of {0, −4} is √8.
     for want in [
         "| Method | Seeds | Tasks | Transfer | Avg. | Last | BWT |",

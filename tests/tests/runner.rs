@@ -60,9 +60,7 @@ fn write_datasets(root: &Path) {
                 let dir = root.join(format!("task{t}/{split}/{name}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 for i in 0..n {
-                    image(t, c, i + if split == "test" { 100 } else { 0 })
-                        .save(dir.join(format!("{i}.png")))
-                        .unwrap();
+                    image(t, c, i + if split == "test" { 100 } else { 0 }).save(dir.join(format!("{i}.png"))).unwrap();
                 }
             }
         }
@@ -71,9 +69,7 @@ fn write_datasets(root: &Path) {
     std::fs::create_dir_all(&refs).unwrap();
     let mut caps = String::new();
     for i in 0..6 {
-        image(i % 3, i % 2, i)
-            .save(refs.join(format!("{i}.png")))
-            .unwrap();
+        image(i % 3, i % 2, i).save(refs.join(format!("{i}.png"))).unwrap();
         caps.push_str(&format!("a photo of a {} thing\n", CLASSES[i % 3][i % 2]));
     }
     std::fs::write(root.join("reference/captions.txt"), caps).unwrap();
@@ -118,18 +114,12 @@ fn setup(name: &str) -> PathBuf {
 }
 
 fn opts() -> SessionOptions {
-    SessionOptions {
-        quiet: true,
-        ..SessionOptions::default()
-    }
+    SessionOptions { quiet: true, ..SessionOptions::default() }
 }
 
 fn read_csv(dir: &Path) -> Vec<Vec<f64>> {
     let text = std::fs::read_to_string(dir.join("accuracy.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect())
-        .collect()
+    text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
 }
 
 #[test]
@@ -138,41 +128,23 @@ fn every_preset_runs_end_to_end_and_reports() {
     for preset in PRESETS {
         let cfg = config(&root, preset, 3, 0);
         let dir = root.join("runs").join(preset);
-        assert_eq!(
-            session::run(cfg, &dir, &opts(), None).unwrap(),
-            Outcome::Finished,
-            "{preset}"
-        );
+        assert_eq!(session::run(cfg, &dir, &opts(), None).unwrap(), Outcome::Finished, "{preset}");
         let rows = read_csv(&dir);
         let expect_rows = if preset == "zero-shot" { 1 } else { 4 };
         assert_eq!(rows.len(), expect_rows, "{preset}: accuracy rows");
-        assert!(rows
-            .iter()
-            .all(|r| r.len() == 3 && r.iter().all(|a| (0.0..=100.0).contains(a))));
-        for f in [
-            "metrics.json",
-            "report.md",
-            "heatmap.svg",
-            "run.json",
-            "log.jsonl",
-        ] {
+        assert!(rows.iter().all(|r| r.len() == 3 && r.iter().all(|a| (0.0..=100.0).contains(a))));
+        for f in ["metrics.json", "report.md", "heatmap.svg", "run.json", "log.jsonl"] {
             assert!(dir.join(f).is_file(), "{preset}: {f} missing");
         }
         if rows.len() == 4 {
             // Metrics against a hand computation from the CSV (2-decimal values).
             let m: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap())
-                    .unwrap();
+                serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap();
             let transfer = (rows[1][1] + (rows[1][2] + rows[2][2]) / 2.0) / 2.0;
             let avg = rows[1..].iter().flatten().sum::<f64>() / 9.0;
             let last = rows[3].iter().sum::<f64>() / 3.0;
             let bwt = ((rows[3][0] - rows[1][0]) + (rows[3][1] - rows[2][1])) / 2.0;
-            for (k, v) in [
-                ("transfer", transfer),
-                ("avg", avg),
-                ("last", last),
-                ("bwt", bwt),
-            ] {
+            for (k, v) in [("transfer", transfer), ("avg", avg), ("last", last), ("bwt", bwt)] {
                 let got = m[k].as_f64().unwrap();
                 assert!((got - v).abs() < 0.02, "{preset}: {k} = {got}, by hand {v}");
             }
@@ -197,10 +169,7 @@ fn final_model(dir: &Path) -> Vec<u8> {
 fn a_stopped_run_resumes_to_the_same_weights_and_matrix() {
     let root = setup("resume");
     let full = root.join("runs/full");
-    assert_eq!(
-        session::run(config(&root, "mulki", 4, 1), &full, &opts(), None).unwrap(),
-        Outcome::Finished
-    );
+    assert_eq!(session::run(config(&root, "mulki", 4, 1), &full, &opts(), None).unwrap(), Outcome::Finished);
     // Stop after a periodic checkpoint by deleting everything newer, inside the ensemble window
     // (task 1, step 2) and at a task boundary (end of task 0), then resume.
     for (task, step) in [(1usize, 2usize), (0, 4), (2, 1)] {
@@ -208,10 +177,7 @@ fn a_stopped_run_resumes_to_the_same_weights_and_matrix() {
         copy_dir(&full, &dir);
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(t) = name
-                .strip_prefix("task-")
-                .and_then(|t| t.parse::<usize>().ok())
-            {
+            if let Some(t) = name.strip_prefix("task-").and_then(|t| t.parse::<usize>().ok()) {
                 for s in std::fs::read_dir(entry.path()).unwrap().flatten() {
                     let sname = s.file_name().to_string_lossy().into_owned();
                     let st: usize = sname.trim_start_matches("step-").parse().unwrap_or(0);
@@ -223,19 +189,9 @@ fn a_stopped_run_resumes_to_the_same_weights_and_matrix() {
         }
         let mut cfg = config(&root, "mulki", 4, 1);
         cfg.threads = 1 + task % 2;
-        assert_eq!(
-            session::run(cfg, &dir, &opts(), None).unwrap(),
-            Outcome::Finished
-        );
-        assert_eq!(
-            read_csv(&dir),
-            read_csv(&full),
-            "matrix after resuming at task {task}, step {step}"
-        );
-        assert!(
-            final_model(&dir) == final_model(&full),
-            "weights after resuming at task {task}, step {step}"
-        );
+        assert_eq!(session::run(cfg, &dir, &opts(), None).unwrap(), Outcome::Finished);
+        assert_eq!(read_csv(&dir), read_csv(&full), "matrix after resuming at task {task}, step {step}");
+        assert!(final_model(&dir) == final_model(&full), "weights after resuming at task {task}, step {step}");
     }
 }
 

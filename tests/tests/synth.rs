@@ -48,26 +48,17 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     assert_ne!(a.pixels, pretrain_batch(3, 12, 16, SIDE).pixels);
     // TrainEval is the training split.
     let t = task(Attribute::Colour);
-    assert_eq!(
-        item(&t, Split::Train, 9, 1, SIDE),
-        item(&t, Split::TrainEval, 9, 1, SIDE)
-    );
+    assert_eq!(item(&t, Split::Train, 9, 1, SIDE), item(&t, Split::TrainEval, 9, 1, SIDE));
 }
 
 #[test]
 fn train_and_test_are_disjoint() {
     for t in all_tasks() {
-        let train: HashSet<Vec<u8>> = (0..300)
-            .map(|i| item(&t, Split::Train, i, 1, SIDE).0)
-            .collect();
+        let train: HashSet<Vec<u8>> = (0..300).map(|i| item(&t, Split::Train, i, 1, SIDE).0).collect();
         assert!(train.len() > 295, "{}: training images repeat", t.name);
         for i in 0..300 {
             let (rgb, _) = item(&t, Split::Test, i, 1, SIDE);
-            assert!(
-                !train.contains(&rgb),
-                "{}: test image {i} is a training image",
-                t.name
-            );
+            assert!(!train.contains(&rgb), "{}: test image {i} is a training image", t.name);
         }
     }
 }
@@ -87,9 +78,7 @@ fn classes_are_balanced_and_labels_name_the_attribute() {
                     Attribute::Pattern => s.pattern.name().to_string(),
                     Attribute::Size => s.size.name().to_string(),
                     Attribute::Position => s.position.map(|p| p.phrase()).unwrap_or("").to_string(),
-                    Attribute::Count => {
-                        ["one", "two", "three"][usize::from(s.count) - 1].to_string()
-                    }
+                    Attribute::Count => ["one", "two", "three"][usize::from(s.count) - 1].to_string(),
                 };
                 assert_eq!(name, t.classes[y as usize], "{} item {i}", t.name);
                 assert_eq!(s.shift, t.shift);
@@ -104,11 +93,7 @@ fn classes_are_balanced_and_labels_name_the_attribute() {
 fn stream_order_and_sizes() {
     let s = default_stream(250);
     assert_eq!(s.len(), 6);
-    assert_eq!(
-        s[0].attribute,
-        Attribute::NovelShape,
-        "unseen names come first"
-    );
+    assert_eq!(s[0].attribute, Attribute::NovelShape, "unseen names come first");
     assert_eq!(s.last().unwrap().attribute, Attribute::Colour);
     let shifts: HashSet<_> = s.iter().map(|t| t.shift).collect();
     assert_eq!(shifts.len(), s.len(), "every task has its own shift");
@@ -124,10 +109,7 @@ fn stream_order_and_sizes() {
 
 #[test]
 fn captions_are_true_and_never_name_reserved_shapes() {
-    let reserved: Vec<&str> = Shape::RESERVED
-        .iter()
-        .flat_map(|s| [s.name(), s.plural()])
-        .collect();
+    let reserved: Vec<&str> = Shape::RESERVED.iter().flat_map(|s| [s.name(), s.plural()]).collect();
     let mut mentioned = [0usize; 6];
     for i in 0..10_000u64 {
         let (s, c) = pretrain_pair(7, i / 64, i % 64);
@@ -153,20 +135,14 @@ fn captions_are_true_and_never_name_reserved_shapes() {
     }
     // Each attribute named about half the time (position only for single objects).
     for (j, m) in mentioned.iter().enumerate() {
-        assert!(
-            *m > 3000 && *m < 6500,
-            "attribute {j} named {m} times in 10k"
-        );
+        assert!(*m > 3000 && *m < 6500, "attribute {j} named {m} times in 10k");
     }
     // A caption never holds for a scene that contradicts it.
     let mut rng = Rng::new(1);
     let red = Scene::draw(&mut rng, &Draw::default());
     let mut other = red.clone();
-    other.colour = if red.colour.index() == 0 {
-        mulki_host::synth::Colour::Blue
-    } else {
-        mulki_host::synth::Colour::Red
-    };
+    other.colour =
+        if red.colour.index() == 0 { mulki_host::synth::Colour::Blue } else { mulki_host::synth::Colour::Red };
     let mut r2 = Rng::new(9);
     for _ in 0..200 {
         let c = caption(&red, &mut r2);
@@ -182,19 +158,13 @@ fn soft_targets_are_normalised_and_keep_the_diagonal() {
         let b = 64;
         let (scenes, caps): (Vec<_>, Vec<_>) = (0..b).map(|i| pretrain_pair(4, step, i)).unzip();
         let attrs: Vec<_> = caps.iter().map(|c| c.attrs).collect();
-        for m in [
-            soft_targets(&scenes, &attrs),
-            soft_targets_text(&scenes, &attrs),
-        ] {
+        for m in [soft_targets(&scenes, &attrs), soft_targets_text(&scenes, &attrs)] {
             for (i, row) in m.chunks(b as usize).enumerate() {
                 let s: f32 = row.iter().sum();
                 assert!((s - 1.0).abs() < 1e-5, "row {i} sums to {s}");
                 assert!(row[i] > 0.0, "row {i} misses its own pair");
                 let max = row.iter().cloned().fold(0.0, f32::max);
-                assert!(
-                    (row[i] - max).abs() < 1e-7,
-                    "the own pair has the full row weight"
-                );
+                assert!((row[i] - max).abs() < 1e-7, "the own pair has the full row weight");
             }
         }
         let batch = pretrain_batch(4, step, b as usize, SIDE);
@@ -207,20 +177,10 @@ fn soft_targets_are_normalised_and_keep_the_diagonal() {
 #[test]
 fn tokenizer_knows_every_caption_and_prompt_word() {
     let v = WordVocab::new();
-    assert_eq!(
-        v.eot_id() as usize,
-        v.vocab_size() - 1,
-        "eot is the largest id"
-    );
+    assert_eq!(v.eot_id() as usize, v.vocab_size() - 1, "eot is the largest id");
     assert!(v.sot_id() < v.eot_id() && v.sot_id() > UNK_ID);
-    assert!(
-        (50..=80).contains(&v.vocab_size()),
-        "vocab of {}",
-        v.vocab_size()
-    );
-    let mut texts: Vec<String> = (0..5000)
-        .map(|i| pretrain_pair(8, i / 50, i % 50).1.text)
-        .collect();
+    assert!((50..=80).contains(&v.vocab_size()), "vocab of {}", v.vocab_size());
+    let mut texts: Vec<String> = (0..5000).map(|i| pretrain_pair(8, i / 50, i % 50).1.text).collect();
     for t in all_tasks() {
         for tpl in t.train_templates.iter().chain(&t.eval_templates) {
             texts.extend(t.classes.iter().map(|c| tpl.replace("{}", c)));
@@ -252,13 +212,7 @@ fn tokenizer_knows_every_caption_and_prompt_word() {
     }
     assert_eq!(
         v.encode("A photo of a Zebra."),
-        vec![
-            v.id("a").unwrap(),
-            v.id("photo").unwrap(),
-            v.id("of").unwrap(),
-            v.id("a").unwrap(),
-            UNK_ID
-        ]
+        vec![v.id("a").unwrap(), v.id("photo").unwrap(), v.id("of").unwrap(), v.id("a").unwrap(), UNK_ID]
     );
     // Truncation keeps the end token.
     let long = vec!["a red circle ".repeat(10)];
@@ -278,19 +232,13 @@ fn synth_source_batches() {
     assert_eq!(b.pixels.len(), 32 * n_px);
     assert_eq!(b.labels.len(), 32);
     assert!(b.pixels.iter().all(|x| x.is_finite() && x.abs() < 3.0));
-    assert!(b
-        .labels
-        .iter()
-        .all(|&y| (y as usize) < tasks[1].classes.len()));
+    assert!(b.labels.iter().all(|&y| (y as usize) < tasks[1].classes.len()));
     assert_eq!(b, src.train_batch(1, 1, 0, 32).unwrap(), "recomputable");
     assert_ne!(b.pixels, src.train_batch(1, 2, 0, 32).unwrap().pixels);
     // Micro-batch m of step k is positions ((k−1)·M + m)·b: two micro-batches of 16 read what
     // one batch of 32 reads.
     let mut two = SynthSource::with_reference(tasks.clone(), 3, SIDE, 500).with_micro_batches(2);
-    let (m0, m1) = (
-        two.train_batch(1, 1, 0, 16).unwrap(),
-        two.train_batch(1, 1, 1, 16).unwrap(),
-    );
+    let (m0, m1) = (two.train_batch(1, 1, 0, 16).unwrap(), two.train_batch(1, 1, 1, 16).unwrap());
     assert_eq!([m0.labels, m1.labels].concat(), b.labels);
     // One epoch visits every training image once, so its labels are exactly balanced.
     let (n, k) = (tasks[2].train_size, tasks[2].classes.len());
@@ -300,10 +248,7 @@ fn synth_source_batches() {
             counts[y as usize] += 1;
         }
     }
-    assert!(
-        counts.iter().all(|&c| c == n / k),
-        "epoch label counts {counts:?}"
-    );
+    assert!(counts.iter().all(|&c| c == n / k), "epoch label counts {counts:?}");
     // Ordered batches are the items in order, test images cached.
     let o = src.ordered(4, Split::Test, 10, 5).unwrap();
     assert_eq!(o.pixels.len(), 5 * n_px);
@@ -328,14 +273,8 @@ fn synth_source_batches() {
         mulki_host::synth::render::normalise_into(&render(s, SIDE), SIDE, &mut px);
         assert_eq!(&r.pixels[k * n_px..(k + 1) * n_px], &px[..]);
     }
-    let rows: HashSet<u32> = (1..=20)
-        .flat_map(|k| src.reference_batch(0, k, 25).unwrap().labels)
-        .collect();
-    assert_eq!(
-        rows.len(),
-        500,
-        "an epoch of reference batches covers the set"
-    );
+    let rows: HashSet<u32> = (1..=20).flat_map(|k| src.reference_batch(0, k, 25).unwrap().labels).collect();
+    assert_eq!(rows.len(), 500, "an epoch of reference batches covers the set");
 }
 
 // ---- learnability probe ----
@@ -347,11 +286,7 @@ fn foreground(rgb: &[u8], side: usize) -> (Vec<bool>, Vec<[f32; 3]>) {
         let x = x.clamp(0, side as isize - 1) as usize;
         let y = y.clamp(0, side as isize - 1) as usize;
         let i = 3 * (y * side + x);
-        [
-            f32::from(rgb[i]),
-            f32::from(rgb[i + 1]),
-            f32::from(rgb[i + 2]),
-        ]
+        [f32::from(rgb[i]), f32::from(rgb[i + 1]), f32::from(rgb[i + 2])]
     };
     let mut smooth = vec![[0f32; 3]; side * side];
     for y in 0..side as isize {
@@ -418,8 +353,7 @@ fn features(attr: Attribute, rgb: &[u8], side: usize) -> Vec<f32> {
     match attr {
         Attribute::Colour => {
             let mut m = [0f32; 3];
-            idx.iter()
-                .for_each(|&i| (0..3).for_each(|c| m[c] += smooth[i][c] / area));
+            idx.iter().for_each(|&i| (0..3).for_each(|c| m[c] += smooth[i][c] / area));
             m.to_vec()
         }
         Attribute::Position => {
@@ -430,27 +364,17 @@ fn features(attr: Attribute, rgb: &[u8], side: usize) -> Vec<f32> {
         Attribute::Count => vec![components(&mask, side, 6) as f32],
         Attribute::Size => {
             let extent = |f: &dyn Fn(usize) -> usize| {
-                let (lo, hi) = (
-                    idx.iter().map(|&i| f(i)).min(),
-                    idx.iter().map(|&i| f(i)).max(),
-                );
+                let (lo, hi) = (idx.iter().map(|&i| f(i)).min(), idx.iter().map(|&i| f(i)).max());
                 (hi.unwrap_or(0) - lo.unwrap_or(0) + 1) as f32
             };
-            vec![
-                area.sqrt(),
-                extent(&|i| i % side).max(extent(&|i| i / side)),
-            ]
+            vec![area.sqrt(), extent(&|i| i % side).max(extent(&|i| i / side))]
         }
         Attribute::Shape | Attribute::NovelShape => {
             // The mask in its bounding box, resampled to 10×10.
-            let (x0, x1) = (
-                idx.iter().map(|&i| i % side).min().unwrap_or(0),
-                idx.iter().map(|&i| i % side).max().unwrap_or(0),
-            );
-            let (y0, y1) = (
-                idx.iter().map(|&i| i / side).min().unwrap_or(0),
-                idx.iter().map(|&i| i / side).max().unwrap_or(0),
-            );
+            let (x0, x1) =
+                (idx.iter().map(|&i| i % side).min().unwrap_or(0), idx.iter().map(|&i| i % side).max().unwrap_or(0));
+            let (y0, y1) =
+                (idx.iter().map(|&i| i / side).min().unwrap_or(0), idx.iter().map(|&i| i / side).max().unwrap_or(0));
             let g = 10;
             let mut f = Vec::with_capacity(g * g + 1);
             for gy in 0..g {
@@ -468,9 +392,7 @@ fn features(attr: Attribute, rgb: &[u8], side: usize) -> Vec<f32> {
             // relative to its mean luminance.
             let lum = |x: usize, y: usize| {
                 let i = 3 * (y * side + x);
-                0.3 * f32::from(rgb[i])
-                    + 0.59 * f32::from(rgb[i + 1])
-                    + 0.11 * f32::from(rgb[i + 2])
+                0.3 * f32::from(rgb[i]) + 0.59 * f32::from(rgb[i + 1]) + 0.11 * f32::from(rgb[i + 2])
             };
             let mean = idx.iter().map(|&i| lum(i % side, i / side)).sum::<f32>() / area;
             let mut f = Vec::new();
@@ -500,12 +422,7 @@ fn features(attr: Attribute, rgb: &[u8], side: usize) -> Vec<f32> {
 }
 
 /// Nearest-class-mean accuracy (z-scored features) with means from `n_train` training images.
-fn ncm_accuracy(
-    t: &TaskSpec,
-    n_train: usize,
-    n_test: usize,
-    feat: &dyn Fn(&[u8]) -> Vec<f32>,
-) -> f64 {
+fn ncm_accuracy(t: &TaskSpec, n_train: usize, n_test: usize, feat: &dyn Fn(&[u8]) -> Vec<f32>) -> f64 {
     let k = t.classes.len();
     let train: Vec<(Vec<f32>, u32)> = (0..n_train)
         .map(|i| {
@@ -516,21 +433,12 @@ fn ncm_accuracy(
     let d = train[0].0.len();
     let mut mu = vec![0f64; d];
     let mut var = vec![0f64; d];
+    train.iter().for_each(|(f, _)| f.iter().enumerate().for_each(|(j, &x)| mu[j] += f64::from(x) / n_train as f64));
     train.iter().for_each(|(f, _)| {
-        f.iter()
-            .enumerate()
-            .for_each(|(j, &x)| mu[j] += f64::from(x) / n_train as f64)
-    });
-    train.iter().for_each(|(f, _)| {
-        f.iter()
-            .enumerate()
-            .for_each(|(j, &x)| var[j] += (f64::from(x) - mu[j]).powi(2) / n_train as f64)
+        f.iter().enumerate().for_each(|(j, &x)| var[j] += (f64::from(x) - mu[j]).powi(2) / n_train as f64)
     });
     let z = |f: &[f32]| -> Vec<f64> {
-        f.iter()
-            .enumerate()
-            .map(|(j, &x)| (f64::from(x) - mu[j]) / var[j].sqrt().max(1e-6))
-            .collect()
+        f.iter().enumerate().map(|(j, &x)| (f64::from(x) - mu[j]) / var[j].sqrt().max(1e-6)).collect()
     };
     let mut means = vec![vec![0f64; d]; k];
     let mut counts = vec![0f64; k];
@@ -549,9 +457,7 @@ fn ncm_accuracy(
         let (rgb, y) = item(t, Split::Test, i, 1, SIDE);
         let f = z(&feat(&rgb));
         let dist = |m: &Vec<f64>| m.iter().zip(&f).map(|(a, b)| (a - b).powi(2)).sum::<f64>();
-        let pred = (0..k)
-            .min_by(|&a, &b| dist(&means[a]).total_cmp(&dist(&means[b])))
-            .unwrap();
+        let pred = (0..k).min_by(|&a, &b| dist(&means[a]).total_cmp(&dist(&means[b]))).unwrap();
         correct += usize::from(pred == y as usize);
     }
     correct as f64 / n_test as f64
@@ -588,11 +494,7 @@ fn every_task_is_readable_through_its_shift() {
             100.0 * chance
         ));
         // At least 60% of the way from chance to perfect.
-        assert!(
-            acc > chance + 0.6 * (1.0 - chance),
-            "{}",
-            report.last().unwrap()
-        );
+        assert!(acc > chance + 0.6 * (1.0 - chance), "{}", report.last().unwrap());
     }
     println!("{}", report.join("\n"));
 }

@@ -14,16 +14,13 @@ fn fixture_dir() -> PathBuf {
 
 fn hf_tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
-    TOK.get_or_init(|| {
-        Tokenizer::from_hf_dir(&fixture_dir()).expect("load vocab.json + merges.txt")
-    })
+    TOK.get_or_init(|| Tokenizer::from_hf_dir(&fixture_dir()).expect("load vocab.json + merges.txt"))
 }
 
 fn gz_tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
-        Tokenizer::from_bpe_gz(&fixture_dir().join("bpe_simple_vocab_16e6.txt.gz"))
-            .expect("load bpe .txt.gz")
+        Tokenizer::from_bpe_gz(&fixture_dir().join("bpe_simple_vocab_16e6.txt.gz")).expect("load bpe .txt.gz")
     })
 }
 
@@ -36,18 +33,13 @@ struct Row {
 }
 
 fn ids_of(value: &serde_json::Value) -> Option<Vec<u32>> {
-    value
-        .as_array()?
-        .iter()
-        .map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok()))
-        .collect()
+    value.as_array()?.iter().map(|v| v.as_u64().and_then(|x| u32::try_from(x).ok())).collect()
 }
 
 fn corpus() -> &'static [Row] {
     static ROWS: OnceLock<Vec<Row>> = OnceLock::new();
     ROWS.get_or_init(|| {
-        let raw =
-            std::fs::read_to_string(fixture_dir().join("corpus.jsonl")).expect("read corpus.jsonl");
+        let raw = std::fs::read_to_string(fixture_dir().join("corpus.jsonl")).expect("read corpus.jsonl");
         raw.lines()
             .map(|line| {
                 let v: serde_json::Value = serde_json::from_str(line).expect("corpus line is JSON");
@@ -71,11 +63,7 @@ fn check_corpus(tok: &Tokenizer, loader: &str) {
     for row in rows {
         let got = tok.tokenize(&row.text, DEFAULT_CONTEXT_LENGTH);
         assert_eq!(got.len(), DEFAULT_CONTEXT_LENGTH);
-        let want = if row.ftfy_differs {
-            row.ids_no_fix_encoding.as_ref()
-        } else {
-            Some(&row.ids)
-        };
+        let want = if row.ftfy_differs { row.ids_no_fix_encoding.as_ref() } else { Some(&row.ids) };
         if let Some(want) = want {
             checked += 1;
             if &got != want {
@@ -89,12 +77,7 @@ fn check_corpus(tok: &Tokenizer, loader: &str) {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{loader}: {} of {checked} rows differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{loader}: {} of {checked} rows differ:\n{}", failures.len(), failures.join("\n"));
     assert!(checked >= rows.len() - 20);
 }
 
@@ -116,29 +99,13 @@ fn loaders_agree_and_basic_ids() {
         assert_eq!(tok.eot_id(), 49407);
         assert_eq!(PAD_ID, 0);
         let row = tok.tokenize("a photo of a cat.", DEFAULT_CONTEXT_LENGTH);
-        assert_eq!(
-            row.get(..8),
-            Some(&[49406, 320, 1125, 539, 320, 2368, 269, 49407][..])
-        );
-        assert!(row
-            .get(8..)
-            .unwrap_or_default()
-            .iter()
-            .all(|&id| id == PAD_ID));
-        assert_eq!(
-            tok.encode("a photo of a cat."),
-            vec![320, 1125, 539, 320, 2368, 269]
-        );
-        assert_eq!(
-            tok.decode(&tok.encode("A Photo of a CAT!")),
-            "a photo of a cat ! "
-        );
+        assert_eq!(row.get(..8), Some(&[49406, 320, 1125, 539, 320, 2368, 269, 49407][..]));
+        assert!(row.get(8..).unwrap_or_default().iter().all(|&id| id == PAD_ID));
+        assert_eq!(tok.encode("a photo of a cat."), vec![320, 1125, 539, 320, 2368, 269]);
+        assert_eq!(tok.decode(&tok.encode("A Photo of a CAT!")), "a photo of a cat ! ");
         assert_eq!(tok.decode(&tok.encode("café 猫 😀")), "café 猫 😀 ");
         // open_clip's special-token spelling in the text maps to the special ids.
-        assert_eq!(
-            tok.encode("<start_of_text>x<END_OF_TEXT>"),
-            vec![49406, 343, 49407]
-        );
+        assert_eq!(tok.encode("<start_of_text>x<END_OF_TEXT>"), vec![49406, 343, 49407]);
     }
 }
 
@@ -164,10 +131,7 @@ fn truncation_and_short_context_lengths() {
     assert_eq!(tok.tokenize("a cat", 0), Vec::<u32>::new());
     assert_eq!(tok.tokenize("a cat", 1), vec![tok.eot_id()]);
     assert_eq!(tok.tokenize("a cat", 2), vec![tok.sot_id(), tok.eot_id()]);
-    assert_eq!(
-        tok.tokenize("", 4),
-        vec![tok.sot_id(), tok.eot_id(), PAD_ID, PAD_ID]
-    );
+    assert_eq!(tok.tokenize("", 4), vec![tok.sot_id(), tok.eot_id(), PAD_ID, PAD_ID]);
     let batch = tok.tokenize_batch(&["a cat", "a dog"], 5);
     assert_eq!(batch.len(), 10);
     assert_eq!(batch.get(5..), Some(&tok.tokenize("a dog", 5)[..]));
@@ -189,11 +153,7 @@ fn write(path: &Path, contents: impl AsRef<[u8]>) {
 }
 
 /// Loads `vocab` + `merges` from a scratch folder and returns the error message.
-fn hf_error(
-    name: &str,
-    vocab: impl AsRef<[u8]>,
-    merges: impl AsRef<[u8]>,
-) -> (TokenizerError, String, PathBuf) {
+fn hf_error(name: &str, vocab: impl AsRef<[u8]>, merges: impl AsRef<[u8]>) -> (TokenizerError, String, PathBuf) {
     let dir = scratch(name);
     write(&dir.join("vocab.json"), vocab);
     write(&dir.join("merges.txt"), merges);
@@ -215,20 +175,13 @@ fn fixture_merges() -> String {
 fn error_missing_vocab_file() {
     let dir = scratch("missing");
     let vocab = dir.join("vocab.json");
-    let err =
-        Tokenizer::from_hf_files(&vocab, &fixture_dir().join("merges.txt")).expect_err("no vocab");
+    let err = Tokenizer::from_hf_files(&vocab, &fixture_dir().join("merges.txt")).expect_err("no vocab");
     let msg = err.to_string();
     assert!(matches!(err, TokenizerError::Missing { .. }), "{err:?}");
-    assert!(
-        msg.starts_with(&format!("missing vocab: {}: ", vocab.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("missing vocab: {}: ", vocab.display())), "{msg}");
     let gz = dir.join("nope.txt.gz");
     let msg = Tokenizer::from_bpe_gz(&gz).expect_err("no gz").to_string();
-    assert!(
-        msg.starts_with(&format!("missing BPE file: {}: ", gz.display())),
-        "{msg}"
-    );
+    assert!(msg.starts_with(&format!("missing BPE file: {}: ", gz.display())), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -236,14 +189,8 @@ fn error_missing_vocab_file() {
 fn error_malformed_merges_line() {
     let merges = "#version: 0.2\ni n\nt h e\n";
     let (err, msg, dir) = hf_error("merges", fixture_vocab(), merges);
-    assert!(
-        matches!(err, TokenizerError::MalformedMerge { line: 3, .. }),
-        "{err:?}"
-    );
-    let want = format!(
-        "malformed merges line: {}:3: ",
-        dir.join("merges.txt").display()
-    );
+    assert!(matches!(err, TokenizerError::MalformedMerge { line: 3, .. }), "{err:?}");
+    let want = format!("malformed merges line: {}:3: ", dir.join("merges.txt").display());
     assert!(msg.starts_with(&want), "{msg}");
 
     // The same in the real file: line 1000 (merge 999) replaced by a one-symbol line.
@@ -252,109 +199,50 @@ fn error_malformed_merges_line() {
         *line = "lonely".to_string();
     }
     let (err, msg, _) = hf_error("merges-real", fixture_vocab(), lines.join("\n"));
-    assert!(
-        matches!(err, TokenizerError::MalformedMerge { line: 1000, .. }),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("merges.txt:1000: \"lonely\": expected two symbols"),
-        "{msg}"
-    );
+    assert!(matches!(err, TokenizerError::MalformedMerge { line: 1000, .. }), "{err:?}");
+    assert!(msg.contains("merges.txt:1000: \"lonely\": expected two symbols"), "{msg}");
 
-    let (err, msg, _) = hf_error(
-        "merges-utf8",
-        fixture_vocab(),
-        b"#version: 0.2\ni n\n\xff\xfe x\n",
-    );
-    assert!(
-        matches!(err, TokenizerError::NotUtf8 { line: 3, .. }),
-        "{err:?}"
-    );
+    let (err, msg, _) = hf_error("merges-utf8", fixture_vocab(), b"#version: 0.2\ni n\n\xff\xfe x\n");
+    assert!(matches!(err, TokenizerError::NotUtf8 { line: 3, .. }), "{err:?}");
     assert!(msg.contains("merges.txt:3: not valid UTF-8"), "{msg}");
 
-    let (err, msg, _) = hf_error(
-        "merges-blank",
-        fixture_vocab(),
-        "#version: 0.2\ni n\n\nt h\n",
-    );
-    assert!(
-        matches!(err, TokenizerError::MalformedMerge { line: 3, .. }),
-        "{err:?}: {msg}"
-    );
+    let (err, msg, _) = hf_error("merges-blank", fixture_vocab(), "#version: 0.2\ni n\n\nt h\n");
+    assert!(matches!(err, TokenizerError::MalformedMerge { line: 3, .. }), "{err:?}: {msg}");
 }
 
 #[test]
 fn error_merge_with_unknown_symbol() {
-    let (err, msg, dir) = hf_error(
-        "unknown",
-        fixture_vocab(),
-        "#version: 0.2\ni n\nzq\u{2603} x\n",
-    );
-    assert!(
-        matches!(err, TokenizerError::UnknownSymbol { line: 3, .. }),
-        "{err:?}"
-    );
-    let want = format!(
-        "unknown merge symbol: {}:3: \"zq\u{2603}\" is not in the vocab",
-        dir.join("merges.txt").display()
-    );
+    let (err, msg, dir) = hf_error("unknown", fixture_vocab(), "#version: 0.2\ni n\nzq\u{2603} x\n");
+    assert!(matches!(err, TokenizerError::UnknownSymbol { line: 3, .. }), "{err:?}");
+    let want =
+        format!("unknown merge symbol: {}:3: \"zq\u{2603}\" is not in the vocab", dir.join("merges.txt").display());
     assert_eq!(msg, want);
 }
 
 #[test]
 fn error_malformed_vocab_json() {
     let (err, msg, dir) = hf_error("json", "{\"a\": 0,\n \"b\": 1,,}", "#version: 0.2\n");
-    assert!(
-        matches!(err, TokenizerError::Json { line: 2, .. }),
-        "{err:?}"
-    );
-    assert!(
-        msg.starts_with(&format!(
-            "malformed vocab JSON: {}:2:",
-            dir.join("vocab.json").display()
-        )),
-        "{msg}"
-    );
+    assert!(matches!(err, TokenizerError::Json { line: 2, .. }), "{err:?}");
+    assert!(msg.starts_with(&format!("malformed vocab JSON: {}:2:", dir.join("vocab.json").display())), "{msg}");
 
     let (err, msg, _) = hf_error("json-array", "[1, 2]", "");
-    assert!(
-        matches!(err, TokenizerError::VocabNotObject { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TokenizerError::VocabNotObject { .. }), "{err:?}");
     assert!(msg.contains("vocab.json: expected an object"), "{msg}");
 
     let (err, msg, _) = hf_error("json-id", "{\"a\": 0, \"b\": -1}", "");
     assert!(matches!(err, TokenizerError::VocabEntry { .. }), "{err:?}");
-    assert!(
-        msg.contains("vocab.json: token \"b\": id -1 is not an integer in 0..2"),
-        "{msg}"
-    );
+    assert!(msg.contains("vocab.json: token \"b\": id -1 is not an integer in 0..2"), "{msg}");
 
     let (err, msg, _) = hf_error("json-gap", "{\"a\": 0, \"b\": 2}", "");
-    assert!(
-        matches!(err, TokenizerError::VocabEntry { .. }),
-        "{err:?}: {msg}"
-    );
+    assert!(matches!(err, TokenizerError::VocabEntry { .. }), "{err:?}: {msg}");
 
     let (err, msg, _) = hf_error("json-dup", "{\"a\": 1, \"b\": 1}", "");
-    assert!(
-        matches!(err, TokenizerError::DuplicateId { id: 1, .. }),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("vocab.json: id 1 is given to both \"a\" and \"b\""),
-        "{msg}"
-    );
+    assert!(matches!(err, TokenizerError::DuplicateId { id: 1, .. }), "{err:?}");
+    assert!(msg.contains("vocab.json: id 1 is given to both \"a\" and \"b\""), "{msg}");
 
     let (err, msg, _) = hf_error("json-incomplete", "{\"a\": 0}", "");
-    assert!(
-        matches!(err, TokenizerError::MissingToken { .. }),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("vocab.json: no token \"<|startoftext|>\""),
-        "{msg}"
-    );
+    assert!(matches!(err, TokenizerError::MissingToken { .. }), "{err:?}");
+    assert!(msg.contains("vocab.json: no token \"<|startoftext|>\""), "{msg}");
 }
 
 #[test]
@@ -370,14 +258,8 @@ fn error_vocab_too_large() {
     }
     json.push('}');
     let (err, msg, _) = hf_error("too-large", json, "");
-    assert!(
-        matches!(err, TokenizerError::VocabTooLarge { len, .. } if len == n),
-        "{err:?}"
-    );
-    assert!(
-        msg.contains("vocab.json: 1048577 entries, the limit is 1048576"),
-        "{msg}"
-    );
+    assert!(matches!(err, TokenizerError::VocabTooLarge { len, .. } if len == n), "{err:?}");
+    assert!(msg.contains("vocab.json: 1048577 entries, the limit is 1048576"), "{msg}");
 }
 
 #[test]
@@ -387,18 +269,13 @@ fn error_bad_gz() {
     write(&path, b"this is not gzip");
     let err = Tokenizer::from_bpe_gz(&path).expect_err("not gzip");
     assert!(matches!(err, TokenizerError::Read { .. }), "{err:?}");
-    assert!(err
-        .to_string()
-        .starts_with(&format!("cannot read BPE file: {}: ", path.display())));
+    assert!(err.to_string().starts_with(&format!("cannot read BPE file: {}: ", path.display())));
 
     // A valid gzip whose merges line 3 is broken.
     let enc = stored_gzip(b"header\ni n\nthree parts here\n");
     write(&path, &enc);
     let err = Tokenizer::from_bpe_gz(&path).expect_err("bad line");
-    assert!(
-        matches!(err, TokenizerError::MalformedMerge { line: 3, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, TokenizerError::MalformedMerge { line: 3, .. }), "{err:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -421,11 +298,7 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
         }
     }
     !crc
@@ -439,10 +312,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 32) as u32
     }
 

@@ -16,21 +16,10 @@ struct Run {
 
 fn train(cfg: &ClipConfig, b: usize, steps: usize, lr: f64, threads: usize) -> Run {
     let mut be = CpuBackend::<f32>::new(threads);
-    let mut clip = Clip::new(
-        &mut be,
-        cfg,
-        Capacity {
-            images: b,
-            texts: b,
-        },
-    )
-    .unwrap();
-    be.write(clip.params(), &init_params::<f32>(cfg, &clip.layout, 11))
-        .unwrap();
+    let mut clip = Clip::new(&mut be, cfg, Capacity { images: b, texts: b }).unwrap();
+    be.write(clip.params(), &init_params::<f32>(cfg, &clip.layout, 11)).unwrap();
     let mut rng = Rng::new(5);
-    let pixels: Vec<f32> = (0..clip.pixels(b).unwrap().len)
-        .map(|_| rng.normal() as f32)
-        .collect();
+    let pixels: Vec<f32> = (0..clip.pixels(b).unwrap().len).map(|_| rng.normal() as f32).collect();
     let t = cfg.text_config.max_position_embeddings;
     let (bos, eos) = (cfg.text_config.bos_token_id, cfg.text_config.eos_token_id);
     let mut ids = Vec::new();
@@ -48,48 +37,25 @@ fn train(cfg: &ClipConfig, b: usize, steps: usize, lr: f64, threads: usize) -> R
         }
     }
     let mut loss = Contrastive::new(&mut be, b, b, cfg.projection_dim).unwrap();
-    let terms = Terms {
-        contrastive: 1.0,
-        labelled: 0.0,
-        smoothing: 0.0,
-    };
+    let terms = Terms { contrastive: 1.0, labelled: 0.0, smoothing: 0.0 };
     let mut opt = Optimizer::new(&mut be, clip.layout.len, AdamWConfig::default()).unwrap();
     let r = clip.layout.trainable();
-    let (pbuf, gbuf) = (
-        clip.params().slice(r.start, r.len()),
-        clip.grads().slice(r.start, r.len()),
-    );
+    let (pbuf, gbuf) = (clip.params().slice(r.start, r.len()), clip.grads().slice(r.start, r.len()));
     let s = cfg.logit_scale_init_value.exp();
     let mut losses = Vec::new();
     for k in 1..=steps + 1 {
         be.write(clip.pixels(b).unwrap(), &pixels).unwrap();
         let v = clip.encode_image(&mut be, b).unwrap();
         let w = clip.encode_text(&mut be, &ids, b, t).unwrap();
-        losses.push(
-            loss.forward(&mut be, v, w, b, b, s, &[], terms)
-                .unwrap()
-                .total,
-        );
+        losses.push(loss.forward(&mut be, v, w, b, b, s, &[], terms).unwrap().total);
         if k > steps {
             break;
         }
         clip.zero_grad(&mut be).unwrap();
-        loss.backward(
-            &mut be,
-            Some(clip.image_dout()),
-            Some(clip.text_dout()),
-            None,
-        )
-        .unwrap();
+        loss.backward(&mut be, Some(clip.image_dout()), Some(clip.text_dout()), None).unwrap();
         clip.backward_image(&mut be).unwrap();
         clip.backward_text(&mut be).unwrap();
-        opt.step(
-            &mut be,
-            pbuf,
-            gbuf,
-            lr_at(lr, k, steps, default_warmup(steps)),
-        )
-        .unwrap();
+        opt.step(&mut be, pbuf, gbuf, lr_at(lr, k, steps, default_warmup(steps))).unwrap();
     }
     let mut params = vec![0f32; clip.layout.len];
     be.read(clip.params(), &mut params).unwrap();
@@ -110,25 +76,14 @@ fn results_are_bit_identical_for_any_thread_count() {
     cfg.vision_config.hidden_size = 64;
     cfg.vision_config.intermediate_size = 256;
     cfg.vision_config.num_attention_heads = 4;
-    let runs: Vec<Run> = [1, 2, 3, 5]
-        .iter()
-        .map(|&th| train(&cfg, 24, 3, 1e-3, th))
-        .collect();
+    let runs: Vec<Run> = [1, 2, 3, 5].iter().map(|&th| train(&cfg, 24, 3, 1e-3, th)).collect();
     for (i, r) in runs.iter().enumerate().skip(1) {
         assert_eq!(
             r.losses.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
-            runs[0]
-                .losses
-                .iter()
-                .map(|x| x.to_bits())
-                .collect::<Vec<_>>(),
+            runs[0].losses.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
             "losses differ for run {i}"
         );
-        let same = r
-            .params
-            .iter()
-            .zip(&runs[0].params)
-            .all(|(a, b)| a.to_bits() == b.to_bits());
+        let same = r.params.iter().zip(&runs[0].params).all(|(a, b)| a.to_bits() == b.to_bits());
         assert!(same, "parameters differ for run {i}");
     }
 }

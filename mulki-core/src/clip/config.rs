@@ -161,10 +161,7 @@ impl ClipConfig {
             ("text_config.hidden_size", t.hidden_size),
             ("text_config.intermediate_size", t.intermediate_size),
             ("text_config.num_attention_heads", t.num_attention_heads),
-            (
-                "text_config.max_position_embeddings",
-                t.max_position_embeddings,
-            ),
+            ("text_config.max_position_embeddings", t.max_position_embeddings),
             ("vision_config.hidden_size", v.hidden_size),
             ("vision_config.intermediate_size", v.intermediate_size),
             ("vision_config.num_attention_heads", v.num_attention_heads),
@@ -175,10 +172,7 @@ impl ClipConfig {
         ];
         for (field, value) in positive {
             if value == 0 {
-                return Err(Error::Config {
-                    field,
-                    reason: "must be positive",
-                });
+                return Err(Error::Config { field, reason: "must be positive" });
             }
         }
         if !t.hidden_size.is_multiple_of(t.num_attention_heads) {
@@ -199,22 +193,15 @@ impl ClipConfig {
                 reason: "must divide vision_config.image_size",
             });
         }
-        for (field, eps) in [
-            ("text_config.layer_norm_eps", t.layer_norm_eps),
-            ("vision_config.layer_norm_eps", v.layer_norm_eps),
-        ] {
+        for (field, eps) in
+            [("text_config.layer_norm_eps", t.layer_norm_eps), ("vision_config.layer_norm_eps", v.layer_norm_eps)]
+        {
             if !(eps.is_finite() && eps > 0.0) {
-                return Err(Error::Config {
-                    field,
-                    reason: "must be finite and positive",
-                });
+                return Err(Error::Config { field, reason: "must be finite and positive" });
             }
         }
         if !self.logit_scale_init_value.is_finite() {
-            return Err(Error::Config {
-                field: "logit_scale_init_value",
-                reason: "must be finite",
-            });
+            return Err(Error::Config { field: "logit_scale_init_value", reason: "must be finite" });
         }
         Ok(())
     }

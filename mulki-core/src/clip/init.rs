@@ -40,10 +40,7 @@ impl<E: Elem> Init<'_, E> {
 /// Fresh parameters in the layout's order; `logit_scale` = `logit_scale_init_value`.
 pub fn init_params<E: Elem>(cfg: &ClipConfig, layout: &ClipLayout, seed: u64) -> Vec<E> {
     let mut p = vec![E::zero(); layout.len];
-    let mut it = Init {
-        p: &mut p,
-        rng: Rng::new(seed),
-    };
+    let mut it = Init { p: &mut p, rng: Rng::new(seed) };
     let (t, v) = (&layout.text, &layout.vision);
     let (tc, vc) = (&cfg.text_config, &cfg.vision_config);
     it.normal(t.token_emb, 0.02);

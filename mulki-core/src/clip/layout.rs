@@ -32,11 +32,7 @@ pub struct ParamView {
 impl ParamView {
     /// The same tensor in the buffer `arena` (parameters, gradients, moments, ...).
     pub fn at(self, arena: ArenaId) -> Buf {
-        Buf {
-            arena,
-            offset: self.offset,
-            len: self.len,
-        }
+        Buf { arena, offset: self.offset, len: self.len }
     }
 }
 
@@ -116,17 +112,9 @@ struct Builder {
 impl Builder {
     fn push(&mut self, name: String, shape: Vec<usize>, group: Group) -> ParamView {
         let len = shape.iter().product();
-        let view = ParamView {
-            offset: self.len,
-            len,
-        };
+        let view = ParamView { offset: self.len, len };
         self.len += len;
-        self.entries.push(ParamEntry {
-            name,
-            shape,
-            view,
-            group,
-        });
+        self.entries.push(ParamEntry { name, shape, view, group });
         view
     }
 
@@ -135,25 +123,16 @@ impl Builder {
         let first = self.push(names[0].clone(), shape.to_vec(), group);
         self.push(names[1].clone(), shape.to_vec(), group);
         self.push(names[2].clone(), shape.to_vec(), group);
-        ParamView {
-            offset: first.offset,
-            len: 3 * first.len,
-        }
+        ParamView { offset: first.offset, len: 3 * first.len }
     }
 
     fn block(&mut self, prefix: &str, c: usize, inter: usize, group: Group) -> BlockParams {
-        let qkv = |what: &str| {
-            ["q_proj", "k_proj", "v_proj"].map(|p| format!("{prefix}.self_attn.{p}.{what}"))
-        };
+        let qkv = |what: &str| ["q_proj", "k_proj", "v_proj"].map(|p| format!("{prefix}.self_attn.{p}.{what}"));
         let ln1_w = self.push(format!("{prefix}.layer_norm1.weight"), vec![c], group);
         let ln1_b = self.push(format!("{prefix}.layer_norm1.bias"), vec![c], group);
         let qkv_w = self.push_stacked(qkv("weight"), &[c, c], group);
         let qkv_b = self.push_stacked(qkv("bias"), &[c], group);
-        let out_w = self.push(
-            format!("{prefix}.self_attn.out_proj.weight"),
-            vec![c, c],
-            group,
-        );
+        let out_w = self.push(format!("{prefix}.self_attn.out_proj.weight"), vec![c, c], group);
         let out_b = self.push(format!("{prefix}.self_attn.out_proj.bias"), vec![c], group);
         let ln2_w = self.push(format!("{prefix}.layer_norm2.weight"), vec![c], group);
         let ln2_b = self.push(format!("{prefix}.layer_norm2.bias"), vec![c], group);
@@ -161,62 +140,28 @@ impl Builder {
         let fc1_b = self.push(format!("{prefix}.mlp.fc1.bias"), vec![inter], group);
         let fc2_w = self.push(format!("{prefix}.mlp.fc2.weight"), vec![c, inter], group);
         let fc2_b = self.push(format!("{prefix}.mlp.fc2.bias"), vec![c], group);
-        BlockParams {
-            ln1_w,
-            ln1_b,
-            qkv_w,
-            qkv_b,
-            out_w,
-            out_b,
-            ln2_w,
-            ln2_b,
-            fc1_w,
-            fc1_b,
-            fc2_w,
-            fc2_b,
-        }
+        BlockParams { ln1_w, ln1_b, qkv_w, qkv_b, out_w, out_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b }
     }
 }
 
 impl ClipLayout {
     pub fn new(cfg: &ClipConfig) -> Self {
-        let mut b = Builder {
-            entries: Vec::new(),
-            len: 0,
-        };
+        let mut b = Builder { entries: Vec::new(), len: 0 };
         let (t, v, proj) = (&cfg.text_config, &cfg.vision_config, cfg.projection_dim);
 
         let g = Group::Text;
-        let token_emb = b.push(
-            "text_model.embeddings.token_embedding.weight".into(),
-            vec![t.vocab_size, t.hidden_size],
-            g,
-        );
+        let token_emb =
+            b.push("text_model.embeddings.token_embedding.weight".into(), vec![t.vocab_size, t.hidden_size], g);
         let pos_emb = b.push(
             "text_model.embeddings.position_embedding.weight".into(),
             vec![t.max_position_embeddings, t.hidden_size],
             g,
         );
         let text_blocks = (0..t.num_hidden_layers)
-            .map(|i| {
-                b.block(
-                    &format!("text_model.encoder.layers.{i}"),
-                    t.hidden_size,
-                    t.intermediate_size,
-                    g,
-                )
-            })
+            .map(|i| b.block(&format!("text_model.encoder.layers.{i}"), t.hidden_size, t.intermediate_size, g))
             .collect();
-        let ln_final_w = b.push(
-            "text_model.final_layer_norm.weight".into(),
-            vec![t.hidden_size],
-            g,
-        );
-        let ln_final_b = b.push(
-            "text_model.final_layer_norm.bias".into(),
-            vec![t.hidden_size],
-            g,
-        );
+        let ln_final_w = b.push("text_model.final_layer_norm.weight".into(), vec![t.hidden_size], g);
+        let ln_final_b = b.push("text_model.final_layer_norm.bias".into(), vec![t.hidden_size], g);
 
         let g = Group::Vision;
         let c = v.hidden_size;
@@ -226,46 +171,24 @@ impl ClipLayout {
             vec![c, v.num_channels, v.patch_size, v.patch_size],
             g,
         );
-        let vpos_emb = b.push(
-            "vision_model.embeddings.position_embedding.weight".into(),
-            vec![v.tokens(), c],
-            g,
-        );
+        let vpos_emb = b.push("vision_model.embeddings.position_embedding.weight".into(), vec![v.tokens(), c], g);
         let pre_ln_w = b.push("vision_model.pre_layrnorm.weight".into(), vec![c], g);
         let pre_ln_b = b.push("vision_model.pre_layrnorm.bias".into(), vec![c], g);
         let vision_blocks = (0..v.num_hidden_layers)
-            .map(|i| {
-                b.block(
-                    &format!("vision_model.encoder.layers.{i}"),
-                    c,
-                    v.intermediate_size,
-                    g,
-                )
-            })
+            .map(|i| b.block(&format!("vision_model.encoder.layers.{i}"), c, v.intermediate_size, g))
             .collect();
         let post_ln_w = b.push("vision_model.post_layernorm.weight".into(), vec![c], g);
         let post_ln_b = b.push("vision_model.post_layernorm.bias".into(), vec![c], g);
 
         let g = Group::Projection;
         let vproj = b.push("visual_projection.weight".into(), vec![proj, c], g);
-        let tproj = b.push(
-            "text_projection.weight".into(),
-            vec![proj, t.hidden_size],
-            g,
-        );
+        let tproj = b.push("text_projection.weight".into(), vec![proj, t.hidden_size], g);
         let logit_scale = b.push("logit_scale".into(), vec![], Group::LogitScale);
 
         ClipLayout {
             len: b.len,
             entries: b.entries,
-            text: TextParams {
-                token_emb,
-                pos_emb,
-                blocks: text_blocks,
-                ln_final_w,
-                ln_final_b,
-                proj: tproj,
-            },
+            text: TextParams { token_emb, pos_emb, blocks: text_blocks, ln_final_w, ln_final_b, proj: tproj },
             vision: VisionParams {
                 class_emb,
                 patch_w,

@@ -40,22 +40,11 @@ impl Clip {
     pub fn new<B: Backend>(be: &mut B, config: &ClipConfig, cap: Capacity) -> Result<Self, Error> {
         config.validate()?;
         let layout = ClipLayout::new(config);
-        let (tc, vc, proj) = (
-            &config.text_config,
-            &config.vision_config,
-            config.projection_dim,
-        );
+        let (tc, vc, proj) = (&config.text_config, &config.vision_config, config.projection_dim);
         let idx_len = TextTower::idx_len(cap.texts, tc) + VisionTower::idx_len(cap.images);
         let plan = |p: &mut Planner, idx: ArenaId| {
             let text = TextTower::plan(tc, proj, p, idx, 0, cap.texts);
-            let vision = VisionTower::plan(
-                vc,
-                proj,
-                p,
-                idx,
-                TextTower::idx_len(cap.texts, tc),
-                cap.images,
-            );
+            let vision = VisionTower::plan(vc, proj, p, idx, TextTower::idx_len(cap.texts, tc), cap.images);
             (text, vision)
         };
         let mut sizing = Planner::new(ArenaId::MAX);
@@ -67,30 +56,13 @@ impl Clip {
         let idx = be.alloc_idx(idx_len)?;
         let (text, vision) = plan(&mut Planner::new(acts), idx);
         vision.init(be)?;
-        let arenas = Arenas {
-            params,
-            grads,
-            acts,
-            dacts,
-            idx,
-        };
-        Ok(Clip {
-            config: config.clone(),
-            layout,
-            arenas,
-            acts_len: sizing.used(),
-            text,
-            vision,
-        })
+        let arenas = Arenas { params, grads, acts, dacts, idx };
+        Ok(Clip { config: config.clone(), layout, arenas, acts_len: sizing.used(), text, vision })
     }
 
     /// The whole parameter buffer.
     pub fn params(&self) -> Buf {
-        Buf {
-            arena: self.arenas.params,
-            offset: 0,
-            len: self.layout.len,
-        }
+        Buf { arena: self.arenas.params, offset: 0, len: self.layout.len }
     }
 
     /// The whole gradient buffer (same layout as `params`).
@@ -112,11 +84,7 @@ impl Clip {
     /// Zeroes only the activation gradients: a second forward/backward in the same step (ZSCL's
     /// reference batch) then adds to the parameter gradients already there.
     pub fn zero_act_grads<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
-        let dacts = Buf {
-            arena: self.arenas.dacts,
-            offset: 0,
-            len: self.acts_len,
-        };
+        let dacts = Buf { arena: self.arenas.dacts, offset: 0, len: self.acts_len };
         be.fill(dacts, 0.0)
     }
 
@@ -127,20 +95,12 @@ impl Clip {
 
     /// Image features [b, proj], unnormalised, of the images in `pixels(b)`.
     pub fn encode_image<B: Backend>(&mut self, be: &mut B, b: usize) -> Result<Buf, Error> {
-        self.vision
-            .forward(be, &self.layout.vision, self.arenas.params, b)
+        self.vision.forward(be, &self.layout.vision, self.arenas.params, b)
     }
 
     /// Text features [b, proj], unnormalised, of `b` sequences of `t` token ids.
-    pub fn encode_text<B: Backend>(
-        &mut self,
-        be: &mut B,
-        ids: &[u32],
-        b: usize,
-        t: usize,
-    ) -> Result<Buf, Error> {
-        self.text
-            .forward(be, &self.layout.text, self.arenas.params, ids, b, t)
+    pub fn encode_text<B: Backend>(&mut self, be: &mut B, ids: &[u32], b: usize, t: usize) -> Result<Buf, Error> {
+        self.text.forward(be, &self.layout.text, self.arenas.params, ids, b, t)
     }
 
     /// Gradient slot of the last image features: a loss adds d(features) here.
@@ -156,14 +116,12 @@ impl Clip {
     /// Back-propagates `image_dout()` into the parameter gradients.
     pub fn backward_image<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
         let a = self.arenas;
-        self.vision
-            .backward(be, &self.layout.vision, a.params, a.grads, a.dacts)
+        self.vision.backward(be, &self.layout.vision, a.params, a.grads, a.dacts)
     }
 
     /// Back-propagates `text_dout()` into the parameter gradients.
     pub fn backward_text<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
         let a = self.arenas;
-        self.text
-            .backward(be, &self.layout.text, a.params, a.grads, a.dacts)
+        self.text.backward(be, &self.layout.text, a.params, a.grads, a.dacts)
     }
 }

@@ -52,14 +52,7 @@ pub struct TextTower {
 
 impl TextTower {
     /// Plans the activations in `p` and the token ids at `idx_offset` of index arena `idx`.
-    pub fn plan(
-        cfg: &TextConfig,
-        proj: usize,
-        p: &mut Planner,
-        idx: ArenaId,
-        idx_offset: usize,
-        max_b: usize,
-    ) -> Self {
+    pub fn plan(cfg: &TextConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize) -> Self {
         let max_t = cfg.max_position_embeddings;
         let c = cfg.hidden_size;
         let dims = BlockDims {
@@ -71,25 +64,15 @@ impl TextTower {
             causal: true,
         };
         let x0 = p.take(max_b * max_t * c);
-        let blocks = (0..cfg.num_hidden_layers)
-            .map(|_| BlockActs::plan(p, &dims, max_b, max_t))
-            .collect();
+        let blocks = (0..cfg.num_hidden_layers).map(|_| BlockActs::plan(p, &dims, max_b, max_t)).collect();
         TextTower {
             cfg: cfg.clone(),
             proj,
             dims,
             max_b,
             max_t,
-            ids: IdxBuf {
-                arena: idx,
-                offset: idx_offset,
-                len: max_b * max_t,
-            },
-            eot_rows: IdxBuf {
-                arena: idx,
-                offset: idx_offset + max_b * max_t,
-                len: max_b,
-            },
+            ids: IdxBuf { arena: idx, offset: idx_offset, len: max_b * max_t },
+            eot_rows: IdxBuf { arena: idx, offset: idx_offset + max_b * max_t, len: max_b },
             rows_host: Vec::with_capacity(max_b),
             x0,
             blocks,
@@ -110,105 +93,35 @@ impl TextTower {
     /// Encodes `b` sequences of `t` token ids (row-major [b, t]); returns the projected,
     /// unnormalised features [b, proj] (HF `text_embeds` before `F.normalize`).
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        p: &TextParams,
-        params: ArenaId,
-        ids: &[u32],
-        b: usize,
-        t: usize,
+        &mut self, be: &mut B, p: &TextParams, params: ArenaId, ids: &[u32], b: usize, t: usize,
     ) -> Result<Buf, Error> {
         if b > self.max_b {
-            return Err(Error::Capacity {
-                what: "text batch",
-                max: self.max_b,
-                got: b,
-            });
+            return Err(Error::Capacity { what: "text batch", max: self.max_b, got: b });
         }
         if t > self.max_t || t == 0 {
-            return Err(Error::Capacity {
-                what: "sequence length",
-                max: self.max_t,
-                got: t,
-            });
+            return Err(Error::Capacity { what: "sequence length", max: self.max_t, got: t });
         }
         if ids.len() != b * t {
-            return Err(Error::Capacity {
-                what: "token ids",
-                max: b * t,
-                got: ids.len(),
-            });
+            return Err(Error::Capacity { what: "token ids", max: b * t, got: ids.len() });
         }
         let c = self.dims.c;
         self.rows_host.clear();
         for (i, seq) in ids.chunks(t).enumerate() {
-            self.rows_host
-                .push((i * t + eot_position(seq, self.cfg.eos_token_id)) as u32);
+            self.rows_host.push((i * t + eot_position(seq, self.cfg.eos_token_id)) as u32);
         }
-        be.write_idx(
-            IdxBuf {
-                len: b * t,
-                ..self.ids
-            },
-            ids,
-        )?;
-        be.write_idx(
-            IdxBuf {
-                len: b,
-                ..self.eot_rows
-            },
-            &self.rows_host,
-        )?;
+        be.write_idx(IdxBuf { len: b * t, ..self.ids }, ids)?;
+        be.write_idx(IdxBuf { len: b, ..self.eot_rows }, &self.rows_host)?;
         let x0 = head(self.x0, b * t * c);
-        be.embedding_forward(
-            x0,
-            p.token_emb.at(params),
-            IdxBuf {
-                len: b * t,
-                ..self.ids
-            },
-            c,
-        )?;
-        be.broadcast_add_forward(
-            x0,
-            head(p.pos_emb.at(params), t * c),
-            Bcast {
-                outer: b,
-                inner: t,
-                c,
-            },
-        )?;
+        be.embedding_forward(x0, p.token_emb.at(params), IdxBuf { len: b * t, ..self.ids }, c)?;
+        be.broadcast_add_forward(x0, head(p.pos_emb.at(params), t * c), Bcast { outer: b, inner: t, c })?;
         let mut x = x0;
         for (bp, ba) in p.blocks.iter().zip(&self.blocks) {
-            Block {
-                d: &self.dims,
-                p: bp,
-                a: ba,
-                b,
-                t,
-            }
-            .forward(be, params, x)?;
+            Block { d: &self.dims, p: bp, a: ba, b, t }.forward(be, params, x)?;
             x = head(ba.out, b * t * c);
         }
-        let (pooled, lnf, out) = (
-            head(self.pooled, b * c),
-            head(self.lnf, b * c),
-            head(self.out, b * self.proj),
-        );
-        be.embedding_forward(
-            pooled,
-            x,
-            IdxBuf {
-                len: b,
-                ..self.eot_rows
-            },
-            c,
-        )?;
-        let ln = Rows {
-            rows: b,
-            c,
-            eps: self.dims.eps,
-        };
+        let (pooled, lnf, out) = (head(self.pooled, b * c), head(self.lnf, b * c), head(self.out, b * self.proj));
+        be.embedding_forward(pooled, x, IdxBuf { len: b, ..self.eot_rows }, c)?;
+        let ln = Rows { rows: b, c, eps: self.dims.eps };
         be.layer_norm_forward(
             lnf,
             head(self.lnf_mean, b),
@@ -218,12 +131,7 @@ impl TextTower {
             p.ln_final_b.at(params),
             ln,
         )?;
-        Linear {
-            rows: b,
-            inp: c,
-            out: self.proj,
-        }
-        .forward(be, out, lnf, p.proj.at(params), None, false)?;
+        Linear { rows: b, inp: c, out: self.proj }.forward(be, out, lnf, p.proj.at(params), None, false)?;
         self.last = (b, t);
         Ok(out)
     }
@@ -235,27 +143,13 @@ impl TextTower {
 
     /// Back-propagates d(features) from `dout(dacts)` into the parameter gradients.
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        p: &TextParams,
-        params: ArenaId,
-        grads: ArenaId,
-        dacts: ArenaId,
+        &self, be: &mut B, p: &TextParams, params: ArenaId, grads: ArenaId, dacts: ArenaId,
     ) -> Result<(), Error> {
         let (b, t) = self.last;
         let c = self.dims.c;
         let g = |x: Buf| x.in_arena(dacts);
-        let (pooled, lnf, out) = (
-            head(self.pooled, b * c),
-            head(self.lnf, b * c),
-            head(self.out, b * self.proj),
-        );
-        Linear {
-            rows: b,
-            inp: c,
-            out: self.proj,
-        }
-        .backward(
+        let (pooled, lnf, out) = (head(self.pooled, b * c), head(self.lnf, b * c), head(self.out, b * self.proj));
+        Linear { rows: b, inp: c, out: self.proj }.backward(
             be,
             Some(g(lnf)),
             p.proj.at(grads),
@@ -264,11 +158,7 @@ impl TextTower {
             lnf,
             p.proj.at(params),
         )?;
-        let ln = Rows {
-            rows: b,
-            c,
-            eps: self.dims.eps,
-        };
+        let ln = Rows { rows: b, c, eps: self.dims.eps };
         be.layer_norm_backward(
             g(pooled),
             p.ln_final_w.at(grads),
@@ -282,47 +172,12 @@ impl TextTower {
         )?;
         let x0 = head(self.x0, b * t * c);
         let last = self.blocks.last().map_or(x0, |a| head(a.out, b * t * c));
-        be.embedding_backward(
-            g(last),
-            g(pooled),
-            IdxBuf {
-                len: b,
-                ..self.eot_rows
-            },
-            c,
-        )?;
+        be.embedding_backward(g(last), g(pooled), IdxBuf { len: b, ..self.eot_rows }, c)?;
         for (i, (bp, ba)) in p.blocks.iter().zip(&self.blocks).enumerate().rev() {
-            let x = if i == 0 {
-                x0
-            } else {
-                head(self.blocks[i - 1].out, b * t * c)
-            };
-            Block {
-                d: &self.dims,
-                p: bp,
-                a: ba,
-                b,
-                t,
-            }
-            .backward(be, params, grads, dacts, x, g(x))?;
+            let x = if i == 0 { x0 } else { head(self.blocks[i - 1].out, b * t * c) };
+            Block { d: &self.dims, p: bp, a: ba, b, t }.backward(be, params, grads, dacts, x, g(x))?;
         }
-        be.broadcast_add_backward(
-            head(p.pos_emb.at(grads), t * c),
-            g(x0),
-            Bcast {
-                outer: b,
-                inner: t,
-                c,
-            },
-        )?;
-        be.embedding_backward(
-            p.token_emb.at(grads),
-            g(x0),
-            IdxBuf {
-                len: b * t,
-                ..self.ids
-            },
-            c,
-        )
+        be.broadcast_add_backward(head(p.pos_emb.at(grads), t * c), g(x0), Bcast { outer: b, inner: t, c })?;
+        be.embedding_backward(p.token_emb.at(grads), g(x0), IdxBuf { len: b * t, ..self.ids }, c)
     }
 }

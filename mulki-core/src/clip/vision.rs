@@ -36,12 +36,7 @@ pub struct VisionTower {
 
 impl VisionTower {
     pub fn plan(
-        cfg: &VisionConfig,
-        proj: usize,
-        p: &mut Planner,
-        idx: ArenaId,
-        idx_offset: usize,
-        max_b: usize,
+        cfg: &VisionConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize,
     ) -> Self {
         let (c, t) = (cfg.hidden_size, cfg.tokens());
         let dims = BlockDims {
@@ -58,11 +53,7 @@ impl VisionTower {
             proj,
             dims,
             max_b,
-            cls_rows: IdxBuf {
-                arena: idx,
-                offset: idx_offset,
-                len: max_b,
-            },
+            cls_rows: IdxBuf { arena: idx, offset: idx_offset, len: max_b },
             pixels: p.take(max_b * cfg.num_channels * cfg.image_size * cfg.image_size),
             patches: p.take(max_b * np * cfg.patch_dim()),
             patch_out: p.take(max_b * np * c),
@@ -70,9 +61,7 @@ impl VisionTower {
             x0: p.take(max_b * t * c),
             x0_mean: p.take(max_b * t),
             x0_rstd: p.take(max_b * t),
-            blocks: (0..cfg.num_hidden_layers)
-                .map(|_| BlockActs::plan(p, &dims, max_b, t))
-                .collect(),
+            blocks: (0..cfg.num_hidden_layers).map(|_| BlockActs::plan(p, &dims, max_b, t)).collect(),
             pooled: p.take(max_b * c),
             post: p.take(max_b * c),
             post_mean: p.take(max_b),
@@ -91,14 +80,7 @@ impl VisionTower {
     pub fn init<B: Backend>(&self, be: &mut B) -> Result<(), Error> {
         let t = self.cfg.tokens() as u32;
         for i in 0..self.max_b {
-            be.write_idx(
-                IdxBuf {
-                    offset: self.cls_rows.offset + i,
-                    len: 1,
-                    ..self.cls_rows
-                },
-                &[i as u32 * t],
-            )?;
+            be.write_idx(IdxBuf { offset: self.cls_rows.offset + i, len: 1, ..self.cls_rows }, &[i as u32 * t])?;
         }
         Ok(())
     }
@@ -107,121 +89,44 @@ impl VisionTower {
     /// written before `forward`.
     pub fn pixels(&self, b: usize) -> Result<Buf, Error> {
         if b > self.max_b {
-            return Err(Error::Capacity {
-                what: "image batch",
-                max: self.max_b,
-                got: b,
-            });
+            return Err(Error::Capacity { what: "image batch", max: self.max_b, got: b });
         }
         let side = self.cfg.image_size;
         Ok(head(self.pixels, b * self.cfg.num_channels * side * side))
     }
 
     fn patch_dims(&self, b: usize) -> Patches {
-        Patches {
-            b,
-            channels: self.cfg.num_channels,
-            side: self.cfg.image_size,
-            patch: self.cfg.patch_size,
-        }
+        Patches { b, channels: self.cfg.num_channels, side: self.cfg.image_size, patch: self.cfg.patch_size }
     }
 
     /// Encodes the `b` images in `pixels(b)`; returns the projected, unnormalised features
     /// [b, proj] (HF `image_embeds` before `F.normalize`).
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        p: &VisionParams,
-        params: ArenaId,
-        b: usize,
+        &mut self, be: &mut B, p: &VisionParams, params: ArenaId, b: usize,
     ) -> Result<Buf, Error> {
         let pixels = self.pixels(b)?;
         let (c, t, pd) = (self.dims.c, self.cfg.tokens(), self.cfg.patch_dim());
         let np = t - 1;
-        let (patches, patch_out) = (
-            head(self.patches, b * np * pd),
-            head(self.patch_out, b * np * c),
-        );
+        let (patches, patch_out) = (head(self.patches, b * np * pd), head(self.patch_out, b * np * c));
         be.patchify_forward(patches, pixels, self.patch_dims(b))?;
-        be.gemm(
-            patch_out,
-            patches,
-            p.patch_w.at(params),
-            Gemm::new(b * np, c, pd, false, true, 1.0, 0.0),
-        )?;
+        be.gemm(patch_out, patches, p.patch_w.at(params), Gemm::new(b * np, c, pd, false, true, 1.0, 0.0))?;
         let embed = head(self.embed, b * t * c);
-        be.vision_embed_forward(
-            embed,
-            patch_out,
-            p.class_emb.at(params),
-            p.pos_emb.at(params),
-            b,
-            t,
-            c,
-        )?;
+        be.vision_embed_forward(embed, patch_out, p.class_emb.at(params), p.pos_emb.at(params), b, t, c)?;
         let x0 = head(self.x0, b * t * c);
-        let ln = Rows {
-            rows: b * t,
-            c,
-            eps: self.dims.eps,
-        };
+        let ln = Rows { rows: b * t, c, eps: self.dims.eps };
         let (m0, r0) = (head(self.x0_mean, b * t), head(self.x0_rstd, b * t));
-        be.layer_norm_forward(
-            x0,
-            m0,
-            r0,
-            embed,
-            p.pre_ln_w.at(params),
-            p.pre_ln_b.at(params),
-            ln,
-        )?;
+        be.layer_norm_forward(x0, m0, r0, embed, p.pre_ln_w.at(params), p.pre_ln_b.at(params), ln)?;
         let mut x = x0;
         for (bp, ba) in p.blocks.iter().zip(&self.blocks) {
-            Block {
-                d: &self.dims,
-                p: bp,
-                a: ba,
-                b,
-                t,
-            }
-            .forward(be, params, x)?;
+            Block { d: &self.dims, p: bp, a: ba, b, t }.forward(be, params, x)?;
             x = head(ba.out, b * t * c);
         }
-        let (pooled, post, out) = (
-            head(self.pooled, b * c),
-            head(self.post, b * c),
-            head(self.out, b * self.proj),
-        );
-        be.embedding_forward(
-            pooled,
-            x,
-            IdxBuf {
-                len: b,
-                ..self.cls_rows
-            },
-            c,
-        )?;
-        let ln = Rows {
-            rows: b,
-            c,
-            eps: self.dims.eps,
-        };
+        let (pooled, post, out) = (head(self.pooled, b * c), head(self.post, b * c), head(self.out, b * self.proj));
+        be.embedding_forward(pooled, x, IdxBuf { len: b, ..self.cls_rows }, c)?;
+        let ln = Rows { rows: b, c, eps: self.dims.eps };
         let (pm, pr) = (head(self.post_mean, b), head(self.post_rstd, b));
-        be.layer_norm_forward(
-            post,
-            pm,
-            pr,
-            pooled,
-            p.post_ln_w.at(params),
-            p.post_ln_b.at(params),
-            ln,
-        )?;
-        Linear {
-            rows: b,
-            inp: c,
-            out: self.proj,
-        }
-        .forward(be, out, post, p.proj.at(params), None, false)?;
+        be.layer_norm_forward(post, pm, pr, pooled, p.post_ln_w.at(params), p.post_ln_b.at(params), ln)?;
+        Linear { rows: b, inp: c, out: self.proj }.forward(be, out, post, p.proj.at(params), None, false)?;
         self.last_b = b;
         Ok(out)
     }
@@ -234,28 +139,14 @@ impl VisionTower {
     /// Back-propagates d(features) from `dout(dacts)` into the parameter gradients (not into the
     /// pixels: inputs need none).
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        p: &VisionParams,
-        params: ArenaId,
-        grads: ArenaId,
-        dacts: ArenaId,
+        &self, be: &mut B, p: &VisionParams, params: ArenaId, grads: ArenaId, dacts: ArenaId,
     ) -> Result<(), Error> {
         let b = self.last_b;
         let (c, t, pd) = (self.dims.c, self.cfg.tokens(), self.cfg.patch_dim());
         let np = t - 1;
         let g = |x: Buf| x.in_arena(dacts);
-        let (pooled, post, out) = (
-            head(self.pooled, b * c),
-            head(self.post, b * c),
-            head(self.out, b * self.proj),
-        );
-        Linear {
-            rows: b,
-            inp: c,
-            out: self.proj,
-        }
-        .backward(
+        let (pooled, post, out) = (head(self.pooled, b * c), head(self.post, b * c), head(self.out, b * self.proj));
+        Linear { rows: b, inp: c, out: self.proj }.backward(
             be,
             Some(g(post)),
             p.proj.at(grads),
@@ -264,11 +155,7 @@ impl VisionTower {
             post,
             p.proj.at(params),
         )?;
-        let ln = Rows {
-            rows: b,
-            c,
-            eps: self.dims.eps,
-        };
+        let ln = Rows { rows: b, c, eps: self.dims.eps };
         let (pm, pr) = (head(self.post_mean, b), head(self.post_rstd, b));
         be.layer_norm_backward(
             g(pooled),
@@ -283,36 +170,13 @@ impl VisionTower {
         )?;
         let x0 = head(self.x0, b * t * c);
         let last = self.blocks.last().map_or(x0, |a| head(a.out, b * t * c));
-        be.embedding_backward(
-            g(last),
-            g(pooled),
-            IdxBuf {
-                len: b,
-                ..self.cls_rows
-            },
-            c,
-        )?;
+        be.embedding_backward(g(last), g(pooled), IdxBuf { len: b, ..self.cls_rows }, c)?;
         for (i, (bp, ba)) in p.blocks.iter().zip(&self.blocks).enumerate().rev() {
-            let x = if i == 0 {
-                x0
-            } else {
-                head(self.blocks[i - 1].out, b * t * c)
-            };
-            Block {
-                d: &self.dims,
-                p: bp,
-                a: ba,
-                b,
-                t,
-            }
-            .backward(be, params, grads, dacts, x, g(x))?;
+            let x = if i == 0 { x0 } else { head(self.blocks[i - 1].out, b * t * c) };
+            Block { d: &self.dims, p: bp, a: ba, b, t }.backward(be, params, grads, dacts, x, g(x))?;
         }
         let embed = head(self.embed, b * t * c);
-        let ln = Rows {
-            rows: b * t,
-            c,
-            eps: self.dims.eps,
-        };
+        let ln = Rows { rows: b * t, c, eps: self.dims.eps };
         let (m0, r0) = (head(self.x0_mean, b * t), head(self.x0_rstd, b * t));
         be.layer_norm_backward(
             g(embed),
@@ -325,26 +189,10 @@ impl VisionTower {
             r0,
             ln,
         )?;
-        let (patches, patch_out) = (
-            head(self.patches, b * np * pd),
-            head(self.patch_out, b * np * c),
-        );
-        be.vision_embed_backward(
-            g(patch_out),
-            p.class_emb.at(grads),
-            p.pos_emb.at(grads),
-            g(embed),
-            b,
-            t,
-            c,
-        )?;
+        let (patches, patch_out) = (head(self.patches, b * np * pd), head(self.patch_out, b * np * c));
+        be.vision_embed_backward(g(patch_out), p.class_emb.at(grads), p.pos_emb.at(grads), g(embed), b, t, c)?;
         // patch_out = patches · Wᵀ: only dW is needed.
-        Linear {
-            rows: b * np,
-            inp: pd,
-            out: c,
-        }
-        .backward(
+        Linear { rows: b * np, inp: pd, out: c }.backward(
             be,
             None,
             p.patch_w.at(grads),

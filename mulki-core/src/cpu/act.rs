@@ -6,12 +6,7 @@ use crate::elem::Elem;
 const CHUNK: usize = 4096;
 
 /// Runs `f(i)` for every element index in parallel fixed chunks over `out`.
-pub(crate) fn map_elems<E: Elem>(
-    pool: &Pool,
-    out: &mut [E],
-    work: usize,
-    f: impl Fn(usize, &mut E) + Sync,
-) {
+pub(crate) fn map_elems<E: Elem>(pool: &Pool, out: &mut [E], work: usize, f: impl Fn(usize, &mut E) + Sync) {
     let n = out.len();
     let po = SyncPtr::new(out);
     pool.run(chunks(n, CHUNK), CHUNK * work, |i| {
@@ -33,9 +28,7 @@ pub(crate) fn value<E: Elem>(act: HiddenAct, x: E) -> E {
     match act {
         HiddenAct::QuickGelu => x * sigmoid(E::from_f64(1.702) * x),
         HiddenAct::Gelu => {
-            E::from_f64(0.5)
-                * x
-                * (E::one() + (x * E::from_f64(core::f64::consts::FRAC_1_SQRT_2)).erf())
+            E::from_f64(0.5) * x * (E::one() + (x * E::from_f64(core::f64::consts::FRAC_1_SQRT_2)).erf())
         }
     }
 }
@@ -49,8 +42,7 @@ pub(crate) fn derivative<E: Elem>(act: HiddenAct, x: E) -> E {
             s + a * x * s * (E::one() - s)
         }
         HiddenAct::Gelu => {
-            let cdf = E::from_f64(0.5)
-                * (E::one() + (x * E::from_f64(core::f64::consts::FRAC_1_SQRT_2)).erf());
+            let cdf = E::from_f64(0.5) * (E::one() + (x * E::from_f64(core::f64::consts::FRAC_1_SQRT_2)).erf());
             // φ(x) = exp(−x²/2)/√(2π)
             let pdf = (-(x * x) / E::from_f64(2.0)).exp() * E::from_f64(0.398_942_280_401_432_7);
             cdf + x * pdf
@@ -62,14 +54,6 @@ pub(crate) fn forward<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E], act: Hidde
     map_elems(pool, out, 20, |i, o| *o = value(act, inp[i]));
 }
 
-pub(crate) fn backward<E: Elem>(
-    pool: &Pool,
-    dinp: &mut [E],
-    dout: &[E],
-    inp: &[E],
-    act: HiddenAct,
-) {
-    map_elems(pool, dinp, 30, |i, d| {
-        *d = *d + dout[i] * derivative(act, inp[i])
-    });
+pub(crate) fn backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], inp: &[E], act: HiddenAct) {
+    map_elems(pool, dinp, 30, |i, d| *d = *d + dout[i] * derivative(act, inp[i]));
 }

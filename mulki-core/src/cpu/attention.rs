@@ -59,14 +59,7 @@ pub(crate) fn forward<E: Elem>(pool: &Pool, out: &mut [E], probs: &mut [E], qkv:
 /// Adds into dqkv [b, t, 3c]. Per query i: dp_j = ⟨dout_i, v_j⟩, ds_j = p_j·(dp_j − Σ p·dp),
 /// dq_i += scale·Σ ds_j k_j, dk_j += scale·ds_j q_i, dv_j += p_j dout_i. dp is recomputed in a
 /// second pass instead of stored, so the backward needs no scratch memory.
-pub(crate) fn backward<E: Elem>(
-    pool: &Pool,
-    dqkv: &mut [E],
-    dout: &[E],
-    qkv: &[E],
-    probs: &[E],
-    d: Attn,
-) {
+pub(crate) fn backward<E: Elem>(pool: &Pool, dqkv: &mut [E], dout: &[E], qkv: &[E], probs: &[E], d: Attn) {
     let (t, nh, hs) = (d.t, d.nh, d.hs);
     let c = nh * hs;
     let scale = E::from_f64(1.0 / libm::sqrt(hs as f64));

@@ -6,14 +6,7 @@ use crate::backend::Ce;
 use crate::elem::Elem;
 
 /// `loss[r] = lse − (1−ε)·z[y] − ε/nc·Σ z`; saves lse.
-pub(crate) fn forward<E: Elem>(
-    pool: &Pool,
-    loss: &mut [E],
-    lse: &mut [E],
-    logits: &[E],
-    targets: &[u32],
-    d: Ce,
-) {
+pub(crate) fn forward<E: Elem>(pool: &Pool, loss: &mut [E], lse: &mut [E], logits: &[E], targets: &[u32], d: Ce) {
     let nc = d.nc;
     let eps = E::from_f64(d.smoothing);
     let (pl, ps) = (SyncPtr::new(loss), SyncPtr::new(lse));
@@ -36,13 +29,7 @@ pub(crate) fn forward<E: Elem>(
 
 /// `dlogits[r] += dloss[r]·(softmax(z) − ((1−ε)·onehot + ε/nc))`.
 pub(crate) fn backward<E: Elem>(
-    pool: &Pool,
-    dlogits: &mut [E],
-    dloss: &[E],
-    logits: &[E],
-    lse: &[E],
-    targets: &[u32],
-    d: Ce,
+    pool: &Pool, dlogits: &mut [E], dloss: &[E], logits: &[E], lse: &[E], targets: &[u32], d: Ce,
 ) {
     let nc = d.nc;
     let eps = E::from_f64(d.smoothing);

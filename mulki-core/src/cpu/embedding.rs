@@ -18,23 +18,14 @@ pub(crate) fn gather<E: Elem>(pool: &Pool, out: &mut [E], table: &[E], ids: &[u3
 }
 
 /// `dtable[ids[i]] += dout[i]`, each column block summing rows in order (deterministic).
-pub(crate) fn scatter_add<E: Elem>(
-    pool: &Pool,
-    dtable: &mut [E],
-    dout: &[E],
-    ids: &[u32],
-    c: usize,
-) {
+pub(crate) fn scatter_add<E: Elem>(pool: &Pool, dtable: &mut [E], dout: &[E], ids: &[u32], c: usize) {
     let pt = SyncPtr::new(dtable);
     pool.cols(c, ids.len(), |cols| {
         for (r, &id) in ids.iter().enumerate() {
             let base = id as usize * c;
             // SAFETY: this task owns these columns of every table row.
             let dst = unsafe { pt.slice(base + cols.start, cols.len()) };
-            for (x, &g) in dst
-                .iter_mut()
-                .zip(&dout[r * c + cols.start..r * c + cols.end])
-            {
+            for (x, &g) in dst.iter_mut().zip(&dout[r * c + cols.start..r * c + cols.end]) {
                 *x = *x + g;
             }
         }
@@ -64,10 +55,7 @@ pub(crate) fn broadcast_add_backward<E: Elem>(pool: &Pool, dadd: &mut [E], dout:
         // SAFETY: column chunks are disjoint.
         let dst = unsafe { pa.slice(cols.start, cols.len()) };
         for o in 0..d.outer {
-            for (x, &g) in dst
-                .iter_mut()
-                .zip(&dout[o * inner + cols.start..o * inner + cols.end])
-            {
+            for (x, &g) in dst.iter_mut().zip(&dout[o * inner + cols.start..o * inner + cols.end]) {
                 *x = *x + g;
             }
         }
@@ -77,24 +65,13 @@ pub(crate) fn broadcast_add_backward<E: Elem>(pool: &Pool, dadd: &mut [E], dout:
 /// `out[bi] = [class_emb; patch_out[bi]] + pos`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn vision_embed<E: Elem>(
-    pool: &Pool,
-    out: &mut [E],
-    patch_out: &[E],
-    class_emb: &[E],
-    pos: &[E],
-    b: usize,
-    t: usize,
-    c: usize,
+    pool: &Pool, out: &mut [E], patch_out: &[E], class_emb: &[E], pos: &[E], b: usize, t: usize, c: usize,
 ) {
     let po = SyncPtr::new(out);
     pool.rows(b * t, c, |rows| {
         for r in rows {
             let (bi, i) = (r / t, r % t);
-            let src = if i == 0 {
-                class_emb
-            } else {
-                &patch_out[(bi * (t - 1) + i - 1) * c..][..c]
-            };
+            let src = if i == 0 { class_emb } else { &patch_out[(bi * (t - 1) + i - 1) * c..][..c] };
             // SAFETY: rows are disjoint.
             let dst = unsafe { po.slice(r * c, c) };
             for ((x, &s), &p) in dst.iter_mut().zip(src).zip(&pos[i * c..(i + 1) * c]) {
@@ -108,14 +85,7 @@ pub(crate) fn vision_embed<E: Elem>(
 /// dpos += Σ_b dout.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn vision_embed_backward<E: Elem>(
-    pool: &Pool,
-    dpatch_out: &mut [E],
-    dclass: &mut [E],
-    dpos: &mut [E],
-    dout: &[E],
-    b: usize,
-    t: usize,
-    c: usize,
+    pool: &Pool, dpatch_out: &mut [E], dclass: &mut [E], dpos: &mut [E], dout: &[E], b: usize, t: usize, c: usize,
 ) {
     let pp = SyncPtr::new(dpatch_out);
     pool.rows(b * (t - 1), c, |rows| {
@@ -128,16 +98,7 @@ pub(crate) fn vision_embed_backward<E: Elem>(
             }
         }
     });
-    broadcast_add_backward(
-        pool,
-        dpos,
-        dout,
-        Bcast {
-            outer: b,
-            inner: t,
-            c,
-        },
-    );
+    broadcast_add_backward(pool, dpos, dout, Bcast { outer: b, inner: t, c });
     for bi in 0..b {
         for (x, &g) in dclass.iter_mut().zip(&dout[bi * t * c..][..c]) {
             *x = *x + g;

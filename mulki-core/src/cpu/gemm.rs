@@ -11,39 +11,15 @@ pub trait CpuElem: Elem {
     /// The pointers and strides describe valid, non-overlapping (for `c`) matrices.
     #[allow(clippy::too_many_arguments)]
     unsafe fn mm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
+        m: usize, k: usize, n: usize, alpha: Self, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize,
+        csb: isize, beta: Self, c: *mut Self, rsc: isize, csc: isize,
     );
 }
 
 impl CpuElem for f32 {
     unsafe fn mm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f32,
-        a: *const f32,
-        rsa: isize,
-        csa: isize,
-        b: *const f32,
-        rsb: isize,
-        csb: isize,
-        beta: f32,
-        c: *mut f32,
-        rsc: isize,
-        csc: isize,
+        m: usize, k: usize, n: usize, alpha: f32, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize,
+        csb: isize, beta: f32, c: *mut f32, rsc: isize, csc: isize,
     ) {
         matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
@@ -51,20 +27,8 @@ impl CpuElem for f32 {
 
 impl CpuElem for f64 {
     unsafe fn mm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: f64,
-        a: *const f64,
-        rsa: isize,
-        csa: isize,
-        b: *const f64,
-        rsb: isize,
-        csb: isize,
-        beta: f64,
-        c: *mut f64,
-        rsc: isize,
-        csc: isize,
+        m: usize, k: usize, n: usize, alpha: f64, a: *const f64, rsa: isize, csa: isize, b: *const f64, rsb: isize,
+        csb: isize, beta: f64, c: *mut f64, rsc: isize, csc: isize,
     ) {
         matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
@@ -79,25 +43,13 @@ pub(crate) fn gemm<E: CpuElem>(pool: &Pool, c: &mut [E], a: &[E], b: &[E], g: Ge
     let (rsa, csa) = if g.trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if g.trans_b { (1, k) } else { (n, 1) };
     // Few rows: split columns instead, so a [1..64, n] product still uses every thread.
-    let (split_m, bm, bn) = if m >= BLOCK_M || n < 2 * BLOCK_N {
-        (true, BLOCK_M, n)
-    } else {
-        (false, m, BLOCK_N)
-    };
-    let blocks = if split_m {
-        chunks(m, bm)
-    } else {
-        chunks(n, bn)
-    };
+    let (split_m, bm, bn) = if m >= BLOCK_M || n < 2 * BLOCK_N { (true, BLOCK_M, n) } else { (false, m, BLOCK_N) };
+    let blocks = if split_m { chunks(m, bm) } else { chunks(n, bn) };
     let cp = SyncPtr::new(c);
     let (alpha, beta) = (E::from_f64(g.alpha), E::from_f64(g.beta));
     pool.run(g.batch * blocks, bm.min(m) * bn.min(n) * k, |task| {
         let (i, blk) = (task / blocks, task % blocks);
-        let (rows, cols) = if split_m {
-            (chunk_range(blk, m, bm), 0..n)
-        } else {
-            (0..m, chunk_range(blk, n, bn))
-        };
+        let (rows, cols) = if split_m { (chunk_range(blk, m, bm), 0..n) } else { (0..m, chunk_range(blk, n, bn)) };
         let a_off = i * g.stride_a + rows.start * rsa;
         let b_off = i * g.stride_b + cols.start * csb;
         let c_off = i * g.stride_c + rows.start * n + cols.start;
@@ -133,9 +85,5 @@ pub(crate) fn extents(g: Gemm) -> (usize, usize, usize) {
             (g.batch - 1) * stride + size
         }
     };
-    (
-        last(g.stride_a, g.m * g.k),
-        last(g.stride_b, g.k * g.n),
-        last(g.stride_c, g.m * g.n),
-    )
+    (last(g.stride_a, g.m * g.k), last(g.stride_b, g.k * g.n), last(g.stride_c, g.m * g.n))
 }

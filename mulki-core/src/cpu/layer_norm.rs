@@ -6,14 +6,7 @@ use crate::elem::Elem;
 /// `out = (x − mean)·rstd·w + b`; saves mean and rstd = 1/√(var + eps) (biased variance).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward<E: Elem>(
-    pool: &Pool,
-    out: &mut [E],
-    mean: &mut [E],
-    rstd: &mut [E],
-    inp: &[E],
-    w: &[E],
-    b: &[E],
-    d: Rows,
+    pool: &Pool, out: &mut [E], mean: &mut [E], rstd: &mut [E], inp: &[E], w: &[E], b: &[E], d: Rows,
 ) {
     let c = d.c;
     let (po, pm, pr) = (SyncPtr::new(out), SyncPtr::new(mean), SyncPtr::new(rstd));
@@ -46,15 +39,7 @@ pub(crate) fn forward<E: Elem>(
 /// summing rows in order so the thread count does not change the result).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward<E: Elem>(
-    pool: &Pool,
-    dinp: &mut [E],
-    dw: &mut [E],
-    db: &mut [E],
-    dout: &[E],
-    inp: &[E],
-    w: &[E],
-    mean: &[E],
-    rstd: &[E],
+    pool: &Pool, dinp: &mut [E], dw: &mut [E], db: &mut [E], dout: &[E], inp: &[E], w: &[E], mean: &[E], rstd: &[E],
     d: Rows,
 ) {
     let c = d.c;
@@ -83,12 +68,7 @@ pub(crate) fn backward<E: Elem>(
     let (pw, pb) = (SyncPtr::new(dw), SyncPtr::new(db));
     pool.cols(c, 3 * d.rows, |cols| {
         // SAFETY: column chunks are disjoint.
-        let (dw, db) = unsafe {
-            (
-                pw.slice(cols.start, cols.len()),
-                pb.slice(cols.start, cols.len()),
-            )
-        };
+        let (dw, db) = unsafe { (pw.slice(cols.start, cols.len()), pb.slice(cols.start, cols.len())) };
         for r in 0..d.rows {
             let (mu, rs) = (mean[r], rstd[r]);
             for (j, i) in cols.clone().enumerate() {

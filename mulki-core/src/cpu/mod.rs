@@ -18,9 +18,7 @@ use alloc::vec::Vec;
 pub use gemm::CpuElem;
 pub use pool::Pool;
 
-use crate::backend::{
-    AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
-};
+use crate::backend::{AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule};
 use crate::clip::config::HiddenAct;
 use crate::error::Error;
 
@@ -34,11 +32,7 @@ pub struct CpuBackend<E> {
 impl<E: CpuElem> CpuBackend<E> {
     /// A backend using up to `threads` threads (ignored without feature `std`).
     pub fn new(threads: usize) -> Self {
-        CpuBackend {
-            arenas: Vec::new(),
-            idx: Vec::new(),
-            pool: Pool::new(threads),
-        }
+        CpuBackend { arenas: Vec::new(), idx: Vec::new(), pool: Pool::new(threads) }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -52,21 +46,9 @@ impl<E: CpuElem> CpuBackend<E> {
 
     fn check(&self, op: &'static str, b: Buf) -> Result<(), Error> {
         match self.arenas.get(b.arena as usize) {
-            Some(a)
-                if b.offset
-                    .checked_add(b.len)
-                    .is_some_and(|end| end <= a.len()) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(Error::Buffer {
-                op,
-                reason: "buffer handle outside its arena",
-            }),
-            None => Err(Error::Buffer {
-                op,
-                reason: "unknown arena",
-            }),
+            Some(a) if b.offset.checked_add(b.len).is_some_and(|end| end <= a.len()) => Ok(()),
+            Some(_) => Err(Error::Buffer { op, reason: "buffer handle outside its arena" }),
+            None => Err(Error::Buffer { op, reason: "unknown arena" }),
         }
     }
 
@@ -74,68 +56,42 @@ impl<E: CpuElem> CpuBackend<E> {
     /// overlaps any other operand, then lends the output slices mutably and the inputs shared.
     #[allow(clippy::type_complexity)]
     fn args<'a, const O: usize, const I: usize>(
-        &mut self,
-        op: &'static str,
-        outs: [Buf; O],
-        ins: [Buf; I],
+        &mut self, op: &'static str, outs: [Buf; O], ins: [Buf; I],
     ) -> Result<([&'a mut [E]; O], [&'a [E]; I]), Error> {
         for b in outs.iter().chain(ins.iter()) {
             self.check(op, *b)?;
         }
-        let overlaps = |x: &Buf, y: &Buf| {
-            x.arena == y.arena && x.len > 0 && y.len > 0 && x.offset < y.end() && y.offset < x.end()
-        };
+        let overlaps =
+            |x: &Buf, y: &Buf| x.arena == y.arena && x.len > 0 && y.len > 0 && x.offset < y.end() && y.offset < x.end();
         for (i, o) in outs.iter().enumerate() {
-            if outs[i + 1..]
-                .iter()
-                .chain(ins.iter())
-                .any(|x| overlaps(o, x))
-            {
-                return Err(Error::Buffer {
-                    op,
-                    reason: "an output overlaps another operand",
-                });
+            if outs[i + 1..].iter().chain(ins.iter()).any(|x| overlaps(o, x)) {
+                return Err(Error::Buffer { op, reason: "an output overlaps another operand" });
             }
         }
         // SAFETY: bounds were checked; outputs are disjoint from each other and from inputs, so
         // the mutable slices alias nothing. The slices live only for this kernel call, during
         // which no arena is reallocated (`alloc` needs `&mut self`, which the kernel holds).
-        let base = |arenas: &mut Vec<Vec<E>>, b: Buf| unsafe {
-            arenas[b.arena as usize].as_mut_ptr().add(b.offset)
-        };
-        let o = outs
-            .map(|b| unsafe { core::slice::from_raw_parts_mut(base(&mut self.arenas, b), b.len) });
-        let i = ins.map(|b| unsafe {
-            core::slice::from_raw_parts(base(&mut self.arenas, b) as *const E, b.len)
-        });
+        let base = |arenas: &mut Vec<Vec<E>>, b: Buf| unsafe { arenas[b.arena as usize].as_mut_ptr().add(b.offset) };
+        let o = outs.map(|b| unsafe { core::slice::from_raw_parts_mut(base(&mut self.arenas, b), b.len) });
+        let i = ins.map(|b| unsafe { core::slice::from_raw_parts(base(&mut self.arenas, b) as *const E, b.len) });
         Ok((o, i))
     }
 
     fn ids<'a>(&self, op: &'static str, b: IdxBuf) -> Result<&'a [u32], Error> {
         match self.idx.get(b.arena as usize) {
-            Some(a)
-                if b.offset
-                    .checked_add(b.len)
-                    .is_some_and(|end| end <= a.len()) =>
-            {
+            Some(a) if b.offset.checked_add(b.len).is_some_and(|end| end <= a.len()) => {
                 // SAFETY: index arenas are only written through `write_idx` (`&mut self`),
                 // never while a kernel holds this slice.
                 Ok(unsafe { core::slice::from_raw_parts(a.as_ptr().add(b.offset), b.len) })
             }
-            _ => Err(Error::Buffer {
-                op,
-                reason: "index handle outside its arena",
-            }),
+            _ => Err(Error::Buffer { op, reason: "index handle outside its arena" }),
         }
     }
 }
 
 fn need(op: &'static str, buf: &[impl Sized], len: usize) -> Result<(), Error> {
     if buf.len() < len {
-        return Err(Error::Buffer {
-            op,
-            reason: "buffer shorter than its dims",
-        });
+        return Err(Error::Buffer { op, reason: "buffer shorter than its dims" });
     }
     Ok(())
 }
@@ -143,11 +99,7 @@ fn need(op: &'static str, buf: &[impl Sized], len: usize) -> Result<(), Error> {
 fn check_ids(what: &'static str, ids: &[u32], table_len: usize, c: usize) -> Result<(), Error> {
     let bound = table_len.checked_div(c).unwrap_or(0);
     match ids.iter().find(|&&i| i as usize >= bound) {
-        Some(&i) => Err(Error::Index {
-            what,
-            index: i as usize,
-            bound,
-        }),
+        Some(&i) => Err(Error::Index { what, index: i as usize, bound }),
         None => Ok(()),
     }
 }
@@ -168,10 +120,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     fn write(&mut self, dst: Buf, src: &[E]) -> Result<(), Error> {
         let ([d], []) = self.args("write", [dst], [])?;
         if d.len() != src.len() {
-            return Err(Error::Buffer {
-                op: "write",
-                reason: "length mismatch",
-            });
+            return Err(Error::Buffer { op: "write", reason: "length mismatch" });
         }
         d.copy_from_slice(src);
         Ok(())
@@ -180,33 +129,22 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     fn read(&mut self, src: Buf, dst: &mut [E]) -> Result<(), Error> {
         let ([], [s]) = self.args("read", [], [src])?;
         if s.len() != dst.len() {
-            return Err(Error::Buffer {
-                op: "read",
-                reason: "length mismatch",
-            });
+            return Err(Error::Buffer { op: "read", reason: "length mismatch" });
         }
         dst.copy_from_slice(s);
         Ok(())
     }
 
     fn write_idx(&mut self, dst: IdxBuf, src: &[u32]) -> Result<(), Error> {
-        let arena = self.idx.get_mut(dst.arena as usize).ok_or(Error::Buffer {
-            op: "write_idx",
-            reason: "unknown arena",
-        })?;
+        let arena =
+            self.idx.get_mut(dst.arena as usize).ok_or(Error::Buffer { op: "write_idx", reason: "unknown arena" })?;
         let slot = dst
             .offset
             .checked_add(dst.len)
             .and_then(|end| arena.get_mut(dst.offset..end))
-            .ok_or(Error::Buffer {
-                op: "write_idx",
-                reason: "index handle outside its arena",
-            })?;
+            .ok_or(Error::Buffer { op: "write_idx", reason: "index handle outside its arena" })?;
         if slot.len() != src.len() {
-            return Err(Error::Buffer {
-                op: "write_idx",
-                reason: "length mismatch",
-            });
+            return Err(Error::Buffer { op: "write_idx", reason: "length mismatch" });
         }
         slot.copy_from_slice(src);
         Ok(())
@@ -221,10 +159,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     fn copy(&mut self, dst: Buf, src: Buf) -> Result<(), Error> {
         let ([d], [s]) = self.args("copy", [dst], [src])?;
         if d.len() != s.len() {
-            return Err(Error::Buffer {
-                op: "copy",
-                reason: "length mismatch",
-            });
+            return Err(Error::Buffer { op: "copy", reason: "length mismatch" });
         }
         d.copy_from_slice(s);
         Ok(())
@@ -251,32 +186,17 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     fn broadcast_add_backward(&mut self, dadd: Buf, dout: Buf, dims: Bcast) -> Result<(), Error> {
         let ([da], [dy]) = self.args("broadcast_add_backward", [dadd], [dout])?;
         need("broadcast_add_backward", da, dims.inner * dims.c)?;
-        need(
-            "broadcast_add_backward",
-            dy,
-            dims.outer * dims.inner * dims.c,
-        )?;
+        need("broadcast_add_backward", dy, dims.outer * dims.inner * dims.c)?;
         embedding::broadcast_add_backward(&self.pool, da, dy, dims);
         Ok(())
     }
 
     fn layer_norm_forward(
-        &mut self,
-        out: Buf,
-        mean: Buf,
-        rstd: Buf,
-        inp: Buf,
-        weight: Buf,
-        bias: Buf,
-        dims: Rows,
+        &mut self, out: Buf, mean: Buf, rstd: Buf, inp: Buf, weight: Buf, bias: Buf, dims: Rows,
     ) -> Result<(), Error> {
         let op = "layer_norm_forward";
         let ([o, m, r], [x, w, b]) = self.args(op, [out, mean, rstd], [inp, weight, bias])?;
-        for (s, n) in [
-            (&*o, dims.rows * dims.c),
-            (&*m, dims.rows),
-            (&*r, dims.rows),
-        ] {
+        for (s, n) in [(&*o, dims.rows * dims.c), (&*m, dims.rows), (&*r, dims.rows)] {
             need(op, s, n)?;
         }
         for (s, n) in [(x, dims.rows * dims.c), (w, dims.c), (b, dims.c)] {
@@ -287,15 +207,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn layer_norm_backward(
-        &mut self,
-        dinp: Buf,
-        dweight: Buf,
-        dbias: Buf,
-        dout: Buf,
-        inp: Buf,
-        weight: Buf,
-        mean: Buf,
-        rstd: Buf,
+        &mut self, dinp: Buf, dweight: Buf, dbias: Buf, dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf,
         dims: Rows,
     ) -> Result<(), Error> {
         let op = "layer_norm_backward";
@@ -318,13 +230,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn softmax_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        out: Buf,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, dims: Rows) -> Result<(), Error> {
         let ([dx], [dy, y]) = self.rows_args("softmax_backward", [dinp], [dout, out], dims)?;
         softmax::softmax_backward(&self.pool, dx, dy, y, dims);
         Ok(())
@@ -336,25 +242,13 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn log_softmax_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        out: Buf,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn log_softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, dims: Rows) -> Result<(), Error> {
         let ([dx], [dy, y]) = self.rows_args("log_softmax_backward", [dinp], [dout, out], dims)?;
         softmax::log_softmax_backward(&self.pool, dx, dy, y, dims);
         Ok(())
     }
 
-    fn attention_forward(
-        &mut self,
-        out: Buf,
-        probs: Buf,
-        qkv: Buf,
-        dims: Attn,
-    ) -> Result<(), Error> {
+    fn attention_forward(&mut self, out: Buf, probs: Buf, qkv: Buf, dims: Attn) -> Result<(), Error> {
         let op = "attention_forward";
         let ([o, p], [x]) = self.args(op, [out, probs], [qkv])?;
         let btc = dims.b * dims.t * dims.nh * dims.hs;
@@ -365,14 +259,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn attention_backward(
-        &mut self,
-        dqkv: Buf,
-        dout: Buf,
-        qkv: Buf,
-        probs: Buf,
-        dims: Attn,
-    ) -> Result<(), Error> {
+    fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, dims: Attn) -> Result<(), Error> {
         let op = "attention_backward";
         let ([dx], [dy, x, p]) = self.args(op, [dqkv], [dout, qkv, probs])?;
         let btc = dims.b * dims.t * dims.nh * dims.hs;
@@ -391,13 +278,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn act_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        inp: Buf,
-        act: HiddenAct,
-    ) -> Result<(), Error> {
+    fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
         let ([dx], [dy, x]) = self.args("act_backward", [dinp], [dout, inp])?;
         need("act_backward", dy, dx.len())?;
         need("act_backward", x, dx.len())?;
@@ -405,13 +286,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn embedding_forward(
-        &mut self,
-        out: Buf,
-        table: Buf,
-        ids: IdxBuf,
-        c: usize,
-    ) -> Result<(), Error> {
+    fn embedding_forward(&mut self, out: Buf, table: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {
         let op = "embedding_forward";
         let ids = self.ids(op, ids)?;
         let ([o], [tb]) = self.args(op, [out], [table])?;
@@ -421,13 +296,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn embedding_backward(
-        &mut self,
-        dtable: Buf,
-        dout: Buf,
-        ids: IdxBuf,
-        c: usize,
-    ) -> Result<(), Error> {
+    fn embedding_backward(&mut self, dtable: Buf, dout: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {
         let op = "embedding_backward";
         let ids = self.ids(op, ids)?;
         let ([dt], [dy]) = self.args(op, [dtable], [dout])?;
@@ -442,10 +311,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         let ([o], [x]) = self.args(op, [out], [pixels])?;
         let n = dims.b * dims.channels * dims.side * dims.side;
         if dims.patch == 0 || !dims.side.is_multiple_of(dims.patch) {
-            return Err(Error::Buffer {
-                op,
-                reason: "patch must divide the image side",
-            });
+            return Err(Error::Buffer { op, reason: "patch must divide the image side" });
         }
         need(op, o, n)?;
         need(op, x, n)?;
@@ -458,10 +324,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         let ([dx], [dy]) = self.args(op, [dpixels], [dout])?;
         let n = dims.b * dims.channels * dims.side * dims.side;
         if dims.patch == 0 || !dims.side.is_multiple_of(dims.patch) {
-            return Err(Error::Buffer {
-                op,
-                reason: "patch must divide the image side",
-            });
+            return Err(Error::Buffer { op, reason: "patch must divide the image side" });
         }
         need(op, dx, n)?;
         need(op, dy, n)?;
@@ -470,22 +333,12 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn vision_embed_forward(
-        &mut self,
-        out: Buf,
-        patch_out: Buf,
-        class_emb: Buf,
-        pos: Buf,
-        b: usize,
-        t: usize,
-        c: usize,
+        &mut self, out: Buf, patch_out: Buf, class_emb: Buf, pos: Buf, b: usize, t: usize, c: usize,
     ) -> Result<(), Error> {
         let op = "vision_embed_forward";
         let ([o], [p, ce, ps]) = self.args(op, [out], [patch_out, class_emb, pos])?;
         if t == 0 {
-            return Err(Error::Buffer {
-                op,
-                reason: "no tokens",
-            });
+            return Err(Error::Buffer { op, reason: "no tokens" });
         }
         for (s, n) in [(&*o, b * t * c), (p, b * (t - 1) * c), (ce, c), (ps, t * c)] {
             need(op, s, n)?;
@@ -495,63 +348,31 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn vision_embed_backward(
-        &mut self,
-        dpatch_out: Buf,
-        dclass_emb: Buf,
-        dpos: Buf,
-        dout: Buf,
-        b: usize,
-        t: usize,
-        c: usize,
+        &mut self, dpatch_out: Buf, dclass_emb: Buf, dpos: Buf, dout: Buf, b: usize, t: usize, c: usize,
     ) -> Result<(), Error> {
         let op = "vision_embed_backward";
         let ([dp, dc, dps], [dy]) = self.args(op, [dpatch_out, dclass_emb, dpos], [dout])?;
         if t == 0 {
-            return Err(Error::Buffer {
-                op,
-                reason: "no tokens",
-            });
+            return Err(Error::Buffer { op, reason: "no tokens" });
         }
-        for (s, n) in [
-            (&*dp, b * (t - 1) * c),
-            (&*dc, c),
-            (&*dps, t * c),
-            (dy, b * t * c),
-        ] {
+        for (s, n) in [(&*dp, b * (t - 1) * c), (&*dc, c), (&*dps, t * c), (dy, b * t * c)] {
             need(op, s, n)?;
         }
         embedding::vision_embed_backward(&self.pool, dp, dc, dps, dy, b, t, c);
         Ok(())
     }
 
-    fn l2_normalize_forward(
-        &mut self,
-        out: Buf,
-        norm: Buf,
-        inp: Buf,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn l2_normalize_forward(&mut self, out: Buf, norm: Buf, inp: Buf, dims: Rows) -> Result<(), Error> {
         let op = "l2_normalize_forward";
         let ([o, n], [x]) = self.args(op, [out, norm], [inp])?;
-        for (s, len) in [
-            (&*o, dims.rows * dims.c),
-            (&*n, dims.rows),
-            (x, dims.rows * dims.c),
-        ] {
+        for (s, len) in [(&*o, dims.rows * dims.c), (&*n, dims.rows), (x, dims.rows * dims.c)] {
             need(op, s, len)?;
         }
         normalize::l2_forward(&self.pool, o, n, x, dims);
         Ok(())
     }
 
-    fn l2_normalize_backward(
-        &mut self,
-        dinp: Buf,
-        dout: Buf,
-        out: Buf,
-        norm: Buf,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn l2_normalize_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, norm: Buf, dims: Rows) -> Result<(), Error> {
         let op = "l2_normalize_backward";
         let ([dx], [dy, y, n]) = self.args(op, [dinp], [dout, out, norm])?;
         let rc = dims.rows * dims.c;
@@ -574,13 +395,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn row_dot_backward(
-        &mut self,
-        da: Option<Buf>,
-        db: Option<Buf>,
-        dout: Buf,
-        a: Buf,
-        b: Buf,
-        dims: Rows,
+        &mut self, da: Option<Buf>, db: Option<Buf>, dout: Buf, a: Buf, b: Buf, dims: Rows,
     ) -> Result<(), Error> {
         let op = "row_dot_backward";
         for (dst, src) in [(da, b), (db, a)] {
@@ -595,13 +410,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn row_kl_forward(
-        &mut self,
-        out: Buf,
-        p_log: Buf,
-        q_log: Buf,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn row_kl_forward(&mut self, out: Buf, p_log: Buf, q_log: Buf, dims: Rows) -> Result<(), Error> {
         let op = "row_kl_forward";
         let ([o], [lp, lq]) = self.args(op, [out], [p_log, q_log])?;
         let rc = dims.rows * dims.c;
@@ -613,13 +422,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn row_kl_backward(
-        &mut self,
-        dp_log: Option<Buf>,
-        dq_log: Option<Buf>,
-        dout: Buf,
-        p_log: Buf,
-        q_log: Buf,
-        dims: Rows,
+        &mut self, dp_log: Option<Buf>, dq_log: Option<Buf>, dout: Buf, p_log: Buf, q_log: Buf, dims: Rows,
     ) -> Result<(), Error> {
         let op = "row_kl_backward";
         for (dst, teacher) in [(dp_log, true), (dq_log, false)] {
@@ -636,12 +439,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn cross_entropy_forward(
-        &mut self,
-        loss: Buf,
-        lse: Buf,
-        logits: Buf,
-        targets: IdxBuf,
-        dims: Ce,
+        &mut self, loss: Buf, lse: Buf, logits: Buf, targets: IdxBuf, dims: Ce,
     ) -> Result<(), Error> {
         let op = "cross_entropy_forward";
         let t = self.ids(op, targets)?;
@@ -652,13 +450,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn cross_entropy_backward(
-        &mut self,
-        dlogits: Buf,
-        dloss: Buf,
-        logits: Buf,
-        lse: Buf,
-        targets: IdxBuf,
-        dims: Ce,
+        &mut self, dlogits: Buf, dloss: Buf, logits: Buf, lse: Buf, targets: IdxBuf, dims: Ce,
     ) -> Result<(), Error> {
         let op = "cross_entropy_backward";
         let t = self.ids(op, targets)?;
@@ -670,12 +462,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn teacher_weights(
-        &mut self,
-        alpha: Buf,
-        stat: Buf,
-        rule: WeightRule,
-        teachers: usize,
-        b: usize,
+        &mut self, alpha: Buf, stat: Buf, rule: WeightRule, teachers: usize, b: usize,
     ) -> Result<(), Error> {
         let op = "teacher_weights";
         let ([a], [st]) = self.args(op, [alpha], [stat])?;
@@ -687,10 +474,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
             }
             WeightRule::Discrepancy { scale, threshold } => {
                 if teachers != 2 {
-                    return Err(Error::Buffer {
-                        op,
-                        reason: "the discrepancy rule needs two teachers",
-                    });
+                    return Err(Error::Buffer { op, reason: "the discrepancy rule needs two teachers" });
                 }
                 need(op, st, b)?;
                 optim::discrepancy_weights(a, st, scale, threshold, b);
@@ -699,14 +483,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn prototype_ema(
-        &mut self,
-        protos: Buf,
-        sums: Buf,
-        counts: Buf,
-        momentum: f64,
-        dims: Rows,
-    ) -> Result<(), Error> {
+    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows) -> Result<(), Error> {
         let op = "prototype_ema";
         let ([p], [s, n]) = self.args(op, [protos], [sums, counts])?;
         let rc = dims.rows * dims.c;
@@ -745,11 +522,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
 impl<E: CpuElem> CpuBackend<E> {
     #[allow(clippy::type_complexity)]
     fn rows_args<'a, const O: usize, const I: usize>(
-        &mut self,
-        op: &'static str,
-        outs: [Buf; O],
-        ins: [Buf; I],
-        dims: Rows,
+        &mut self, op: &'static str, outs: [Buf; O], ins: [Buf; I], dims: Rows,
     ) -> Result<([&'a mut [E]; O], [&'a [E]; I]), Error> {
         let (o, i) = self.args(op, outs, ins)?;
         for s in o.iter().map(|s| &**s).chain(i.iter().copied()) {
@@ -758,26 +531,12 @@ impl<E: CpuElem> CpuBackend<E> {
         Ok((o, i))
     }
 
-    fn ce_checks(
-        &self,
-        op: &'static str,
-        targets: &[u32],
-        per_row: &[&[E]],
-        logits: &[E],
-        d: Ce,
-    ) -> Result<(), Error> {
+    fn ce_checks(&self, op: &'static str, targets: &[u32], per_row: &[&[E]], logits: &[E], d: Ce) -> Result<(), Error> {
         if targets.len() < d.rows {
-            return Err(Error::Buffer {
-                op,
-                reason: "fewer targets than rows",
-            });
+            return Err(Error::Buffer { op, reason: "fewer targets than rows" });
         }
         if let Some(&bad) = targets[..d.rows].iter().find(|&&y| y as usize >= d.nc) {
-            return Err(Error::Index {
-                what: "class label",
-                index: bad as usize,
-                bound: d.nc,
-            });
+            return Err(Error::Index { what: "class label", index: bad as usize, bound: d.nc });
         }
         for s in per_row {
             need(op, s, d.rows)?;

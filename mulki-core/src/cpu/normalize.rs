@@ -30,14 +30,7 @@ pub(crate) fn l2_forward<E: Elem>(pool: &Pool, out: &mut [E], norm: &mut [E], in
 }
 
 /// `dinp += (dy − y·⟨y, dy⟩)/‖x‖`, or `dy/eps` where the clamp is active (its gradient is 0).
-pub(crate) fn l2_backward<E: Elem>(
-    pool: &Pool,
-    dinp: &mut [E],
-    dout: &[E],
-    out: &[E],
-    norm: &[E],
-    d: Rows,
-) {
+pub(crate) fn l2_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], norm: &[E], d: Rows) {
     let c = d.c;
     let eps = E::from_f64(d.eps);
     let pd = SyncPtr::new(dinp);
@@ -73,13 +66,7 @@ pub(crate) fn dot_forward<E: Elem>(pool: &Pool, out: &mut [E], a: &[E], b: &[E],
 }
 
 /// `dst[r] += dout[r]·src[r]`: one side of the row dot's gradient.
-pub(crate) fn dot_backward_side<E: Elem>(
-    pool: &Pool,
-    dst: &mut [E],
-    dout: &[E],
-    src: &[E],
-    d: Rows,
-) {
+pub(crate) fn dot_backward_side<E: Elem>(pool: &Pool, dst: &mut [E], dout: &[E], src: &[E], d: Rows) {
     let c = d.c;
     let pd = SyncPtr::new(dst);
     pool.rows(d.rows, 2 * c, |rows| {
@@ -116,13 +103,7 @@ pub(crate) fn kl_forward<E: Elem>(pool: &Pool, out: &mut [E], lp: &[E], lq: &[E]
 
 /// `dlq += −dout·exp(lp)` (`teacher == false`) or `dlp += dout·exp(lp)·(lp − lq + 1)`.
 pub(crate) fn kl_backward_side<E: Elem>(
-    pool: &Pool,
-    dst: &mut [E],
-    dout: &[E],
-    lp: &[E],
-    lq: &[E],
-    teacher: bool,
-    d: Rows,
+    pool: &Pool, dst: &mut [E], dout: &[E], lp: &[E], lq: &[E], teacher: bool, d: Rows,
 ) {
     let c = d.c;
     let pd = SyncPtr::new(dst);
@@ -133,12 +114,7 @@ pub(crate) fn kl_backward_side<E: Elem>(
             for i in 0..c {
                 let (a, b) = (lp[r * c + i], lq[r * c + i]);
                 let pa = a.exp();
-                g[i] = g[i]
-                    + if teacher {
-                        dout[r] * pa * (a - b + E::one())
-                    } else {
-                        -dout[r] * pa
-                    };
+                g[i] = g[i] + if teacher { dout[r] * pa * (a - b + E::one()) } else { -dout[r] * pa };
             }
         }
     });

@@ -12,14 +12,7 @@ pub(crate) fn axpby<E: Elem>(pool: &Pool, y: &mut [E], x: &[E], a: f64, b: f64) 
 
 /// Same operation order as PyTorch: decay, moments, then
 /// `p −= (lr/bc1)·m / (√v/√bc2 + eps)`.
-pub(crate) fn adamw<E: Elem>(
-    pool: &Pool,
-    p: &mut [E],
-    g: &[E],
-    m: &mut [E],
-    v: &mut [E],
-    hp: AdamW,
-) {
+pub(crate) fn adamw<E: Elem>(pool: &Pool, p: &mut [E], g: &[E], m: &mut [E], v: &mut [E], hp: AdamW) {
     let bc1 = 1.0 - libm::pow(hp.beta1, hp.step as f64);
     let bc2_sqrt = libm::sqrt(1.0 - libm::pow(hp.beta2, hp.step as f64));
     let decay = E::from_f64(1.0 - hp.lr * hp.weight_decay);
@@ -40,13 +33,7 @@ pub(crate) fn adamw<E: Elem>(
 
 /// `alpha[:, i] = softmax_k(exp(−nll[k, i])/τ)`: q = exp(−CE) is the teacher's probability of
 /// the true class.
-pub(crate) fn confidence_weights<E: Elem>(
-    alpha: &mut [E],
-    nll: &[E],
-    tau: f64,
-    teachers: usize,
-    b: usize,
-) {
+pub(crate) fn confidence_weights<E: Elem>(alpha: &mut [E], nll: &[E], tau: f64, teachers: usize, b: usize) {
     for i in 0..b {
         let logit = |k: usize| libm::exp(-nll[k * b + i].to_f64()) / tau;
         let mx = (0..teachers).map(logit).fold(f64::NEG_INFINITY, f64::max);
@@ -58,13 +45,7 @@ pub(crate) fn confidence_weights<E: Elem>(
 }
 
 /// `alpha[1, i] = σ(scale·(√dist2[i] − threshold))`, `alpha[0, i] = 1 − alpha[1, i]`.
-pub(crate) fn discrepancy_weights<E: Elem>(
-    alpha: &mut [E],
-    dist2: &[E],
-    scale: f64,
-    threshold: f64,
-    b: usize,
-) {
+pub(crate) fn discrepancy_weights<E: Elem>(alpha: &mut [E], dist2: &[E], scale: f64, threshold: f64, b: usize) {
     for i in 0..b {
         let x = scale * (libm::sqrt(dist2[i].to_f64().max(0.0)) - threshold);
         let p = 1.0 / (1.0 + libm::exp(-x));
@@ -74,14 +55,7 @@ pub(crate) fn discrepancy_weights<E: Elem>(
 }
 
 /// `π_c = normalize(m·π_c + (1−m)·sums_c/counts_c)` where `counts_c > 0`.
-pub(crate) fn prototype_ema<E: Elem>(
-    pool: &Pool,
-    protos: &mut [E],
-    sums: &[E],
-    counts: &[E],
-    m: f64,
-    d: Rows,
-) {
+pub(crate) fn prototype_ema<E: Elem>(pool: &Pool, protos: &mut [E], sums: &[E], counts: &[E], m: f64, d: Rows) {
     let c = d.c;
     let (m, eps) = (E::from_f64(m), E::from_f64(d.eps));
     let pp = super::pool::SyncPtr::new(protos);
@@ -96,11 +70,7 @@ pub(crate) fn prototype_ema<E: Elem>(
             for (x, &s) in p.iter_mut().zip(&sums[r * c..(r + 1) * c]) {
                 *x = m * *x + (E::one() - m) * s * inv;
             }
-            let norm = p
-                .iter()
-                .fold(E::zero(), |acc, &x| acc + x * x)
-                .sqrt()
-                .max(eps);
+            let norm = p.iter().fold(E::zero(), |acc, &x| acc + x * x).sqrt().max(eps);
             for x in p.iter_mut() {
                 *x = *x / norm;
             }

@@ -15,9 +15,7 @@ pub struct Pool {
 impl Pool {
     /// `threads` is clamped to at least 1; without feature `std` it is ignored.
     pub fn new(threads: usize) -> Self {
-        Pool {
-            threads: threads.max(1),
-        }
+        Pool { threads: threads.max(1) }
     }
 
     pub fn threads(&self) -> usize {
@@ -92,30 +90,16 @@ const ROW_CHUNK: usize = 16;
 
 impl Pool {
     /// Runs `f(rows)` over fixed chunks of `[0, n_rows)`; `row_work` is the cost of one row.
-    pub(crate) fn rows(
-        &self,
-        n_rows: usize,
-        row_work: usize,
-        f: impl Fn(core::ops::Range<usize>) + Sync,
-    ) {
+    pub(crate) fn rows(&self, n_rows: usize, row_work: usize, f: impl Fn(core::ops::Range<usize>) + Sync) {
         let tasks = chunks(n_rows, ROW_CHUNK);
-        self.run(tasks, ROW_CHUNK * row_work, |i| {
-            f(chunk_range(i, n_rows, ROW_CHUNK))
-        });
+        self.run(tasks, ROW_CHUNK * row_work, |i| f(chunk_range(i, n_rows, ROW_CHUNK)));
     }
 
     /// Runs `f(cols)` over fixed chunks of `[0, n_cols)` for column reductions (bias and norm
     /// weight gradients, scatter-adds): each task sums its columns over all rows in row order.
-    pub(crate) fn cols(
-        &self,
-        n_cols: usize,
-        col_work: usize,
-        f: impl Fn(core::ops::Range<usize>) + Sync,
-    ) {
+    pub(crate) fn cols(&self, n_cols: usize, col_work: usize, f: impl Fn(core::ops::Range<usize>) + Sync) {
         const COL_CHUNK: usize = 64;
         let tasks = chunks(n_cols, COL_CHUNK);
-        self.run(tasks, COL_CHUNK * col_work, |i| {
-            f(chunk_range(i, n_cols, COL_CHUNK))
-        });
+        self.run(tasks, COL_CHUNK * col_work, |i| f(chunk_range(i, n_cols, COL_CHUNK)));
     }
 }

@@ -15,13 +15,7 @@ pub(crate) fn log_sum_exp<E: Elem>(x: &[E]) -> E {
 }
 
 /// Applies `f(out_row, in_row)` to each row in parallel.
-pub(crate) fn map_rows<E: Elem>(
-    pool: &Pool,
-    out: &mut [E],
-    inp: &[E],
-    d: Rows,
-    f: impl Fn(&mut [E], &[E]) + Sync,
-) {
+pub(crate) fn map_rows<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E], d: Rows, f: impl Fn(&mut [E], &[E]) + Sync) {
     let c = d.c;
     let po = SyncPtr::new(out);
     pool.rows(d.rows, 4 * c, |rows| {
@@ -43,13 +37,7 @@ pub(crate) fn softmax_forward<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E], d:
 }
 
 /// `dinp += y ⊙ (dy − ⟨dy, y⟩)`.
-pub(crate) fn softmax_backward<E: Elem>(
-    pool: &Pool,
-    dinp: &mut [E],
-    dout: &[E],
-    out: &[E],
-    d: Rows,
-) {
+pub(crate) fn softmax_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows) {
     let c = d.c;
     let pd = SyncPtr::new(dinp);
     pool.rows(d.rows, 4 * c, |rows| {
@@ -75,13 +63,7 @@ pub(crate) fn log_softmax_forward<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E]
 }
 
 /// `dinp += dy − exp(out)·Σ dy`.
-pub(crate) fn log_softmax_backward<E: Elem>(
-    pool: &Pool,
-    dinp: &mut [E],
-    dout: &[E],
-    out: &[E],
-    d: Rows,
-) {
+pub(crate) fn log_softmax_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows) {
     let c = d.c;
     let pd = SyncPtr::new(dinp);
     pool.rows(d.rows, 4 * c, |rows| {

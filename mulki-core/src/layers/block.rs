@@ -71,38 +71,12 @@ pub struct Block<'a> {
 impl Block<'_> {
     fn shapes(&self) -> (Rows, Attn, Linear, Linear, Linear, Linear) {
         let (d, rows) = (self.d, self.b * self.t);
-        let ln = Rows {
-            rows,
-            c: d.c,
-            eps: d.eps,
-        };
-        let attn = Attn {
-            b: self.b,
-            t: self.t,
-            nh: d.nh,
-            hs: d.c / d.nh,
-            causal: d.causal,
-        };
-        let qkv = Linear {
-            rows,
-            inp: d.c,
-            out: 3 * d.c,
-        };
-        let out = Linear {
-            rows,
-            inp: d.c,
-            out: d.c,
-        };
-        let fc1 = Linear {
-            rows,
-            inp: d.c,
-            out: d.inter,
-        };
-        let fc2 = Linear {
-            rows,
-            inp: d.inter,
-            out: d.c,
-        };
+        let ln = Rows { rows, c: d.c, eps: d.eps };
+        let attn = Attn { b: self.b, t: self.t, nh: d.nh, hs: d.c / d.nh, causal: d.causal };
+        let qkv = Linear { rows, inp: d.c, out: 3 * d.c };
+        let out = Linear { rows, inp: d.c, out: d.c };
+        let fc1 = Linear { rows, inp: d.c, out: d.inter };
+        let fc2 = Linear { rows, inp: d.inter, out: d.c };
         (ln, attn, qkv, out, fc1, fc2)
     }
 
@@ -131,8 +105,7 @@ impl Block<'_> {
     /// Reads `x` [b, t, c] (parameters in arena `params`), writes the saved activations.
     pub fn forward<B: Backend>(&self, be: &mut B, params: ArenaId, x: Buf) -> Result<(), Error> {
         let (ln, attn_d, qkv_l, out_l, fc1_l, fc2_l) = self.shapes();
-        let [ln1, ln1_mean, ln1_rstd, qkv, probs, attn, res1, ln2, ln2_mean, ln2_rstd, fc1, act, out] =
-            self.acts();
+        let [ln1, ln1_mean, ln1_rstd, qkv, probs, attn, res1, ln2, ln2_mean, ln2_rstd, fc1, act, out] = self.acts();
         let p = self.p;
         let w = |v: crate::clip::layout::ParamView| v.at(params);
         be.layer_norm_forward(ln1, ln1_mean, ln1_rstd, x, w(p.ln1_w), w(p.ln1_b), ln)?;
@@ -150,85 +123,26 @@ impl Block<'_> {
     /// Mirror of `forward`: reads d(out) from arena `dacts`, adds into `dx` and the parameter
     /// gradients in arena `grads`.
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        params: ArenaId,
-        grads: ArenaId,
-        dacts: ArenaId,
-        x: Buf,
-        dx: Buf,
+        &self, be: &mut B, params: ArenaId, grads: ArenaId, dacts: ArenaId, x: Buf, dx: Buf,
     ) -> Result<(), Error> {
         let (ln, attn_d, qkv_l, out_l, fc1_l, fc2_l) = self.shapes();
-        let [ln1, ln1_mean, ln1_rstd, qkv, probs, attn, res1, ln2, ln2_mean, ln2_rstd, fc1, act, out] =
-            self.acts();
+        let [ln1, ln1_mean, ln1_rstd, qkv, probs, attn, res1, ln2, ln2_mean, ln2_rstd, fc1, act, out] = self.acts();
         let g = |b: Buf| b.in_arena(dacts);
         let (p, w) = (self.p, |v: crate::clip::layout::ParamView| v.at(params));
         let dw = |v: crate::clip::layout::ParamView| v.at(grads);
         // out = res1 + fc2(act): res1 receives d(out) directly (first of its two additions).
         be.axpby(g(res1), g(out), 1.0, 1.0)?;
-        fc2_l.backward(
-            be,
-            Some(g(act)),
-            dw(p.fc2_w),
-            Some(dw(p.fc2_b)),
-            g(out),
-            act,
-            w(p.fc2_w),
-        )?;
+        fc2_l.backward(be, Some(g(act)), dw(p.fc2_w), Some(dw(p.fc2_b)), g(out), act, w(p.fc2_w))?;
         be.act_backward(g(fc1), g(act), fc1, self.d.act)?;
-        fc1_l.backward(
-            be,
-            Some(g(ln2)),
-            dw(p.fc1_w),
-            Some(dw(p.fc1_b)),
-            g(fc1),
-            ln2,
-            w(p.fc1_w),
-        )?;
+        fc1_l.backward(be, Some(g(ln2)), dw(p.fc1_w), Some(dw(p.fc1_b)), g(fc1), ln2, w(p.fc1_w))?;
         // Second addition into d(res1): through ln2.
-        be.layer_norm_backward(
-            g(res1),
-            dw(p.ln2_w),
-            dw(p.ln2_b),
-            g(ln2),
-            res1,
-            w(p.ln2_w),
-            ln2_mean,
-            ln2_rstd,
-            ln,
-        )?;
+        be.layer_norm_backward(g(res1), dw(p.ln2_w), dw(p.ln2_b), g(ln2), res1, w(p.ln2_w), ln2_mean, ln2_rstd, ln)?;
         // res1 = x + out_proj(attn): x receives d(res1) directly (first of its two additions).
         be.axpby(dx, g(res1), 1.0, 1.0)?;
-        out_l.backward(
-            be,
-            Some(g(attn)),
-            dw(p.out_w),
-            Some(dw(p.out_b)),
-            g(res1),
-            attn,
-            w(p.out_w),
-        )?;
+        out_l.backward(be, Some(g(attn)), dw(p.out_w), Some(dw(p.out_b)), g(res1), attn, w(p.out_w))?;
         be.attention_backward(g(qkv), g(attn), qkv, probs, attn_d)?;
-        qkv_l.backward(
-            be,
-            Some(g(ln1)),
-            dw(p.qkv_w),
-            Some(dw(p.qkv_b)),
-            g(qkv),
-            ln1,
-            w(p.qkv_w),
-        )?;
+        qkv_l.backward(be, Some(g(ln1)), dw(p.qkv_w), Some(dw(p.qkv_b)), g(qkv), ln1, w(p.qkv_w))?;
         // Second addition into dx: through ln1.
-        be.layer_norm_backward(
-            dx,
-            dw(p.ln1_w),
-            dw(p.ln1_b),
-            g(ln1),
-            x,
-            w(p.ln1_w),
-            ln1_mean,
-            ln1_rstd,
-            ln,
-        )
+        be.layer_norm_backward(dx, dw(p.ln1_w), dw(p.ln1_b), g(ln1), x, w(p.ln1_w), ln1_mean, ln1_rstd, ln)
     }
 }

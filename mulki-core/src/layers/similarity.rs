@@ -16,12 +16,7 @@ pub struct Similarity {
 impl Similarity {
     /// Writes `z = s·a·bᵀ`.
     pub fn forward<B: Backend>(self, be: &mut B, z: Buf, a: Buf, b: Buf) -> Result<(), Error> {
-        be.gemm(
-            z,
-            a,
-            b,
-            Gemm::new(self.m, self.n, self.c, false, true, self.scale, 0.0),
-        )
+        be.gemm(z, a, b, Gemm::new(self.m, self.n, self.c, false, true, self.scale, 0.0))
     }
 
     /// `da += s·dz·b`, `db += s·dzᵀ·a` (either skipped with `None`). When `dlog_scale` is given
@@ -29,43 +24,17 @@ impl Similarity {
     /// gradient of CLIP's `logit_scale` parameter.
     #[allow(clippy::too_many_arguments)]
     pub fn backward<B: Backend>(
-        self,
-        be: &mut B,
-        da: Option<Buf>,
-        db: Option<Buf>,
-        dlog_scale: Option<(Buf, Buf)>,
-        dz: Buf,
-        z: Buf,
-        a: Buf,
+        self, be: &mut B, da: Option<Buf>, db: Option<Buf>, dlog_scale: Option<(Buf, Buf)>, dz: Buf, z: Buf, a: Buf,
         b: Buf,
     ) -> Result<(), Error> {
         if let Some(da) = da {
-            be.gemm(
-                da,
-                dz,
-                b,
-                Gemm::new(self.m, self.c, self.n, false, false, self.scale, 1.0),
-            )?;
+            be.gemm(da, dz, b, Gemm::new(self.m, self.c, self.n, false, false, self.scale, 1.0))?;
         }
         if let Some(db) = db {
-            be.gemm(
-                db,
-                dz,
-                a,
-                Gemm::new(self.n, self.c, self.m, true, false, self.scale, 1.0),
-            )?;
+            be.gemm(db, dz, a, Gemm::new(self.n, self.c, self.m, true, false, self.scale, 1.0))?;
         }
         if let Some((dls, scratch)) = dlog_scale {
-            be.row_dot_forward(
-                scratch,
-                dz,
-                z,
-                Rows {
-                    rows: 1,
-                    c: self.m * self.n,
-                    eps: 0.0,
-                },
-            )?;
+            be.row_dot_forward(scratch, dz, z, Rows { rows: 1, c: self.m * self.n, eps: 0.0 })?;
             be.axpby(dls, scratch, 1.0, 1.0)?;
         }
         Ok(())

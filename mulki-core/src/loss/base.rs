@@ -49,10 +49,7 @@ pub struct ImageText {
 /// no allocation happens.
 pub fn host_sum<B: Backend>(be: &mut B, a: Buf, w: Option<Buf>) -> Result<f64, Error> {
     use crate::elem::Elem;
-    let (mut x, mut y) = (
-        [B::E::default(); 64],
-        [<B::E as num_traits::One>::one(); 64],
-    );
+    let (mut x, mut y) = ([B::E::default(); 64], [<B::E as num_traits::One>::one(); 64]);
     let (mut sum, mut off) = (0.0, 0);
     while off < a.len {
         let n = (a.len - off).min(64);
@@ -60,11 +57,7 @@ pub fn host_sum<B: Backend>(be: &mut B, a: Buf, w: Option<Buf>) -> Result<f64, E
         if let Some(w) = w {
             be.read(w.slice(off, n), &mut y[..n])?;
         }
-        sum += x[..n]
-            .iter()
-            .zip(&y[..n])
-            .map(|(a, b)| a.to_f64() * b.to_f64())
-            .sum::<f64>();
+        sum += x[..n].iter().zip(&y[..n]).map(|(a, b)| a.to_f64() * b.to_f64()).sum::<f64>();
         off += n;
     }
     Ok(sum)
@@ -79,11 +72,7 @@ impl ImageText {
     /// The index buffer `plan` needs: the diagonal targets `[0, 1, …]`, then room for labels.
     pub fn alloc_idx<B: Backend>(be: &mut B, max_b: usize, max_n: usize) -> Result<IdxBuf, Error> {
         let m = max_b.max(max_n);
-        let idx = IdxBuf {
-            arena: be.alloc_idx(2 * m)?,
-            offset: 0,
-            len: 2 * m,
-        };
+        let idx = IdxBuf { arena: be.alloc_idx(2 * m)?, offset: 0, len: 2 * m };
         let diag: alloc::vec::Vec<u32> = (0..m as u32).collect();
         be.write_idx(IdxBuf { len: m, ..idx }, &diag)?;
         Ok(idx)
@@ -112,11 +101,7 @@ impl ImageText {
         IdxBuf { len: n, ..self.idx }
     }
     fn labels(&self, n: usize) -> IdxBuf {
-        IdxBuf {
-            offset: self.idx.offset + self.idx.len / 2,
-            len: n,
-            ..self.idx
-        }
+        IdxBuf { offset: self.idx.offset + self.idx.len / 2, len: n, ..self.idx }
     }
 
     /// The logits z [b, n] of the last forward.
@@ -129,94 +114,34 @@ impl ImageText {
     /// scale `s`. `labels` (one per image, < n) are needed when `terms.labelled != 0`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        vn: Buf,
-        wn: Buf,
-        b: usize,
-        n: usize,
-        s: f64,
-        labels: &[u32],
-        terms: Terms,
+        &mut self, be: &mut B, vn: Buf, wn: Buf, b: usize, n: usize, s: f64, labels: &[u32], terms: Terms,
     ) -> Result<Values, Error> {
         if b > self.max_b || n > self.max_n {
-            return Err(Error::Capacity {
-                what: "image-text batch",
-                max: self.max_b.min(self.max_n),
-                got: b.max(n),
-            });
+            return Err(Error::Capacity { what: "image-text batch", max: self.max_b.min(self.max_n), got: b.max(n) });
         }
         if terms.contrastive != 0.0 && b != n {
-            return Err(Error::Capacity {
-                what: "contrastive pairs (images must equal texts)",
-                max: n,
-                got: b,
-            });
+            return Err(Error::Capacity { what: "contrastive pairs (images must equal texts)", max: n, got: b });
         }
         let (z, zt) = (head(self.z, b * n), head(self.zt, n * b));
-        Similarity {
-            m: b,
-            n,
-            c: self.p,
-            scale: s,
-        }
-        .forward(be, z, vn, wn)?;
+        Similarity { m: b, n, c: self.p, scale: s }.forward(be, z, vn, wn)?;
         let mut out = Values::default();
         if terms.contrastive != 0.0 {
-            Similarity {
-                m: n,
-                n: b,
-                c: self.p,
-                scale: s,
-            }
-            .forward(be, zt, wn, vn)?;
+            Similarity { m: n, n: b, c: self.p, scale: s }.forward(be, zt, wn, vn)?;
             let (li, lt) = (head(self.loss_i, b), head(self.loss_t, n));
-            be.cross_entropy_forward(
-                li,
-                head(self.lse_i, b),
-                z,
-                self.diag(b),
-                Ce {
-                    rows: b,
-                    nc: n,
-                    smoothing: 0.0,
-                },
-            )?;
-            be.cross_entropy_forward(
-                lt,
-                head(self.lse_t, n),
-                zt,
-                self.diag(n),
-                Ce {
-                    rows: n,
-                    nc: b,
-                    smoothing: 0.0,
-                },
-            )?;
+            be.cross_entropy_forward(li, head(self.lse_i, b), z, self.diag(b), Ce { rows: b, nc: n, smoothing: 0.0 })?;
+            be.cross_entropy_forward(lt, head(self.lse_t, n), zt, self.diag(n), Ce { rows: n, nc: b, smoothing: 0.0 })?;
             out.contrastive = 0.5 * (mean(be, li)? + mean(be, lt)?);
         }
         if terms.labelled != 0.0 {
             if labels.len() != b {
-                return Err(Error::Capacity {
-                    what: "labels",
-                    max: b,
-                    got: labels.len(),
-                });
+                return Err(Error::Capacity { what: "labels", max: b, got: labels.len() });
             }
             if let Some(&bad) = labels.iter().find(|&&y| y as usize >= n) {
-                return Err(Error::Index {
-                    what: "class label",
-                    index: bad as usize,
-                    bound: n,
-                });
+                return Err(Error::Index { what: "class label", index: bad as usize, bound: n });
             }
             be.write_idx(self.labels(b), labels)?;
             let ly = head(self.loss_y, b);
-            let ce = Ce {
-                rows: b,
-                nc: n,
-                smoothing: terms.smoothing,
-            };
+            let ce = Ce { rows: b, nc: n, smoothing: terms.smoothing };
             be.cross_entropy_forward(ly, head(self.lse_y, b), z, self.labels(b), ce)?;
             out.labelled = mean(be, ly)?;
         }
@@ -229,17 +154,9 @@ impl ImageText {
     /// features, in scratch `sc`) and, when given, the one-element `dlogit_scale` (`tmp` is a
     /// one-element buffer).
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        sc: &Scratch,
-        vn: Buf,
-        wn: Buf,
-        dlogit_scale: Option<(Buf, Buf)>,
+        &self, be: &mut B, sc: &Scratch, vn: Buf, wn: Buf, dlogit_scale: Option<(Buf, Buf)>,
     ) -> Result<(), Error> {
-        let (b, n, s, terms) = self.last.ok_or(Error::Buffer {
-            op: "image-text backward",
-            reason: "no forward",
-        })?;
+        let (b, n, s, terms) = self.last.ok_or(Error::Buffer { op: "image-text backward", reason: "no forward" })?;
         let (z, zt) = (head(self.z, b * n), head(self.zt, n * b));
         if terms.contrastive != 0.0 {
             // d(mean)/d(loss_r) = weight/rows, halved for the symmetric average.
@@ -252,11 +169,7 @@ impl ImageText {
                 z,
                 head(self.lse_i, b),
                 self.diag(b),
-                Ce {
-                    rows: b,
-                    nc: n,
-                    smoothing: 0.0,
-                },
+                Ce { rows: b, nc: n, smoothing: 0.0 },
             )?;
             be.cross_entropy_backward(
                 sc.d(zt),
@@ -264,19 +177,9 @@ impl ImageText {
                 zt,
                 head(self.lse_t, n),
                 self.diag(n),
-                Ce {
-                    rows: n,
-                    nc: b,
-                    smoothing: 0.0,
-                },
+                Ce { rows: n, nc: b, smoothing: 0.0 },
             )?;
-            Similarity {
-                m: n,
-                n: b,
-                c: self.p,
-                scale: s,
-            }
-            .backward(
+            Similarity { m: n, n: b, c: self.p, scale: s }.backward(
                 be,
                 Some(sc.d(wn)),
                 Some(sc.d(vn)),
@@ -290,20 +193,10 @@ impl ImageText {
         if terms.labelled != 0.0 {
             let ly = sc.d(head(self.loss_y, b));
             be.fill(ly, terms.labelled / b as f64)?;
-            let ce = Ce {
-                rows: b,
-                nc: n,
-                smoothing: terms.smoothing,
-            };
+            let ce = Ce { rows: b, nc: n, smoothing: terms.smoothing };
             be.cross_entropy_backward(sc.d(z), ly, z, head(self.lse_y, b), self.labels(b), ce)?;
         }
-        Similarity {
-            m: b,
-            n,
-            c: self.p,
-            scale: s,
-        }
-        .backward(
+        Similarity { m: b, n, c: self.p, scale: s }.backward(
             be,
             Some(sc.d(vn)),
             Some(sc.d(wn)),

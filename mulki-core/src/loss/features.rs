@@ -20,30 +20,17 @@ pub struct Normalized {
 
 impl Normalized {
     pub fn plan(p: &mut Planner, max_n: usize, c: usize) -> Self {
-        Normalized {
-            hat: p.take(max_n * c),
-            norm: p.take(max_n),
-            c,
-            n: 0,
-        }
+        Normalized { hat: p.take(max_n * c), norm: p.take(max_n), c, n: 0 }
     }
 
     fn rows(&self, n: usize) -> Rows {
-        Rows {
-            rows: n,
-            c: self.c,
-            eps: NORMALIZE_EPS,
-        }
+        Rows { rows: n, c: self.c, eps: NORMALIZE_EPS }
     }
 
     /// Normalises `n` raw rows `x`.
     pub fn forward<B: Backend>(&mut self, be: &mut B, x: Buf, n: usize) -> Result<Buf, Error> {
         if n * self.c > self.hat.len {
-            return Err(Error::Capacity {
-                what: "feature rows",
-                max: self.hat.len / self.c.max(1),
-                got: n,
-            });
+            return Err(Error::Capacity { what: "feature rows", max: self.hat.len / self.c.max(1), got: n });
         }
         self.n = n;
         be.l2_normalize_forward(self.hat(), head(self.norm, n), x, self.rows(n))?;
@@ -57,12 +44,6 @@ impl Normalized {
 
     /// Adds d(raw) into `dx` from the gradient gathered in `s.d(hat())`.
     pub fn backward<B: Backend>(&self, be: &mut B, s: &Scratch, dx: Buf) -> Result<(), Error> {
-        be.l2_normalize_backward(
-            dx,
-            s.d(self.hat()),
-            self.hat(),
-            head(self.norm, self.n),
-            self.rows(self.n),
-        )
+        be.l2_normalize_backward(dx, s.d(self.hat()), self.hat(), head(self.norm, self.n), self.rows(self.n))
     }
 }

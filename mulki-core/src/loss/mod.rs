@@ -6,4 +6,5 @@ pub mod features;
 pub mod mulki;
 pub mod prototypes;
 pub mod relations;
+pub mod soft_contrastive;
 pub mod zscl;

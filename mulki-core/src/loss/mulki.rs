@@ -82,20 +82,12 @@ pub struct MulkiLoss {
 
 impl MulkiLoss {
     pub fn new<B: Backend>(
-        be: &mut B,
-        cfg: &MethodConfig,
-        max_b: usize,
-        max_k: usize,
-        p: usize,
+        be: &mut B, cfg: &MethodConfig, max_b: usize, max_k: usize, p: usize,
     ) -> Result<Self, Error> {
         cfg.validate()?;
         let base_idx = ImageText::alloc_idx(be, max_b, max_k)?;
         let ei_idx = ImageText::alloc_idx(be, max_k, max_k)?;
-        let labels = IdxBuf {
-            arena: be.alloc_idx(max_b.max(max_k))?,
-            offset: 0,
-            len: max_b.max(max_k),
-        };
+        let labels = IdxBuf { arena: be.alloc_idx(max_b.max(max_k))?, offset: 0, len: max_b.max(max_k) };
         let teacher = |pl: &mut crate::arena::Planner| Teacher {
             v: Normalized::plan(pl, max_b, p),
             w: Normalized::plan(pl, max_k, p),
@@ -106,11 +98,7 @@ impl MulkiLoss {
         };
         let (sc, mut l) = Scratch::new(be, |pl| MulkiLoss {
             cfg: cfg.clone(),
-            sc: Scratch {
-                vals: 0,
-                grads: 0,
-                len: 0,
-            },
+            sc: Scratch { vals: 0, grads: 0, len: 0 },
             p,
             labels,
             v: Normalized::plan(pl, max_b, p),
@@ -142,11 +130,7 @@ impl MulkiLoss {
 
     /// Prototype EMA with this step's student features (call after the optimiser step; the
     /// step's losses used the prototypes from before it).
-    pub fn update_prototypes<B: Backend>(
-        &mut self,
-        be: &mut B,
-        labels: &[u32],
-    ) -> Result<(), Error> {
+    pub fn update_prototypes<B: Backend>(&mut self, be: &mut B, labels: &[u32]) -> Result<(), Error> {
         let vn = self.v.hat();
         let m = self.cfg.proto_momentum;
         self.prototypes.ema(be, vn, labels, m, &mut self.counts)
@@ -167,23 +151,12 @@ impl MulkiLoss {
     /// when `λ_LwF > 0`, the LwF teacher P. `s` is the frozen scale of θ_0.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        student: Features,
-        kd: &[Features],
-        lwf: Option<Features>,
-        labels: &[u32],
-        b: usize,
-        k: usize,
-        s: f64,
+        &mut self, be: &mut B, student: Features, kd: &[Features], lwf: Option<Features>, labels: &[u32], b: usize,
+        k: usize, s: f64,
     ) -> Result<LossValues, Error> {
         let (cfg, p) = (self.cfg.clone(), self.p);
         if kd.len() > 2 {
-            return Err(Error::Capacity {
-                what: "teachers",
-                max: 2,
-                got: kd.len(),
-            });
+            return Err(Error::Capacity { what: "teachers", max: 2, got: kd.len() });
         }
         if self.prototypes.classes() != k && cfg.uses_prototypes() {
             return Err(Error::Capacity {
@@ -195,77 +168,38 @@ impl MulkiLoss {
         let vn = self.v.forward(be, student.v, b)?;
         let wn = self.w.forward(be, student.w, k)?;
         let mut out = LossValues::default();
-        let ce_terms = Terms {
-            contrastive: 0.0,
-            labelled: 1.0,
-            smoothing: cfg.label_smoothing,
-        };
-        out.ce = self
-            .base
-            .forward(be, vn, wn, b, k, s, labels, ce_terms)?
-            .labelled;
+        let ce_terms = Terms { contrastive: 0.0, labelled: 1.0, smoothing: cfg.label_smoothing };
+        out.ce = self.base.forward(be, vn, wn, b, k, s, labels, ce_terms)?.labelled;
         if cfg.lambda_ei != 0.0 {
             let protos = self.prototypes.protos();
-            let t = Terms {
-                contrastive: cfg.lambda_ei,
-                labelled: 0.0,
-                smoothing: 0.0,
-            };
-            out.ei = self
-                .ei
-                .forward(be, protos, wn, k, k, s, &[], t)?
-                .contrastive;
+            let t = Terms { contrastive: cfg.lambda_ei, labelled: 0.0, smoothing: 0.0 };
+            out.ei = self.ei.forward(be, protos, wn, k, k, s, &[], t)?.contrastive;
         }
         let n_kd = if cfg.lambda_kd != 0.0 { kd.len() } else { 0 };
         if n_kd > 0 {
-            be.write_idx(
-                IdxBuf {
-                    len: b,
-                    ..self.labels
-                },
-                labels,
-            )?;
+            be.write_idx(IdxBuf { len: b, ..self.labels }, labels)?;
             out.kd = self.kd_forward(be, &kd[..n_kd], b, k, s, &mut out.alpha_mean)?;
         }
         let lwf_on = cfg.lambda_lwf != 0.0;
         if lwf_on {
-            let t = lwf.ok_or(Error::Config {
-                field: "lambda_lwf",
-                reason: "needs the previous model's features",
-            })?;
+            let t = lwf.ok_or(Error::Config { field: "lambda_lwf", reason: "needs the previous model's features" })?;
             let (tv, tw) = (&mut self.teachers[1].v, &mut self.teachers[1].w);
             let (vp, wp) = (tv.forward(be, t.v, b)?, tw.forward(be, t.w, k)?);
             let scale = s / cfg.lwf_temperature;
             let lq = self.lwf_s.forward(be, vn, wn, b, k, p, scale)?;
             let lp = self.lwf_p.forward(be, vp, wp, b, k, p, scale)?;
-            be.row_kl_forward(
-                head(self.lwf_kl, b),
-                lp,
-                lq,
-                Rows {
-                    rows: b,
-                    c: k,
-                    eps: 0.0,
-                },
-            )?;
+            be.row_kl_forward(head(self.lwf_kl, b), lp, lq, Rows { rows: b, c: k, eps: 0.0 })?;
             let t2 = cfg.lwf_temperature * cfg.lwf_temperature;
             out.lwf = t2 * host_sum(be, head(self.lwf_kl, b), None)? / b as f64;
         }
-        out.total =
-            out.ce + cfg.lambda_ei * out.ei + cfg.lambda_kd * out.kd + cfg.lambda_lwf * out.lwf;
+        out.total = out.ce + cfg.lambda_ei * out.ei + cfg.lambda_kd * out.kd + cfg.lambda_lwf * out.lwf;
         self.last = Some((b, k, s, n_kd, lwf_on));
         Ok(out)
     }
 
     /// Stages 2–3: relations, teacher terms, weights; returns L_KD.
     fn kd_forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        kd: &[Features],
-        b: usize,
-        k: usize,
-        s: f64,
-        alpha_mean: &mut Vec<f64>,
+        &mut self, be: &mut B, kd: &[Features], b: usize, k: usize, s: f64, alpha_mean: &mut Vec<f64>,
     ) -> Result<f64, Error> {
         let (cfg, p) = (self.cfg.clone(), self.p);
         let (vn, wn, protos) = (self.v.hat(), self.w.hat(), self.prototypes.protos());
@@ -278,19 +212,7 @@ impl MulkiLoss {
             if cfg.relations {
                 t.rel.forward(be, tv, tw, protos, b, k, p, scale)?;
             }
-            t.terms.forward(
-                be,
-                &self.rel,
-                &t.rel,
-                vn,
-                wn,
-                tv,
-                tw,
-                cfg.relations,
-                b,
-                k,
-                p,
-            )?;
+            t.terms.forward(be, &self.rel, &t.rel, vn, wn, tv, tw, cfg.relations, b, k, p)?;
         }
         let n = kd.len();
         let alpha = head(self.alpha, n * b);
@@ -300,55 +222,25 @@ impl MulkiLoss {
             (_, WeightRuleName::Confidence) => {
                 for (i, t) in self.teachers.iter().enumerate().take(n) {
                     let z = head(t.conf_z, b * k);
-                    Similarity {
-                        m: b,
-                        n: k,
-                        c: p,
-                        scale: s,
-                    }
-                    .forward(be, z, t.v.hat(), t.w.hat())?;
+                    Similarity { m: b, n: k, c: p, scale: s }.forward(be, z, t.v.hat(), t.w.hat())?;
                     let nll = self.stat.slice(i * b, b);
                     be.cross_entropy_forward(
                         nll,
                         head(t.conf_lse, b),
                         z,
-                        IdxBuf {
-                            len: b,
-                            ..self.labels
-                        },
-                        Ce {
-                            rows: b,
-                            nc: k,
-                            smoothing: 0.0,
-                        },
+                        IdxBuf { len: b, ..self.labels },
+                        Ce { rows: b, nc: k, smoothing: 0.0 },
                     )?;
                 }
-                be.teacher_weights(
-                    alpha,
-                    head(self.stat, n * b),
-                    WeightRule::Confidence { tau: cfg.tau_w },
-                    n,
-                    b,
-                )?;
+                be.teacher_weights(alpha, head(self.stat, n * b), WeightRule::Confidence { tau: cfg.tau_w }, n, b)?;
             }
             (_, WeightRuleName::Discrepancy) => {
                 let diff = head(self.diff, b * p);
                 be.copy(diff, self.teachers[0].v.hat())?;
                 be.axpby(diff, self.teachers[1].v.hat(), -1.0, 1.0)?;
-                be.row_dot_forward(
-                    head(self.stat, b),
-                    diff,
-                    diff,
-                    Rows {
-                        rows: b,
-                        c: p,
-                        eps: 0.0,
-                    },
-                )?;
-                let rule = WeightRule::Discrepancy {
-                    scale: cfg.discrepancy_scale,
-                    threshold: cfg.discrepancy_threshold,
-                };
+                be.row_dot_forward(head(self.stat, b), diff, diff, Rows { rows: b, c: p, eps: 0.0 })?;
+                let rule =
+                    WeightRule::Discrepancy { scale: cfg.discrepancy_scale, threshold: cfg.discrepancy_threshold };
                 be.teacher_weights(alpha, head(self.stat, b), rule, 2, b)?;
             }
         }
@@ -362,8 +254,8 @@ impl MulkiLoss {
             let per_sample = t2 * (host_sum(be, kl_v, Some(a))? + host_sum(be, kl_x, Some(a))?)
                 + beta * (a_sum - host_sum(be, dot_v, Some(a))?);
             let abar = a_sum / b as f64;
-            let per_class = t2 * host_sum(be, kl_t, None)? / k as f64
-                + beta * (1.0 - host_sum(be, dot_w, None)? / k as f64);
+            let per_class =
+                t2 * host_sum(be, kl_t, None)? / k as f64 + beta * (1.0 - host_sum(be, dot_w, None)? / k as f64);
             kd_value += per_sample / b as f64 + abar * per_class;
             alpha_mean.push(abar);
         }
@@ -372,18 +264,14 @@ impl MulkiLoss {
 
     /// Adds the gradient of the last total into the student's `dv` [b, p] and `dw` [k, p].
     pub fn backward<B: Backend>(&mut self, be: &mut B, dv: Buf, dw: Buf) -> Result<(), Error> {
-        let (b, k, _s, n_kd, lwf_on) = self.last.ok_or(Error::Buffer {
-            op: "mulki backward",
-            reason: "no forward",
-        })?;
+        let (b, k, _s, n_kd, lwf_on) = self.last.ok_or(Error::Buffer { op: "mulki backward", reason: "no forward" })?;
         let (cfg, sc) = (self.cfg.clone(), self.sc);
         sc.zero_grads(be)?;
         let (vn, wn) = (self.v.hat(), self.w.hat());
         self.base.backward(be, &sc, vn, wn, None)?;
         if cfg.lambda_ei != 0.0 {
             // Π's gradient lands in its own slot and is never used: Π is detached.
-            self.ei
-                .backward(be, &sc, self.prototypes.protos(), wn, None)?;
+            self.ei.backward(be, &sc, self.prototypes.protos(), wn, None)?;
         }
         if n_kd > 0 {
             let (t2, beta, lam) = (cfg.temperature * cfg.temperature, cfg.beta, cfg.lambda_kd);
@@ -397,63 +285,24 @@ impl MulkiLoss {
                 be.axpby(sc.d(dot_v), a, -lam * beta / b as f64, 0.0)?;
                 // ᾱ = ⟨α, 1/b⟩, broadcast over the k classes: d/d kl_t(c) = λ·T²·ᾱ/k,
                 // d/d dot_w(c) = −λ·β·ᾱ/k.
-                be.row_dot_forward(
-                    self.abar,
-                    a,
-                    head(self.inv_b, b),
-                    Rows {
-                        rows: 1,
-                        c: b,
-                        eps: 0.0,
-                    },
-                )?;
+                be.row_dot_forward(self.abar, a, head(self.inv_b, b), Rows { rows: 1, c: b, eps: 0.0 })?;
                 let abar_k = head(self.abar_k, k);
                 be.fill(abar_k, 0.0)?;
-                be.broadcast_add_forward(
-                    abar_k,
-                    self.abar,
-                    Bcast {
-                        outer: k,
-                        inner: 1,
-                        c: 1,
-                    },
-                )?;
+                be.broadcast_add_forward(abar_k, self.abar, Bcast { outer: k, inner: 1, c: 1 })?;
                 be.axpby(sc.d(kl_t), abar_k, lam * t2 / k as f64, 0.0)?;
                 be.axpby(sc.d(dot_w), abar_k, -lam * beta / k as f64, 0.0)?;
-                t.terms.backward(
-                    be,
-                    &sc,
-                    &self.rel,
-                    &t.rel,
-                    vn,
-                    wn,
-                    t.v.hat(),
-                    t.w.hat(),
-                    cfg.relations,
-                )?;
+                t.terms.backward(be, &sc, &self.rel, &t.rel, vn, wn, t.v.hat(), t.w.hat(), cfg.relations)?;
             }
             if cfg.relations {
-                self.rel
-                    .backward(be, &sc, vn, wn, self.prototypes.protos())?;
+                self.rel.backward(be, &sc, vn, wn, self.prototypes.protos())?;
             }
         }
         if lwf_on {
             let t2 = cfg.lwf_temperature * cfg.lwf_temperature;
             let kl = head(self.lwf_kl, b);
             be.fill(sc.d(kl), cfg.lambda_lwf * t2 / b as f64)?;
-            let rows = Rows {
-                rows: b,
-                c: k,
-                eps: 0.0,
-            };
-            be.row_kl_backward(
-                None,
-                Some(sc.d(self.lwf_s.lp())),
-                sc.d(kl),
-                self.lwf_p.lp(),
-                self.lwf_s.lp(),
-                rows,
-            )?;
+            let rows = Rows { rows: b, c: k, eps: 0.0 };
+            be.row_kl_backward(None, Some(sc.d(self.lwf_s.lp())), sc.d(kl), self.lwf_p.lp(), self.lwf_s.lp(), rows)?;
             self.lwf_s.backward(be, &sc, vn, wn, true, true)?;
         }
         self.v.backward(be, &sc, dv)?;

@@ -26,14 +26,7 @@ pub struct Prototypes {
 impl Prototypes {
     /// `labels` must hold at least `max_b` indices.
     pub fn plan(pl: &mut Planner, labels: IdxBuf, max_k: usize, p: usize) -> Self {
-        Prototypes {
-            protos: pl.take(max_k * p),
-            sums: pl.take(max_k * p),
-            counts: pl.take(max_k),
-            labels,
-            p,
-            k: 0,
-        }
+        Prototypes { protos: pl.take(max_k * p), sums: pl.take(max_k * p), counts: pl.take(max_k), labels, p, k: 0 }
     }
 
     /// Π of the current task [k, p].
@@ -49,11 +42,7 @@ impl Prototypes {
     /// Starts a task with `k` classes: zeroes the class sums and counts.
     pub fn begin<B: Backend>(&mut self, be: &mut B, k: usize) -> Result<(), Error> {
         if k * self.p > self.protos.len {
-            return Err(Error::Capacity {
-                what: "classes",
-                max: self.protos.len / self.p.max(1),
-                got: k,
-            });
+            return Err(Error::Capacity { what: "classes", max: self.protos.len / self.p.max(1), got: k });
         }
         self.k = k;
         be.fill(head(self.sums, k * self.p), 0.0)?;
@@ -62,24 +51,11 @@ impl Prototypes {
 
     /// Adds `b` normalised features `vn` [b, p] with their labels to the class sums (a
     /// scatter-add by label) and the counts.
-    fn add<B: Backend>(
-        &mut self,
-        be: &mut B,
-        vn: Buf,
-        labels: &[u32],
-        counts: &mut [u32],
-    ) -> Result<(), Error> {
+    fn add<B: Backend>(&mut self, be: &mut B, vn: Buf, labels: &[u32], counts: &mut [u32]) -> Result<(), Error> {
         if let Some(&bad) = labels.iter().find(|&&y| y as usize >= self.k) {
-            return Err(Error::Index {
-                what: "class label",
-                index: bad as usize,
-                bound: self.k,
-            });
+            return Err(Error::Index { what: "class label", index: bad as usize, bound: self.k });
         }
-        let ids = IdxBuf {
-            len: labels.len(),
-            ..self.labels
-        };
+        let ids = IdxBuf { len: labels.len(), ..self.labels };
         be.write_idx(ids, labels)?;
         be.embedding_backward(head(self.sums, self.k * self.p), vn, ids, self.p)?;
         for &y in labels {
@@ -92,11 +68,7 @@ impl Prototypes {
     /// evaluation transform, no augmentation) and their labels. `counts` (length k, zeroed by
     /// the caller) tracks images per class, so the caller can cap them (`proto_max_per_class`).
     pub fn accumulate<B: Backend>(
-        &mut self,
-        be: &mut B,
-        vn: Buf,
-        labels: &[u32],
-        counts: &mut [u32],
+        &mut self, be: &mut B, vn: Buf, labels: &[u32], counts: &mut [u32],
     ) -> Result<(), Error> {
         self.add(be, vn, labels, counts)
     }
@@ -110,11 +82,7 @@ impl Prototypes {
             self.protos(),
             head(self.counts, k),
             head(self.sums, k * p),
-            Rows {
-                rows: k,
-                c: p,
-                eps: NORMALIZE_EPS,
-            },
+            Rows { rows: k, c: p, eps: NORMALIZE_EPS },
         )
     }
 
@@ -123,12 +91,7 @@ impl Prototypes {
     /// `π_c ← normalize(m·π_c + (1−m)·mean_{y_i=c} v̂_i)`; absent classes keep π_c. `counts`
     /// is caller scratch of length ≥ k.
     pub fn ema<B: Backend>(
-        &mut self,
-        be: &mut B,
-        vn: Buf,
-        labels: &[u32],
-        momentum: f64,
-        counts: &mut [u32],
+        &mut self, be: &mut B, vn: Buf, labels: &[u32], momentum: f64, counts: &mut [u32],
     ) -> Result<(), Error> {
         let (k, p) = (self.k, self.p);
         be.fill(head(self.sums, k * p), 0.0)?;
@@ -140,11 +103,7 @@ impl Prototypes {
             head(self.sums, k * p),
             head(self.counts, k),
             momentum,
-            Rows {
-                rows: k,
-                c: p,
-                eps: NORMALIZE_EPS,
-            },
+            Rows { rows: k, c: p, eps: NORMALIZE_EPS },
         )
     }
 }

@@ -17,35 +17,16 @@ pub struct LogSoftmaxSim {
 
 impl LogSoftmaxSim {
     pub fn plan(pl: &mut Planner, max_m: usize, max_n: usize) -> Self {
-        LogSoftmaxSim {
-            z: pl.take(max_m * max_n),
-            lp: pl.take(max_m * max_n),
-            dims: (0, 0, 0, 0.0),
-        }
+        LogSoftmaxSim { z: pl.take(max_m * max_n), lp: pl.take(max_m * max_n), dims: (0, 0, 0, 0.0) }
     }
 
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        a: Buf,
-        b: Buf,
-        m: usize,
-        n: usize,
-        p: usize,
-        scale: f64,
+        &mut self, be: &mut B, a: Buf, b: Buf, m: usize, n: usize, p: usize, scale: f64,
     ) -> Result<Buf, Error> {
         self.dims = (m, n, p, scale);
         Similarity { m, n, c: p, scale }.forward(be, self.z(), a, b)?;
-        be.log_softmax_forward(
-            self.lp(),
-            self.z(),
-            Rows {
-                rows: m,
-                c: n,
-                eps: 0.0,
-            },
-        )?;
+        be.log_softmax_forward(self.lp(), self.z(), Rows { rows: m, c: n, eps: 0.0 })?;
         Ok(self.lp())
     }
 
@@ -60,36 +41,21 @@ impl LogSoftmaxSim {
 
     /// From `sc.d(lp())` into `sc.d(a)` and `sc.d(b)` (either skipped: a detached side).
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        sc: &Scratch,
-        a: Buf,
-        b: Buf,
-        grad_a: bool,
-        grad_b: bool,
+        &self, be: &mut B, sc: &Scratch, a: Buf, b: Buf, grad_a: bool, grad_b: bool,
+    ) -> Result<(), Error> {
+        self.backward_with_scale(be, sc, a, b, grad_a, grad_b, None)
+    }
+
+    /// `backward`, also adding ∂/∂log(scale) into `dlog_scale` (a one-element buffer and a
+    /// one-element scratch): CLIP's learnable `logit_scale` in pretraining.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_with_scale<B: Backend>(
+        &self, be: &mut B, sc: &Scratch, a: Buf, b: Buf, grad_a: bool, grad_b: bool, dlog_scale: Option<(Buf, Buf)>,
     ) -> Result<(), Error> {
         let (m, n, p, scale) = self.dims;
-        be.log_softmax_backward(
-            sc.d(self.z()),
-            sc.d(self.lp()),
-            self.lp(),
-            Rows {
-                rows: m,
-                c: n,
-                eps: 0.0,
-            },
-        )?;
+        be.log_softmax_backward(sc.d(self.z()), sc.d(self.lp()), self.lp(), Rows { rows: m, c: n, eps: 0.0 })?;
         let sim = Similarity { m, n, c: p, scale };
-        sim.backward(
-            be,
-            grad_a.then(|| sc.d(a)),
-            grad_b.then(|| sc.d(b)),
-            None,
-            sc.d(self.z()),
-            self.z(),
-            a,
-            b,
-        )
+        sim.backward(be, grad_a.then(|| sc.d(a)), grad_b.then(|| sc.d(b)), dlog_scale, sc.d(self.z()), self.z(), a, b)
     }
 }
 
@@ -114,15 +80,7 @@ impl Relations {
     /// shared prototypes [k, p].
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        vn: Buf,
-        wn: Buf,
-        protos: Buf,
-        b: usize,
-        k: usize,
-        p: usize,
-        scale: f64,
+        &mut self, be: &mut B, vn: Buf, wn: Buf, protos: Buf, b: usize, k: usize, p: usize, scale: f64,
     ) -> Result<(), Error> {
         self.v.forward(be, vn, protos, b, k, p, scale)?;
         self.x.forward(be, vn, wn, b, k, p, scale)?;
@@ -131,14 +89,7 @@ impl Relations {
     }
 
     /// The student's backward: prototypes carry no gradient.
-    pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        sc: &Scratch,
-        vn: Buf,
-        wn: Buf,
-        protos: Buf,
-    ) -> Result<(), Error> {
+    pub fn backward<B: Backend>(&self, be: &mut B, sc: &Scratch, vn: Buf, wn: Buf, protos: Buf) -> Result<(), Error> {
         self.v.backward(be, sc, vn, protos, true, false)?;
         self.x.backward(be, sc, vn, wn, true, true)?;
         self.t.backward(be, sc, wn, protos, true, false)
@@ -173,45 +124,18 @@ impl TeacherTerms {
     /// (kl_v, kl_x, dot_v, kl_t, dot_w).
     pub fn bufs(&self) -> [Buf; 5] {
         let (b, k, _) = self.dims;
-        [
-            head(self.kl_v, b),
-            head(self.kl_x, b),
-            head(self.dot_v, b),
-            head(self.kl_t, k),
-            head(self.dot_w, k),
-        ]
+        [head(self.kl_v, b), head(self.kl_x, b), head(self.dot_v, b), head(self.kl_t, k), head(self.dot_w, k)]
     }
 
     /// `relations == false` leaves the KL buffers at 0 (`mulki-no-rel`).
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        student: &Relations,
-        teacher: &Relations,
-        vn_s: Buf,
-        wn_s: Buf,
-        vn_k: Buf,
-        wn_k: Buf,
-        relations: bool,
-        b: usize,
-        k: usize,
-        p: usize,
+        &mut self, be: &mut B, student: &Relations, teacher: &Relations, vn_s: Buf, wn_s: Buf, vn_k: Buf, wn_k: Buf,
+        relations: bool, b: usize, k: usize, p: usize,
     ) -> Result<(), Error> {
         self.dims = (b, k, p);
         let [kl_v, kl_x, dot_v, kl_t, dot_w] = self.bufs();
-        let (rb, rk) = (
-            Rows {
-                rows: b,
-                c: k,
-                eps: 0.0,
-            },
-            Rows {
-                rows: k,
-                c: k,
-                eps: 0.0,
-            },
-        );
+        let (rb, rk) = (Rows { rows: b, c: k, eps: 0.0 }, Rows { rows: k, c: k, eps: 0.0 });
         if relations {
             be.row_kl_forward(kl_v, teacher.v.lp(), student.v.lp(), rb)?;
             be.row_kl_forward(kl_x, teacher.x.lp(), student.x.lp(), rb)?;
@@ -221,92 +145,27 @@ impl TeacherTerms {
                 be.fill(x, 0.0)?;
             }
         }
-        be.row_dot_forward(
-            dot_v,
-            vn_s,
-            vn_k,
-            Rows {
-                rows: b,
-                c: p,
-                eps: 0.0,
-            },
-        )?;
-        be.row_dot_forward(
-            dot_w,
-            wn_s,
-            wn_k,
-            Rows {
-                rows: k,
-                c: p,
-                eps: 0.0,
-            },
-        )
+        be.row_dot_forward(dot_v, vn_s, vn_k, Rows { rows: b, c: p, eps: 0.0 })?;
+        be.row_dot_forward(dot_w, wn_s, wn_k, Rows { rows: k, c: p, eps: 0.0 })
     }
 
     /// From the coefficients already in `sc.d(bufs())` into the student's `sc.d(lp)` and
     /// `sc.d(vn_s)`, `sc.d(wn_s)`.
     #[allow(clippy::too_many_arguments)]
     pub fn backward<B: Backend>(
-        &self,
-        be: &mut B,
-        sc: &Scratch,
-        student: &Relations,
-        teacher: &Relations,
-        vn_s: Buf,
-        wn_s: Buf,
-        vn_k: Buf,
-        wn_k: Buf,
-        relations: bool,
+        &self, be: &mut B, sc: &Scratch, student: &Relations, teacher: &Relations, vn_s: Buf, wn_s: Buf, vn_k: Buf,
+        wn_k: Buf, relations: bool,
     ) -> Result<(), Error> {
         let (b, k, p) = self.dims;
         let [kl_v, kl_x, dot_v, kl_t, dot_w] = self.bufs();
-        let (rb, rk) = (
-            Rows {
-                rows: b,
-                c: k,
-                eps: 0.0,
-            },
-            Rows {
-                rows: k,
-                c: k,
-                eps: 0.0,
-            },
-        );
+        let (rb, rk) = (Rows { rows: b, c: k, eps: 0.0 }, Rows { rows: k, c: k, eps: 0.0 });
         if relations {
-            let (ts, ss) = (
-                [teacher.v, teacher.x, teacher.t],
-                [student.v, student.x, student.t],
-            );
-            for ((kl, rows), (t, s)) in [(kl_v, rb), (kl_x, rb), (kl_t, rk)]
-                .into_iter()
-                .zip(ts.iter().zip(&ss))
-            {
+            let (ts, ss) = ([teacher.v, teacher.x, teacher.t], [student.v, student.x, student.t]);
+            for ((kl, rows), (t, s)) in [(kl_v, rb), (kl_x, rb), (kl_t, rk)].into_iter().zip(ts.iter().zip(&ss)) {
                 be.row_kl_backward(None, Some(sc.d(s.lp())), sc.d(kl), t.lp(), s.lp(), rows)?;
             }
         }
-        be.row_dot_backward(
-            Some(sc.d(vn_s)),
-            None,
-            sc.d(dot_v),
-            vn_s,
-            vn_k,
-            Rows {
-                rows: b,
-                c: p,
-                eps: 0.0,
-            },
-        )?;
-        be.row_dot_backward(
-            Some(sc.d(wn_s)),
-            None,
-            sc.d(dot_w),
-            wn_s,
-            wn_k,
-            Rows {
-                rows: k,
-                c: p,
-                eps: 0.0,
-            },
-        )
+        be.row_dot_backward(Some(sc.d(vn_s)), None, sc.d(dot_v), vn_s, vn_k, Rows { rows: b, c: p, eps: 0.0 })?;
+        be.row_dot_backward(Some(sc.d(wn_s)), None, sc.d(dot_w), wn_s, wn_k, Rows { rows: k, c: p, eps: 0.0 })
     }
 }

@@ -41,19 +41,10 @@ impl Zscl {
     /// Workspace for `max_r` reference images and `max_n` captions of width `p`; `weight` is
     /// λ_ZSCL and `temperature` T.
     pub fn new<B: Backend>(
-        be: &mut B,
-        max_r: usize,
-        max_n: usize,
-        p: usize,
-        temperature: f64,
-        weight: f64,
+        be: &mut B, max_r: usize, max_n: usize, p: usize, temperature: f64, weight: f64,
     ) -> Result<Self, Error> {
         let (sc, mut z) = Scratch::new(be, |pl| Zscl {
-            sc: Scratch {
-                vals: 0,
-                grads: 0,
-                len: 0,
-            },
+            sc: Scratch { vals: 0, grads: 0, len: 0 },
             p,
             temperature,
             weight,
@@ -77,79 +68,22 @@ impl Zscl {
     /// batch, teacher caption features `captions` [n, p] (raw), at scale `s`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
-        &mut self,
-        be: &mut B,
-        student: Buf,
-        teacher: Buf,
-        captions: Buf,
-        r: usize,
-        n: usize,
-        s: f64,
+        &mut self, be: &mut B, student: Buf, teacher: Buf, captions: Buf, r: usize, n: usize, s: f64,
     ) -> Result<ZsclValues, Error> {
         let (p, scale) = (self.p, s / self.temperature);
         let rs = self.s.forward(be, student, r)?;
         let rz = self.z.forward(be, teacher, r)?;
         let c = self.c.forward(be, captions, n)?;
-        let (zz, p_img, p_txt) = (
-            head(self.zz, r * n),
-            head(self.p_img, r * n),
-            head(self.p_txt, n * r),
-        );
-        Similarity {
-            m: r,
-            n,
-            c: p,
-            scale,
-        }
-        .forward(be, zz, rz, c)?;
-        be.softmax_forward(
-            p_img,
-            zz,
-            Rows {
-                rows: r,
-                c: n,
-                eps: 0.0,
-            },
-        )?;
-        Similarity {
-            m: n,
-            n: r,
-            c: p,
-            scale,
-        }
-        .forward(be, zz, c, rz)?;
-        be.softmax_forward(
-            p_txt,
-            zz,
-            Rows {
-                rows: n,
-                c: r,
-                eps: 0.0,
-            },
-        )?;
+        let (zz, p_img, p_txt) = (head(self.zz, r * n), head(self.p_img, r * n), head(self.p_txt, n * r));
+        Similarity { m: r, n, c: p, scale }.forward(be, zz, rz, c)?;
+        be.softmax_forward(p_img, zz, Rows { rows: r, c: n, eps: 0.0 })?;
+        Similarity { m: n, n: r, c: p, scale }.forward(be, zz, c, rz)?;
+        be.softmax_forward(p_txt, zz, Rows { rows: n, c: r, eps: 0.0 })?;
         let lq_img = self.lq_img.forward(be, rs, c, r, n, p, scale)?;
         let lq_txt = self.lq_txt.forward(be, c, rs, n, r, p, scale)?;
         let (ce_img, ce_txt) = (head(self.ce_img, r), head(self.ce_txt, n));
-        be.row_dot_forward(
-            ce_img,
-            p_img,
-            lq_img,
-            Rows {
-                rows: r,
-                c: n,
-                eps: 0.0,
-            },
-        )?;
-        be.row_dot_forward(
-            ce_txt,
-            p_txt,
-            lq_txt,
-            Rows {
-                rows: n,
-                c: r,
-                eps: 0.0,
-            },
-        )?;
+        be.row_dot_forward(ce_img, p_img, lq_img, Rows { rows: r, c: n, eps: 0.0 })?;
+        be.row_dot_forward(ce_txt, p_txt, lq_txt, Rows { rows: n, c: r, eps: 0.0 })?;
         self.last = (r, n);
         let t2 = self.temperature * self.temperature;
         Ok(ZsclValues {
@@ -170,30 +104,8 @@ impl Zscl {
         be.fill(sc.d(ce_txt), -self.weight * t2 / n as f64)?;
         let (p_img, p_txt) = (head(self.p_img, r * n), head(self.p_txt, n * r));
         let (lq_img, lq_txt) = (self.lq_img.lp(), self.lq_txt.lp());
-        be.row_dot_backward(
-            None,
-            Some(sc.d(lq_img)),
-            sc.d(ce_img),
-            p_img,
-            lq_img,
-            Rows {
-                rows: r,
-                c: n,
-                eps: 0.0,
-            },
-        )?;
-        be.row_dot_backward(
-            None,
-            Some(sc.d(lq_txt)),
-            sc.d(ce_txt),
-            p_txt,
-            lq_txt,
-            Rows {
-                rows: n,
-                c: r,
-                eps: 0.0,
-            },
-        )?;
+        be.row_dot_backward(None, Some(sc.d(lq_img)), sc.d(ce_img), p_img, lq_img, Rows { rows: r, c: n, eps: 0.0 })?;
+        be.row_dot_backward(None, Some(sc.d(lq_txt)), sc.d(ce_txt), p_txt, lq_txt, Rows { rows: n, c: r, eps: 0.0 })?;
         self.lq_img.backward(be, &sc, rs, c, true, false)?;
         self.lq_txt.backward(be, &sc, c, rs, false, true)?;
         self.s.backward(be, &sc, dstudent)

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::manifest::{
-    check_file_name, read_manifest_at, sha256_hex, step_dir_name, task_dir_name, FileEntry, Kind,
-    Manifest, MANIFEST_FILE,
+    check_file_name, read_manifest_at, sha256_hex, step_dir_name, task_dir_name, FileEntry, Kind, Manifest,
+    MANIFEST_FILE,
 };
 use super::scan::{leftover, list_steps, verify};
 use super::storage::{CrashPoint, Storage};
@@ -30,12 +30,7 @@ fn sibling(task_dir: &Path, step: usize, suffix: &str) -> PathBuf {
 /// but may not be durable.
 #[allow(clippy::too_many_arguments)]
 pub fn commit(
-    run_dir: &Path,
-    task: usize,
-    step: usize,
-    kind: Kind,
-    config_hash: &str,
-    files: &[(&str, &[u8])],
+    run_dir: &Path, task: usize, step: usize, kind: Kind, config_hash: &str, files: &[(&str, &[u8])],
     storage: &dyn Storage,
 ) -> Result<PathBuf, CheckpointError> {
     let task_dir = run_dir.join(task_dir_name(task));
@@ -44,40 +39,21 @@ pub fn commit(
     for (name, _) in files {
         check_file_name(&tmp, name)?;
         if !seen.insert(*name) {
-            return Err(CheckpointError::BadFileName {
-                dir: tmp,
-                name: name.to_string(),
-                reason: "given twice",
-            });
+            return Err(CheckpointError::BadFileName { dir: tmp, name: name.to_string(), reason: "given twice" });
         }
     }
 
     let run_created = !run_dir.is_dir();
     let task_created = !task_dir.is_dir();
     if task_created {
-        storage
-            .create_dir(&task_dir)
-            .map_err(|e| CheckpointError::io(&task_dir, "create directory", e))?;
+        storage.create_dir(&task_dir).map_err(|e| CheckpointError::io(&task_dir, "create directory", e))?;
     }
     if tmp.symlink_metadata().is_ok() {
-        storage
-            .remove_dir(&tmp)
-            .map_err(|e| CheckpointError::io(&tmp, "remove stale directory", e))?;
+        storage.remove_dir(&tmp).map_err(|e| CheckpointError::io(&tmp, "remove stale directory", e))?;
     }
-    storage
-        .create_dir(&tmp)
-        .map_err(|e| CheckpointError::io(&tmp, "create directory", e))?;
+    storage.create_dir(&tmp).map_err(|e| CheckpointError::io(&tmp, "create directory", e))?;
 
-    match write_and_rename(
-        &task_dir,
-        &tmp,
-        task,
-        step,
-        kind,
-        config_hash,
-        files,
-        storage,
-    ) {
+    match write_and_rename(&task_dir, &tmp, task, step, kind, config_hash, files, storage) {
         Ok(final_dir) => {
             finish(run_dir, &task_dir, step, run_created, task_created, storage)?;
             Ok(final_dir)
@@ -95,65 +71,40 @@ pub fn commit(
 /// what it held before.
 #[allow(clippy::too_many_arguments)]
 fn write_and_rename(
-    task_dir: &Path,
-    tmp: &Path,
-    task: usize,
-    step: usize,
-    kind: Kind,
-    config_hash: &str,
-    files: &[(&str, &[u8])],
+    task_dir: &Path, tmp: &Path, task: usize, step: usize, kind: Kind, config_hash: &str, files: &[(&str, &[u8])],
     storage: &dyn Storage,
 ) -> Result<PathBuf, CheckpointError> {
-    let crash = |point: CrashPoint| {
-        storage
-            .at(point)
-            .map_err(|e| CheckpointError::io(tmp, format!("crash point {point}"), e))
-    };
+    let crash =
+        |point: CrashPoint| storage.at(point).map_err(|e| CheckpointError::io(tmp, format!("crash point {point}"), e));
     let mut manifest = Manifest::new(task, step, kind, config_hash);
     for (i, (name, bytes)) in files.iter().enumerate() {
         let path = tmp.join(name);
-        storage
-            .write_file(&path, bytes)
-            .map_err(|e| CheckpointError::io(&path, "write file", e))?;
-        let entry = FileEntry {
-            sha256: sha256_hex(bytes),
-            bytes: bytes.len() as u64,
-        };
+        storage.write_file(&path, bytes).map_err(|e| CheckpointError::io(&path, "write file", e))?;
+        let entry = FileEntry { sha256: sha256_hex(bytes), bytes: bytes.len() as u64 };
         manifest.files.insert(name.to_string(), entry);
         crash(CrashPoint::AfterFile(i))?;
     }
     crash(CrashPoint::BeforeManifest)?;
     let manifest_path = tmp.join(MANIFEST_FILE);
-    let text = manifest.to_json().map_err(|e| CheckpointError::Encode {
-        path: manifest_path.clone(),
-        message: e.to_string(),
-    })?;
-    storage
-        .write_file(&manifest_path, &text)
-        .map_err(|e| CheckpointError::io(&manifest_path, "write manifest", e))?;
+    let text = manifest
+        .to_json()
+        .map_err(|e| CheckpointError::Encode { path: manifest_path.clone(), message: e.to_string() })?;
+    storage.write_file(&manifest_path, &text).map_err(|e| CheckpointError::io(&manifest_path, "write manifest", e))?;
     // The files' directory entries must be durable before the rename publishes them.
-    storage
-        .sync_dir(tmp)
-        .map_err(|e| CheckpointError::io(tmp, "sync directory", e))?;
+    storage.sync_dir(tmp).map_err(|e| CheckpointError::io(tmp, "sync directory", e))?;
     crash(CrashPoint::AfterManifest)?;
 
     let final_dir = task_dir.join(step_dir_name(step));
     let old = sibling(task_dir, step, ".old");
     if old.symlink_metadata().is_ok() {
-        storage
-            .remove_dir(&old)
-            .map_err(|e| CheckpointError::io(&old, "remove stale directory", e))?;
+        storage.remove_dir(&old).map_err(|e| CheckpointError::io(&old, "remove stale directory", e))?;
     }
     let replacing = final_dir.symlink_metadata().is_ok();
     if replacing {
-        storage
-            .rename(&final_dir, &old)
-            .map_err(|e| CheckpointError::io(&final_dir, "rename aside", e))?;
+        storage.rename(&final_dir, &old).map_err(|e| CheckpointError::io(&final_dir, "rename aside", e))?;
     }
     let rename_in = crash(CrashPoint::BeforeRename).and_then(|()| {
-        storage
-            .rename(tmp, &final_dir)
-            .map_err(|e| CheckpointError::io(&final_dir, "rename into place", e))
+        storage.rename(tmp, &final_dir).map_err(|e| CheckpointError::io(&final_dir, "rename into place", e))
     });
     if let Err(e) = rename_in {
         if replacing {
@@ -168,18 +119,9 @@ fn write_and_rename(
 
 /// After the rename: make it durable, then drop a replaced checkpoint.
 fn finish(
-    run_dir: &Path,
-    task_dir: &Path,
-    step: usize,
-    run_created: bool,
-    task_created: bool,
-    storage: &dyn Storage,
+    run_dir: &Path, task_dir: &Path, step: usize, run_created: bool, task_created: bool, storage: &dyn Storage,
 ) -> Result<(), CheckpointError> {
-    let sync = |dir: &Path| {
-        storage
-            .sync_dir(dir)
-            .map_err(|e| CheckpointError::io(dir, "sync directory", e))
-    };
+    let sync = |dir: &Path| storage.sync_dir(dir).map_err(|e| CheckpointError::io(dir, "sync directory", e));
     sync(task_dir)?;
     if task_created {
         sync(run_dir)?;
@@ -208,10 +150,7 @@ fn finish(
 /// half-deleted directory under a checkpoint name. Stale `.del` directories, and `.old` ones
 /// whose step has been committed again, are removed too.
 pub fn rotate(
-    run_dir: &Path,
-    task: usize,
-    keep_periodic: usize,
-    storage: &dyn Storage,
+    run_dir: &Path, task: usize, keep_periodic: usize, storage: &dyn Storage,
 ) -> Result<Vec<PathBuf>, CheckpointError> {
     let task_dir = run_dir.join(task_dir_name(task));
     let mut ignored = Vec::new();
@@ -235,19 +174,11 @@ pub fn rotate(
         }
         let del = sibling(&task_dir, step, ".del");
         if del.symlink_metadata().is_ok() {
-            storage
-                .remove_dir(&del)
-                .map_err(|e| CheckpointError::io(&del, "remove stale directory", e))?;
+            storage.remove_dir(&del).map_err(|e| CheckpointError::io(&del, "remove stale directory", e))?;
         }
-        storage
-            .rename(&dir, &del)
-            .map_err(|e| CheckpointError::io(&dir, "rename aside for deletion", e))?;
-        storage
-            .sync_dir(&task_dir)
-            .map_err(|e| CheckpointError::io(&task_dir, "sync directory", e))?;
-        storage
-            .remove_dir(&del)
-            .map_err(|e| CheckpointError::io(&del, "remove directory", e))?;
+        storage.rename(&dir, &del).map_err(|e| CheckpointError::io(&dir, "rename aside for deletion", e))?;
+        storage.sync_dir(&task_dir).map_err(|e| CheckpointError::io(&task_dir, "sync directory", e))?;
+        storage.remove_dir(&del).map_err(|e| CheckpointError::io(&del, "remove directory", e))?;
         removed.push(dir);
     }
     Ok(removed)
@@ -267,9 +198,7 @@ fn remove_leftovers(task_dir: &Path, storage: &dyn Storage) -> Result<(), Checkp
         let superseded = name.ends_with(".old") && task_dir.join(step_dir_name(step)).is_dir();
         if name.ends_with(".del") || superseded {
             let path = entry.path();
-            storage
-                .remove_dir(&path)
-                .map_err(|e| CheckpointError::io(&path, "remove leftover directory", e))?;
+            storage.remove_dir(&path).map_err(|e| CheckpointError::io(&path, "remove leftover directory", e))?;
         }
     }
     Ok(())

@@ -9,11 +9,7 @@ pub enum CheckpointError {
     /// A filesystem operation failed (`op` says which: write, rename, sync directory, ...), or a
     /// test storage stopped at a crash point.
     #[error("{}: io error during {op}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        op: String,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, op: String, error: std::io::Error },
 
     /// The directory has no `MANIFEST.json`, so it was never committed.
     #[error("{}: missing manifest (MANIFEST.json): not a committed checkpoint", dir.display())]
@@ -21,11 +17,7 @@ pub enum CheckpointError {
 
     /// The manifest is larger than any real one; refused rather than read.
     #[error("{}: manifest is {bytes} bytes, more than the {limit}-byte limit", path.display())]
-    ManifestTooLarge {
-        path: PathBuf,
-        bytes: u64,
-        limit: u64,
-    },
+    ManifestTooLarge { path: PathBuf, bytes: u64, limit: u64 },
 
     /// The manifest is not JSON or a field has the wrong type or value.
     #[error("{}: malformed manifest: {message}", path.display())]
@@ -40,12 +32,7 @@ pub enum CheckpointError {
         "{}: unsupported {what} version {version} (this build reads version {supported})",
         path.display()
     )]
-    UnsupportedVersion {
-        path: PathBuf,
-        what: &'static str,
-        version: u64,
-        supported: u32,
-    },
+    UnsupportedVersion { path: PathBuf, what: &'static str, version: u64, supported: u32 },
 
     /// The directory's name disagrees with the task and step in its manifest (moved or copied).
     #[error(
@@ -57,11 +44,7 @@ pub enum CheckpointError {
     /// A file name cannot be stored in a checkpoint (path separators, `..`, the manifest's own
     /// name, a duplicate, ...).
     #[error("{}: bad checkpoint file name {name:?}: {reason}", dir.display())]
-    BadFileName {
-        dir: PathBuf,
-        name: String,
-        reason: &'static str,
-    },
+    BadFileName { dir: PathBuf, name: String, reason: &'static str },
 
     /// A file listed in the manifest is absent.
     #[error("{}: file {name:?} listed in the manifest is missing", dir.display())]
@@ -77,23 +60,14 @@ pub enum CheckpointError {
 
     /// The file's length differs from the manifest's (truncated or appended to).
     #[error("{}: size mismatch: expected {expected} bytes, got {got}", path.display())]
-    SizeMismatch {
-        path: PathBuf,
-        expected: u64,
-        got: u64,
-    },
+    SizeMismatch { path: PathBuf, expected: u64, got: u64 },
 
     /// The file's SHA-256 differs from the manifest's (corrupted).
     #[error(
         "{}: hash mismatch of file {name:?}: expected sha256 {expected}, got {got}",
         path.display()
     )]
-    HashMismatch {
-        path: PathBuf,
-        name: String,
-        expected: String,
-        got: String,
-    },
+    HashMismatch { path: PathBuf, name: String, expected: String, got: String },
 
     /// `state.postcard` does not start with `MULKICKP`.
     #[error("{}: bad magic: expected \"MULKICKP\", found {found}", path.display())]
@@ -113,15 +87,7 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
-    pub(crate) fn io(
-        path: impl Into<PathBuf>,
-        op: impl Into<String>,
-        error: std::io::Error,
-    ) -> Self {
-        CheckpointError::Io {
-            path: path.into(),
-            op: op.into(),
-            error,
-        }
+    pub(crate) fn io(path: impl Into<PathBuf>, op: impl Into<String>, error: std::io::Error) -> Self {
+        CheckpointError::Io { path: path.into(), op: op.into(), error }
     }
 }

@@ -19,10 +19,8 @@ pub fn encode_header<T: Serialize>(value: &T, file: &Path) -> Result<Vec<u8>, Ch
     let mut out = Vec::with_capacity(MAGIC.len() + 4);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&HEADER_VERSION.to_le_bytes());
-    postcard::to_extend(value, out).map_err(|e| CheckpointError::Encode {
-        path: file.to_path_buf(),
-        message: e.to_string(),
-    })
+    postcard::to_extend(value, out)
+        .map_err(|e| CheckpointError::Encode { path: file.to_path_buf(), message: e.to_string() })
 }
 
 /// Checks magic and version and decodes the payload, which must be consumed exactly; `file`
@@ -32,10 +30,7 @@ pub fn decode_header<T: DeserializeOwned>(bytes: &[u8], file: &Path) -> Result<T
     let magic_len = MAGIC.len().min(bytes.len());
     let (head, rest) = bytes.split_at(magic_len);
     if head != MAGIC.get(..magic_len).unwrap_or(MAGIC) {
-        return Err(CheckpointError::BadMagic {
-            path: path(),
-            found: format!("\"{}\"", head.escape_ascii()),
-        });
+        return Err(CheckpointError::BadMagic { path: path(), found: format!("\"{}\"", head.escape_ascii()) });
     }
     if head.len() < MAGIC.len() {
         return Err(CheckpointError::Truncated {
@@ -68,9 +63,6 @@ pub fn decode_header<T: DeserializeOwned>(bytes: &[u8], file: &Path) -> Result<T
             path: path(),
             what: format!("payload of {} bytes ends inside the value", payload.len()),
         }),
-        Err(e) => Err(CheckpointError::CorruptPayload {
-            path: path(),
-            message: e.to_string(),
-        }),
+        Err(e) => Err(CheckpointError::CorruptPayload { path: path(), message: e.to_string() }),
     }
 }

@@ -81,13 +81,7 @@ pub(crate) fn parse_name(name: &str, prefix: &str, width: usize) -> Option<usize
 /// A file name is one plain component of safe characters, so a manifest can never point
 /// outside its directory and the name means the same on every OS.
 pub(crate) fn check_file_name(dir: &Path, name: &str) -> Result<(), CheckpointError> {
-    let bad = |reason| {
-        Err(CheckpointError::BadFileName {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-            reason,
-        })
-    };
+    let bad = |reason| Err(CheckpointError::BadFileName { dir: dir.to_path_buf(), name: name.to_string(), reason });
     if name.is_empty() {
         return bad("empty");
     }
@@ -100,10 +94,7 @@ pub(crate) fn check_file_name(dir: &Path, name: &str) -> Result<(), CheckpointEr
     if name == MANIFEST_FILE {
         return bad("reserved for the manifest");
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     Ok(())
@@ -141,22 +132,13 @@ impl Manifest {
     /// Parses manifest text; `path` is for the messages. Format and version are checked before
     /// the rest, so a manifest from a future version says so instead of failing on a field.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, CheckpointError> {
-        let malformed = |message: String| CheckpointError::ManifestParse {
-            path: path.to_path_buf(),
-            message,
-        };
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
-        let obj = value
-            .as_object()
-            .ok_or_else(|| malformed("expected a JSON object".into()))?;
+        let malformed = |message: String| CheckpointError::ManifestParse { path: path.to_path_buf(), message };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+        let obj = value.as_object().ok_or_else(|| malformed("expected a JSON object".into()))?;
         match obj.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
-                return Err(CheckpointError::UnknownFormat {
-                    path: path.to_path_buf(),
-                    format: other.into(),
-                })
+                return Err(CheckpointError::UnknownFormat { path: path.to_path_buf(), format: other.into() })
             }
             None => return Err(malformed("field `format`: missing or not a string".into())),
         }
@@ -170,21 +152,13 @@ impl Manifest {
                     supported: VERSION,
                 })
             }
-            None => {
-                return Err(malformed(
-                    "field `version`: missing or not a non-negative integer".into(),
-                ))
-            }
+            None => return Err(malformed("field `version`: missing or not a non-negative integer".into())),
         }
-        let manifest: Manifest =
-            serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| malformed(e.to_string()))?;
         for (name, entry) in &manifest.files {
             check_file_name(path.parent().unwrap_or(path), name)?;
             let hex_ok = entry.sha256.len() == 64
-                && entry
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+                && entry.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
             if !hex_ok {
                 return Err(malformed(format!(
                     "file {name:?}: sha256 must be 64 lowercase hex digits, got {:?}",
@@ -209,23 +183,15 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, CheckpointError> {
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CheckpointError::MissingManifest {
-                dir: dir.to_path_buf(),
-            })
+            return Err(CheckpointError::MissingManifest { dir: dir.to_path_buf() })
         }
         Err(e) => return Err(CheckpointError::io(&path, "open manifest", e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| CheckpointError::io(&path, "stat manifest", e))?;
+    let meta = file.metadata().map_err(|e| CheckpointError::io(&path, "stat manifest", e))?;
     if !meta.is_file() {
         return Err(CheckpointError::NotAFile { path });
     }
-    let too_large = |bytes| CheckpointError::ManifestTooLarge {
-        path: path.clone(),
-        bytes,
-        limit: MANIFEST_LIMIT,
-    };
+    let too_large = |bytes| CheckpointError::ManifestTooLarge { path: path.clone(), bytes, limit: MANIFEST_LIMIT };
     if meta.len() > MANIFEST_LIMIT {
         return Err(too_large(meta.len()));
     }
@@ -250,10 +216,7 @@ pub(crate) fn read_manifest_at(dir: &Path) -> Result<Manifest, CheckpointError> 
     let step_ok = name(Some(dir)) == Some(step_dir_name(manifest.step).as_str());
     let task_ok = name(dir.parent()) == Some(task_dir_name(manifest.task).as_str());
     if !(step_ok && task_ok) {
-        return Err(CheckpointError::NameMismatch {
-            dir: dir.to_path_buf(),
-            expected: manifest.rel_dir(),
-        });
+        return Err(CheckpointError::NameMismatch { dir: dir.to_path_buf(), expected: manifest.rel_dir() });
     }
     Ok(manifest)
 }

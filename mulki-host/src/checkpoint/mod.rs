@@ -13,8 +13,8 @@ pub use commit::{commit, rotate};
 pub use error::CheckpointError;
 pub use header::{decode_header, encode_header, HEADER_VERSION, MAGIC};
 pub use manifest::{
-    checkpoint_dir, sha256_hex, step_dir_name, task_dir_name, FileEntry, Kind, Manifest, FORMAT,
-    MANIFEST_FILE, MANIFEST_LIMIT, VERSION,
+    checkpoint_dir, sha256_hex, step_dir_name, task_dir_name, FileEntry, Kind, Manifest, FORMAT, MANIFEST_FILE,
+    MANIFEST_LIMIT, VERSION,
 };
 pub use scan::{find_latest, load_file, task_end, verify, Found};
 pub use storage::{CrashPoint, FailingStorage, RealStorage, Storage, CRASH_ENV};

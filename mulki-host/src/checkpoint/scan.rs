@@ -7,23 +7,15 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::manifest::{
-    check_file_name, hex, parse_name, read_manifest_at, task_dir_name, FileEntry, Kind, Manifest,
-};
+use super::manifest::{check_file_name, hex, parse_name, read_manifest_at, task_dir_name, FileEntry, Kind, Manifest};
 use super::CheckpointError;
 
 /// Suffixes of directories that are not checkpoints: an unfinished commit (`.tmp`), a
 /// checkpoint renamed aside while being replaced (`.old`) or deleted by rotation (`.del`).
 pub(crate) const LEFTOVERS: [(&str, &str); 3] = [
-    (
-        ".tmp",
-        "unfinished checkpoint left by an interrupted commit",
-    ),
+    (".tmp", "unfinished checkpoint left by an interrupted commit"),
     (".old", "replaced checkpoint left by an interrupted commit"),
-    (
-        ".del",
-        "checkpoint left half-deleted by an interrupted rotation",
-    ),
+    (".del", "checkpoint left half-deleted by an interrupted rotation"),
 ];
 
 /// The newest complete checkpoint of a run.
@@ -57,10 +49,7 @@ pub fn load_file(dir: &Path, name: &str) -> Result<Vec<u8>, CheckpointError> {
     let entry = manifest
         .files
         .get(name)
-        .ok_or_else(|| CheckpointError::NotInManifest {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-        })?;
+        .ok_or_else(|| CheckpointError::NotInManifest { dir: dir.to_path_buf(), name: name.to_string() })?;
     read_checked(dir, name, entry, true)
 }
 
@@ -71,8 +60,7 @@ pub fn load_file(dir: &Path, name: &str) -> Result<Vec<u8>, CheckpointError> {
 /// checkpoints newer than the one returned are verified, so a resume hashes one checkpoint in
 /// the normal case. A missing run directory is not an error: there is nothing to resume.
 pub fn find_latest(
-    run_dir: &Path,
-    expected_config_hash: Option<&str>,
+    run_dir: &Path, expected_config_hash: Option<&str>,
 ) -> Result<(Option<Found>, Vec<String>), CheckpointError> {
     let mut warnings = Vec::new();
     let tasks = match list_tasks(run_dir)? {
@@ -89,13 +77,8 @@ pub fn find_latest(
     for (_, _, dir) in all {
         match verify(&dir) {
             Ok(manifest) => {
-                let config_matches =
-                    expected_config_hash.is_none_or(|h| h == manifest.config_hash.as_str());
-                let found = Found {
-                    dir,
-                    manifest,
-                    config_matches,
-                };
+                let config_matches = expected_config_hash.is_none_or(|h| h == manifest.config_hash.as_str());
+                let found = Found { dir, manifest, config_matches };
                 return Ok((Some(found), warnings));
             }
             // Every verify error names the directory or a file in it.
@@ -128,11 +111,7 @@ pub(crate) fn list_tasks(run_dir: &Path) -> Result<Option<Vec<(usize, PathBuf)>>
     for entry in entries {
         let entry = entry.map_err(|e| CheckpointError::io(run_dir, "read directory", e))?;
         let path = entry.path();
-        let Some(task) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| parse_name(n, "task-", 2))
-        else {
+        let Some(task) = entry.file_name().to_str().and_then(|n| parse_name(n, "task-", 2)) else {
             continue;
         };
         if path.is_dir() {
@@ -147,8 +126,7 @@ pub(crate) fn list_tasks(run_dir: &Path) -> Result<Option<Vec<(usize, PathBuf)>>
 /// and step-like names that are not checkpoint directories add a warning. A missing task
 /// directory has no steps.
 pub(crate) fn list_steps(
-    task_dir: &Path,
-    warnings: &mut Vec<String>,
+    task_dir: &Path, warnings: &mut Vec<String>,
 ) -> Result<Vec<(usize, PathBuf)>, CheckpointError> {
     let entries = match fs::read_dir(task_dir) {
         Ok(e) => e,
@@ -170,10 +148,7 @@ pub(crate) fn list_steps(
         } else if let Some((_, why)) = leftover(name) {
             warnings.push(format!("ignoring {}: {why}", path.display()));
         } else if name.starts_with("step-") {
-            warnings.push(format!(
-                "ignoring {}: not a checkpoint name",
-                path.display()
-            ));
+            warnings.push(format!("ignoring {}: not a checkpoint name", path.display()));
         }
     }
     steps.sort();
@@ -190,35 +165,21 @@ pub(crate) fn leftover(name: &str) -> Option<(usize, &'static str)> {
 
 /// Streams file `name` of `dir` through SHA-256, checking size and hash against `entry`;
 /// returns the bytes when `keep`. Never reads more than the manifest's size plus one byte.
-fn read_checked(
-    dir: &Path,
-    name: &str,
-    entry: &FileEntry,
-    keep: bool,
-) -> Result<Vec<u8>, CheckpointError> {
+fn read_checked(dir: &Path, name: &str, entry: &FileEntry, keep: bool) -> Result<Vec<u8>, CheckpointError> {
     check_file_name(dir, name)?;
     let path = dir.join(name);
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CheckpointError::MissingFile {
-                dir: dir.to_path_buf(),
-                name: name.to_string(),
-            })
+            return Err(CheckpointError::MissingFile { dir: dir.to_path_buf(), name: name.to_string() })
         }
         Err(e) => return Err(CheckpointError::io(&path, "open", e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| CheckpointError::io(&path, "stat", e))?;
+    let meta = file.metadata().map_err(|e| CheckpointError::io(&path, "stat", e))?;
     if !meta.is_file() {
         return Err(CheckpointError::NotAFile { path });
     }
-    let size_mismatch = |got| CheckpointError::SizeMismatch {
-        path: path.clone(),
-        expected: entry.bytes,
-        got,
-    };
+    let size_mismatch = |got| CheckpointError::SizeMismatch { path: path.clone(), expected: entry.bytes, got };
     if meta.len() != entry.bytes {
         return Err(size_mismatch(meta.len()));
     }
@@ -226,10 +187,7 @@ fn read_checked(
     if keep {
         let want = usize::try_from(entry.bytes).map_err(|_| size_mismatch(meta.len()))?;
         data.try_reserve_exact(want).map_err(|_| {
-            let e = io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "cannot allocate the file's size",
-            );
+            let e = io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate the file's size");
             CheckpointError::io(&path, "read", e)
         })?;
     }

@@ -128,18 +128,12 @@ pub struct FailingStorage {
 impl FailingStorage {
     /// Fails any write that would take the total written past `bytes`.
     pub fn full_after(bytes: u64) -> Self {
-        FailingStorage {
-            limit: Some(bytes),
-            ..Self::default()
-        }
+        FailingStorage { limit: Some(bytes), ..Self::default() }
     }
 
     /// Stops dead at `point`.
     pub fn crash_at(point: CrashPoint) -> Self {
-        FailingStorage {
-            crash: Some(point),
-            ..Self::default()
-        }
+        FailingStorage { crash: Some(point), ..Self::default() }
     }
 
     /// Bytes written so far (including the part of a write cut short by ENOSPC).
@@ -169,10 +163,7 @@ fn no_space() -> io::Error {
     }
     #[cfg(not(unix))]
     {
-        io::Error::new(
-            io::ErrorKind::StorageFull,
-            "no space left on device (injected)",
-        )
+        io::Error::new(io::ErrorKind::StorageFull, "no space left on device (injected)")
     }
 }
 

@@ -23,10 +23,7 @@ pub fn check(args: &DataCheckArgs) -> Result<()> {
         }
     }
     if bad > 0 {
-        bail!(
-            "{bad} of {} datasets have problems (listed above)",
-            cfg.tasks.len()
-        );
+        bail!("{bad} of {} datasets have problems (listed above)", cfg.tasks.len());
     }
     Ok(())
 }

@@ -21,11 +21,7 @@ fn print_rows(kind: &str, names: &[String], rows: &[f32], p: usize, full: bool) 
     for (name, row) in names.iter().zip(rows.chunks(p.max(1))) {
         let shown = if full { row.len() } else { row.len().min(8) };
         let vals: Vec<String> = row[..shown].iter().map(|x| format!("{x:+.4}")).collect();
-        let more = if shown < row.len() {
-            format!(" … ({} values)", row.len())
-        } else {
-            String::new()
-        };
+        let more = if shown < row.len() { format!(" … ({} values)", row.len()) } else { String::new() };
         println!("{kind} {name}: [{}]{more}", vals.join(", "));
     }
 }
@@ -45,14 +41,7 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
     let cfg = loaded.config;
     let (ni, nt) = (args.images.len(), args.texts.len());
     let mut be = CpuBackend::<f32>::new(super::threads(args.threads));
-    let mut clip = Clip::new(
-        &mut be,
-        &cfg,
-        Capacity {
-            images: ni.max(1),
-            texts: nt.max(1),
-        },
-    )?;
+    let mut clip = Clip::new(&mut be, &cfg, Capacity { images: ni.max(1), texts: nt.max(1) })?;
     be.write(clip.params(), &loaded.params)?;
     let p = cfg.projection_dim;
     let mut ls = [0f32];
@@ -81,35 +70,20 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
         // its longest sequence.
         let t = ids
             .chunks(ctx)
-            .map(|s| {
-                s.iter()
-                    .rposition(|&x| x != crate::tokenizer::PAD_ID)
-                    .map_or(1, |i| i + 1)
-            })
+            .map(|s| s.iter().rposition(|&x| x != crate::tokenizer::PAD_ID).map_or(1, |i| i + 1))
             .max()
             .unwrap_or(1);
         ids = ids.chunks(ctx).flat_map(|s| s[..t].to_vec()).collect();
-        Some(
-            clip.encode_text(&mut be, &ids, nt, t)
-                .context("encoding texts")?,
-        )
+        Some(clip.encode_text(&mut be, &ids, nt, t).context("encoding texts")?)
     } else {
         None
     };
 
-    let image_names: Vec<String> = args
-        .images
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
+    let image_names: Vec<String> = args.images.iter().map(|p| p.display().to_string()).collect();
     let text_names: Vec<String> = args.texts.iter().map(|t| format!("{t:?}")).collect();
     let most = ni.max(nt).max(1);
     let mut loss = Contrastive::new(&mut be, most, most, p)?;
-    let terms = Terms {
-        contrastive: 0.0,
-        labelled: 0.0,
-        smoothing: 0.0,
-    };
+    let terms = Terms { contrastive: 0.0, labelled: 0.0, smoothing: 0.0 };
     match (v, w) {
         (Some(v), Some(w)) => {
             loss.forward(&mut be, v, w, ni, nt, s, &[], terms)?;
@@ -117,7 +91,9 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
             print_rows("image", &image_names, &read(&mut be, vn)?, p, args.full);
             print_rows("text", &text_names, &read(&mut be, wn)?, p, args.full);
             let z = read(&mut be, loss.logits())?;
-            println!("\ncosine similarity (rows: images, columns: texts), and softmax over texts at logit scale {s:.2}:");
+            println!(
+                "\ncosine similarity (rows: images, columns: texts), and softmax over texts at logit scale {s:.2}:"
+            );
             for (name, row) in image_names.iter().zip(z.chunks(nt)) {
                 let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let e: Vec<f32> = row.iter().map(|x| (x - m).exp()).collect();
@@ -132,23 +108,11 @@ pub fn run(args: &EmbedArgs) -> Result<()> {
         }
         (Some(v), None) => {
             loss.forward(&mut be, v, v, ni, ni, s, &[], terms)?;
-            print_rows(
-                "image",
-                &image_names,
-                &read(&mut be, loss.normalized().0)?,
-                p,
-                args.full,
-            );
+            print_rows("image", &image_names, &read(&mut be, loss.normalized().0)?, p, args.full);
         }
         (None, Some(w)) => {
             loss.forward(&mut be, w, w, nt, nt, s, &[], terms)?;
-            print_rows(
-                "text",
-                &text_names,
-                &read(&mut be, loss.normalized().0)?,
-                p,
-                args.full,
-            );
+            print_rows("text", &text_names, &read(&mut be, loss.normalized().0)?, p, args.full);
         }
         (None, None) => {}
     }

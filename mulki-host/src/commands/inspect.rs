@@ -13,15 +13,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         for w in warnings {
             eprintln!("warning: {w}");
         }
-        found
-            .with_context(|| format!("{}: no complete checkpoint", args.checkpoint.display()))?
-            .dir
+        found.with_context(|| format!("{}: no complete checkpoint", args.checkpoint.display()))?.dir
     };
     let manifest = checkpoint::verify(&dir)?;
-    let state: CheckpointState = checkpoint::decode_header(
-        &checkpoint::load_file(&dir, "state.postcard")?,
-        &dir.join("state.postcard"),
-    )?;
+    let state: CheckpointState =
+        checkpoint::decode_header(&checkpoint::load_file(&dir, "state.postcard")?, &dir.join("state.postcard"))?;
     let run = &state.run()?;
     println!("checkpoint {}", dir.display());
     println!(
@@ -42,13 +38,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     );
     if let Some(m) = mulki_core::metrics::metrics(&run.rows) {
         let f = |x: Option<f64>| x.map_or("n/a".into(), |v| format!("{v:.2}"));
-        println!(
-            "Transfer {}  Avg {:.2}  Last {:.2}  BWT {}",
-            f(m.transfer),
-            m.avg,
-            m.last,
-            f(m.bwt)
-        );
+        println!("Transfer {}  Avg {:.2}  Last {:.2}  BWT {}", f(m.transfer), m.avg, m.last, f(m.bwt));
     }
     println!("config: {}", state.config_json);
     Ok(())

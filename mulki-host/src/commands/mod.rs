@@ -46,6 +46,5 @@ pub fn describe(err: &anyhow::Error) -> String {
 
 /// `--threads`, defaulting to every core.
 pub fn threads(arg: Option<usize>) -> usize {
-    arg.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1)
+    arg.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1)
 }

@@ -11,17 +11,10 @@ use crate::run::session::{self, Outcome, SessionOptions, Signals};
 /// The run directory: `--resume`, `--output`, the config's `output_dir`, or
 /// `runs/<config stem>`.
 fn run_dir(args: &TrainArgs, cfg: &RunConfig) -> PathBuf {
-    args.resume
-        .clone()
-        .or_else(|| args.output.clone())
-        .or_else(|| cfg.output_dir.clone())
-        .unwrap_or_else(|| {
-            let stem = args
-                .config
-                .file_stem()
-                .map_or("run".into(), |s| s.to_string_lossy().into_owned());
-            PathBuf::from("runs").join(stem)
-        })
+    args.resume.clone().or_else(|| args.output.clone()).or_else(|| cfg.output_dir.clone()).unwrap_or_else(|| {
+        let stem = args.config.file_stem().map_or("run".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from("runs").join(stem)
+    })
 }
 
 /// Exit code of the run (0, or 130/143 after a signal).

@@ -52,9 +52,7 @@ impl CheckReport {
 /// Checks the train and test splits of `task`.
 pub fn check(task: &TaskConfig) -> Result<CheckReport, DataError> {
     if !task.root.is_dir() {
-        return Err(DataError::MissingDataset {
-            path: task.root.clone(),
-        });
+        return Err(DataError::MissingDataset { path: task.root.clone() });
     }
     let mut splits = Vec::new();
     let mut names = vec![task.train_split.as_str()];
@@ -64,12 +62,7 @@ pub fn check(task: &TaskConfig) -> Result<CheckReport, DataError> {
     for split in names {
         splits.push(check_split(task, split)?);
     }
-    Ok(CheckReport {
-        task: task.name.clone(),
-        format: task.format,
-        root: task.root.clone(),
-        splits,
-    })
+    Ok(CheckReport { task: task.name.clone(), format: task.format, root: task.root.clone(), splits })
 }
 
 fn check_split(task: &TaskConfig, split: &str) -> Result<SplitCheck, DataError> {
@@ -94,10 +87,7 @@ fn check_split(task: &TaskConfig, split: &str) -> Result<SplitCheck, DataError> 
         DatasetFormat::Csv => {
             let path = csv::manifest_path(root, split);
             if !path.is_file() {
-                return Err(DataError::MissingSplit {
-                    path,
-                    split: split.into(),
-                });
+                return Err(DataError::MissingSplit { path, split: split.into() });
             }
             let text = csv::read_text(&path)?;
             let base = path.parent().unwrap_or(root).to_path_buf();
@@ -138,13 +128,7 @@ impl fmt::Display for CheckReport {
             }
             Ok(())
         };
-        writeln!(
-            f,
-            "task {} ({:?}, {})",
-            self.task,
-            self.format,
-            self.root.display()
-        )?;
+        writeln!(f, "task {} ({:?}, {})", self.task, self.format, self.root.display())?;
         for s in &self.splits {
             writeln!(
                 f,
@@ -154,10 +138,8 @@ impl fmt::Display for CheckReport {
                 s.classes.len(),
                 s.location.display()
             )?;
-            let (lo, hi) = (
-                s.per_class.iter().min().copied().unwrap_or(0),
-                s.per_class.iter().max().copied().unwrap_or(0),
-            );
+            let (lo, hi) =
+                (s.per_class.iter().min().copied().unwrap_or(0), s.per_class.iter().max().copied().unwrap_or(0));
             writeln!(f, "  images per class: min {lo}, max {hi}")?;
             for (name, &count) in s.classes.iter().zip(&s.per_class) {
                 writeln!(f, "    {count:>7}  {name}")?;

@@ -16,11 +16,7 @@ pub struct Record {
 /// Blank lines are skipped. A stray quote, text after a closing quote or an unterminated quote
 /// is an error naming `path` and the line.
 pub fn records(text: &str, path: &Path) -> Result<Vec<Record>, DataError> {
-    let err = |line, reason: &str| DataError::Csv {
-        path: path.to_path_buf(),
-        line,
-        reason: reason.into(),
-    };
+    let err = |line, reason: &str| DataError::Csv { path: path.to_path_buf(), line, reason: reason.into() };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let (mut fields, mut field) = (Vec::new(), String::new());
@@ -53,10 +49,7 @@ pub fn records(text: &str, path: &Path) -> Result<Vec<Record>, DataError> {
             '\n' => {
                 if quoted || !field.is_empty() || !fields.is_empty() {
                     fields.push(std::mem::take(&mut field));
-                    out.push(Record {
-                        line: start,
-                        fields: std::mem::take(&mut fields),
-                    });
+                    out.push(Record { line: start, fields: std::mem::take(&mut fields) });
                 }
                 quoted = false;
                 line += 1;
@@ -76,21 +69,14 @@ pub fn records(text: &str, path: &Path) -> Result<Vec<Record>, DataError> {
     }
     if quoted || !field.is_empty() || !fields.is_empty() {
         fields.push(field);
-        out.push(Record {
-            line: start,
-            fields,
-        });
+        out.push(Record { line: start, fields });
     }
     Ok(out)
 }
 
 /// `(path as written, label, line)` rows of a manifest, header dropped, labels checked against
 /// `classes`.
-pub fn parse(
-    text: &str,
-    path: &Path,
-    classes: usize,
-) -> Result<Vec<(String, usize, usize)>, DataError> {
+pub fn parse(text: &str, path: &Path, classes: usize) -> Result<Vec<(String, usize, usize)>, DataError> {
     let recs = records(text, path)?;
     let is_header = |r: &Record| {
         r.fields.len() == 2
@@ -100,24 +86,15 @@ pub fn parse(
     let skip = usize::from(recs.first().is_some_and(is_header));
     let mut rows = Vec::with_capacity(recs.len());
     for r in &recs[skip..] {
-        let bad = |reason: String| DataError::Csv {
-            path: path.to_path_buf(),
-            line: r.line,
-            reason,
-        };
+        let bad = |reason: String| DataError::Csv { path: path.to_path_buf(), line: r.line, reason };
         if r.fields.len() != 2 {
-            return Err(bad(format!(
-                "expected 2 fields (path,label), found {}",
-                r.fields.len()
-            )));
+            return Err(bad(format!("expected 2 fields (path,label), found {}", r.fields.len())));
         }
         if r.fields[0].is_empty() {
             return Err(bad("empty path".into()));
         }
         let text = r.fields[1].trim();
-        let label: u64 = text
-            .parse()
-            .map_err(|_| bad(format!("label `{text}` is not a non-negative integer")))?;
+        let label: u64 = text.parse().map_err(|_| bad(format!("label `{text}` is not a non-negative integer")))?;
         if label >= classes as u64 {
             return Err(DataError::LabelOutOfRange {
                 path: path.to_path_buf(),
@@ -133,10 +110,7 @@ pub fn parse(
 
 /// Reads a manifest as UTF-8 text (an encoding error names the line).
 pub(crate) fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes).map_err(|e| {
         let ok = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         DataError::Csv {
@@ -156,10 +130,7 @@ pub fn manifest_path(root: &Path, split: &str) -> PathBuf {
 pub fn list(root: &Path, split: &str, classes: usize) -> Result<Split, DataError> {
     let path = manifest_path(root, split);
     if !path.is_file() {
-        return Err(DataError::MissingSplit {
-            path,
-            split: split.into(),
-        });
+        return Err(DataError::MissingSplit { path, split: split.into() });
     }
     let text = read_text(&path)?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -167,12 +138,6 @@ pub fn list(root: &Path, split: &str, classes: usize) -> Result<Split, DataError
     if rows.is_empty() {
         return Err(DataError::NoImages { path });
     }
-    let items = rows
-        .into_iter()
-        .map(|(p, label, _)| Item {
-            source: Source::File(base.join(p)),
-            label,
-        })
-        .collect();
+    let items = rows.into_iter().map(|(p, label, _)| Item { source: Source::File(base.join(p)), label }).collect();
     Ok(Split { items, classes })
 }

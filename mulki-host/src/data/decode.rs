@@ -13,31 +13,16 @@ pub const MAX_DECODED_BYTES: u64 = 512 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{path}: cannot read image: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: cannot decode image: {source}")]
-    Decode {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    Decode { path: PathBuf, source: image::ImageError },
 }
 
 /// Reads and decodes `path` (png or jpeg, whatever its extension says) to RGB8.
 pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageError> {
-    let read = |source| ImageError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let decode = |source| ImageError::Decode {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut reader = image::ImageReader::open(path)
-        .map_err(read)?
-        .with_guessed_format()
-        .map_err(read)?;
+    let read = |source| ImageError::Read { path: path.to_path_buf(), source };
+    let decode = |source| ImageError::Decode { path: path.to_path_buf(), source };
+    let mut reader = image::ImageReader::open(path).map_err(read)?.with_guessed_format().map_err(read)?;
     reader.limits(limits());
     Ok(to_rgb8(reader.decode().map_err(decode)?))
 }

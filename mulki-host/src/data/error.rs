@@ -9,10 +9,7 @@ use super::decode::ImageError;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     #[error("{path}: cannot read: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: dataset folder not found")]
     MissingDataset { path: PathBuf },
     #[error("{path}: split `{split}` not found")]
@@ -28,39 +25,16 @@ pub enum DataError {
         extra: Vec<String>,
     },
     #[error("{path}:{line}: {reason}")]
-    Csv {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Csv { path: PathBuf, line: usize, reason: String },
     /// `at` is `line N` (CSV) or `record N` (IDX).
     #[error("{path}: {at}: label {label} out of range: the task has {classes} classes")]
-    LabelOutOfRange {
-        path: PathBuf,
-        at: String,
-        label: u64,
-        classes: usize,
-    },
+    LabelOutOfRange { path: PathBuf, at: String, label: u64, classes: usize },
     #[error("{path}: offset {offset}: {reason}")]
-    Idx {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Idx { path: PathBuf, offset: u64, reason: String },
     #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels")]
-    IdxCount {
-        images: PathBuf,
-        n_images: usize,
-        labels: PathBuf,
-        n_labels: usize,
-    },
+    IdxCount { images: PathBuf, n_images: usize, labels: PathBuf, n_labels: usize },
     #[error("{images} holds {n_images} images but {captions} holds {n_captions} captions")]
-    CaptionCount {
-        images: PathBuf,
-        n_images: usize,
-        captions: PathBuf,
-        n_captions: usize,
-    },
+    CaptionCount { images: PathBuf, n_images: usize, captions: PathBuf, n_captions: usize },
     #[error("{path}:{line}: empty caption")]
     EmptyCaption { path: PathBuf, line: usize },
     #[error("{path}: no images (.png, .jpg, .jpeg) found")]

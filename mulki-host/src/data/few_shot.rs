@@ -29,8 +29,5 @@ pub fn few_shot(split: &Split, shots: usize, seed: u64, task: u64) -> Split {
         keep.extend_from_slice(idx);
     }
     keep.sort_unstable();
-    Split {
-        items: keep.into_iter().map(|i| split.items[i].clone()).collect(),
-        classes: split.classes,
-    }
+    Split { items: keep.into_iter().map(|i| split.items[i].clone()).collect(), classes: split.classes }
 }

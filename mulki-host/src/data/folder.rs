@@ -17,10 +17,7 @@ pub(crate) struct FolderScan {
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
-    let io = |source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| DataError::Io { path: dir.to_path_buf(), source };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         out.push(entry.map_err(io)?.path());
@@ -32,10 +29,7 @@ fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 pub(crate) fn scan(root: &Path, split: &str, names: &[String]) -> Result<FolderScan, DataError> {
     let dir = root.join(split);
     if !dir.is_dir() {
-        return Err(DataError::MissingSplit {
-            path: dir,
-            split: split.into(),
-        });
+        return Err(DataError::MissingSplit { path: dir, split: split.into() });
     }
     let mut extra = Vec::new();
     for p in read_dir(&dir)? {
@@ -55,49 +49,26 @@ pub(crate) fn scan(root: &Path, split: &str, names: &[String]) -> Result<FolderS
             per_class.push(Vec::new());
             continue;
         }
-        let files = read_dir(&class_dir)?
-            .into_iter()
-            .filter(|p| is_image_path(p) && p.is_file())
-            .collect();
+        let files = read_dir(&class_dir)?.into_iter().filter(|p| is_image_path(p) && p.is_file()).collect();
         per_class.push(files);
     }
-    Ok(FolderScan {
-        dir,
-        per_class,
-        missing,
-        extra,
-    })
+    Ok(FolderScan { dir, per_class, missing, extra })
 }
 
 /// Lists one split; every class folder must exist and hold an image, and no other folder may.
 pub fn list(root: &Path, split: &str, names: &[String]) -> Result<Split, DataError> {
     let scan = scan(root, split, names)?;
     if !scan.missing.is_empty() || !scan.extra.is_empty() {
-        return Err(DataError::ClassFolders {
-            dir: scan.dir,
-            missing: scan.missing,
-            extra: scan.extra,
-        });
+        return Err(DataError::ClassFolders { dir: scan.dir, missing: scan.missing, extra: scan.extra });
     }
     if let Some(c) = scan.per_class.iter().position(Vec::is_empty) {
-        return Err(DataError::EmptyClass {
-            dir: scan.dir.join(&names[c]),
-            class: names[c].clone(),
-        });
+        return Err(DataError::EmptyClass { dir: scan.dir.join(&names[c]), class: names[c].clone() });
     }
     let items = scan
         .per_class
         .into_iter()
         .enumerate()
-        .flat_map(|(label, files)| {
-            files.into_iter().map(move |p| Item {
-                source: Source::File(p),
-                label,
-            })
-        })
+        .flat_map(|(label, files)| files.into_iter().map(move |p| Item { source: Source::File(p), label }))
         .collect();
-    Ok(Split {
-        items,
-        classes: names.len(),
-    })
+    Ok(Split { items, classes: names.len() })
 }

@@ -27,14 +27,7 @@ pub struct IdxImages {
 
 impl std::fmt::Debug for IdxImages {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "IdxImages({}: {}×{}×{})",
-            self.path.display(),
-            self.count,
-            self.rows,
-            self.cols
-        )
+        write!(f, "IdxImages({}: {}×{}×{})", self.path.display(), self.count, self.rows, self.cols)
     }
 }
 
@@ -43,13 +36,7 @@ impl IdxImages {
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let (dims, pixels) = read_idx(path, 3)?;
         let (count, rows, cols) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
-        Ok(IdxImages {
-            path: path.to_path_buf(),
-            count,
-            rows,
-            cols,
-            pixels,
-        })
+        Ok(IdxImages { path: path.to_path_buf(), count, rows, cols, pixels })
     }
 
     /// Record `i`'s pixels, row-major.
@@ -80,67 +67,38 @@ pub fn load_labels(path: &Path, classes: usize) -> Result<Vec<u8>, DataError> {
 
 /// Reads an unsigned-byte IDX file with `ndims` dimensions: the dimensions and the data.
 fn read_idx(path: &Path, ndims: u8) -> Result<(Vec<u64>, Vec<u8>), DataError> {
-    let bad = |offset: u64, reason: String| DataError::Idx {
-        path: path.to_path_buf(),
-        offset,
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bad = |offset: u64, reason: String| DataError::Idx { path: path.to_path_buf(), offset, reason };
+    let file = std::fs::File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let gz = path.extension().is_some_and(|e| e == "gz");
     let mut reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
+        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file)))
     } else {
         Box::new(std::io::BufReader::new(file))
     };
     let header_len = 4 + 4 * u64::from(ndims);
     let mut header = Vec::new();
-    (&mut reader)
-        .take(header_len)
-        .read_to_end(&mut header)
-        .map_err(|e| bad(0, format!("cannot read header: {e}")))?;
+    (&mut reader).take(header_len).read_to_end(&mut header).map_err(|e| bad(0, format!("cannot read header: {e}")))?;
     if header.len() < 4 {
-        return Err(bad(
-            header.len() as u64,
-            format!("truncated: the header needs {header_len} bytes"),
-        ));
+        return Err(bad(header.len() as u64, format!("truncated: the header needs {header_len} bytes")));
     }
     let want = [0, 0, 0x08, ndims];
     if header[..4] != want {
         return Err(bad(
             0,
-            format!(
-                "bad magic {:02x?}: expected {want:02x?} (unsigned bytes, {ndims} dimensions)",
-                &header[..4]
-            ),
+            format!("bad magic {:02x?}: expected {want:02x?} (unsigned bytes, {ndims} dimensions)", &header[..4]),
         ));
     }
     if (header.len() as u64) < header_len {
-        return Err(bad(
-            header.len() as u64,
-            format!("truncated: the header needs {header_len} bytes"),
-        ));
+        return Err(bad(header.len() as u64, format!("truncated: the header needs {header_len} bytes")));
     }
-    let dims: Vec<u64> = header[4..]
-        .chunks_exact(4)
-        .map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
-        .collect();
+    let dims: Vec<u64> =
+        header[4..].chunks_exact(4).map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))).collect();
     if dims[0] > MAX_RECORDS {
-        return Err(bad(
-            4,
-            format!("{} records (at most {MAX_RECORDS})", dims[0]),
-        ));
+        return Err(bad(4, format!("{} records (at most {MAX_RECORDS})", dims[0])));
     }
     for (k, &d) in dims.iter().enumerate().skip(1) {
         if d == 0 || d > MAX_SIDE {
-            return Err(bad(
-                4 + 4 * k as u64,
-                format!("dimension {k} is {d} (must be 1..={MAX_SIDE})"),
-            ));
+            return Err(bad(4 + 4 * k as u64, format!("dimension {k} is {d} (must be 1..={MAX_SIDE})")));
         }
     }
     let len: u64 = dims.iter().product();
@@ -153,21 +111,13 @@ fn read_idx(path: &Path, ndims: u8) -> Result<(Vec<u64>, Vec<u8>), DataError> {
     if (data.len() as u64) < len {
         return Err(bad(
             header_len + data.len() as u64,
-            format!(
-                "truncated: dimensions {dims:?} need {len} data bytes, the file ends after {}",
-                data.len()
-            ),
+            format!("truncated: dimensions {dims:?} need {len} data bytes, the file ends after {}", data.len()),
         ));
     }
     let mut extra = [0u8; 1];
-    let n = reader
-        .read(&mut extra)
-        .map_err(|e| bad(header_len + len, format!("cannot read: {e}")))?;
+    let n = reader.read(&mut extra).map_err(|e| bad(header_len + len, format!("cannot read: {e}")))?;
     if n > 0 {
-        return Err(bad(
-            header_len + len,
-            format!("unexpected data after the last record (dimensions {dims:?})"),
-        ));
+        return Err(bad(header_len + len, format!("unexpected data after the last record (dimensions {dims:?})")));
     }
     Ok((dims, data))
 }
@@ -182,10 +132,7 @@ fn find(root: &Path, name: &str, split: &str) -> Result<PathBuf, DataError> {
     if gz.is_file() {
         return Ok(gz);
     }
-    Err(DataError::MissingSplit {
-        path: plain,
-        split: split.into(),
-    })
+    Err(DataError::MissingSplit { path: plain, split: split.into() })
 }
 
 /// Lists one split from its images and labels files.
@@ -208,13 +155,7 @@ pub fn list(root: &Path, split: &str, classes: usize) -> Result<Split, DataError
     let items = labels
         .iter()
         .enumerate()
-        .map(|(index, &l)| Item {
-            source: Source::Idx {
-                images: Arc::clone(&images),
-                index,
-            },
-            label: usize::from(l),
-        })
+        .map(|(index, &l)| Item { source: Source::Idx { images: Arc::clone(&images), index }, label: usize::from(l) })
         .collect();
     Ok(Split { items, classes })
 }

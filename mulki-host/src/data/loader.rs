@@ -39,13 +39,7 @@ pub struct BatchSpec {
 impl BatchSpec {
     /// Items for an un-augmented transform (the RNG is not drawn from).
     pub fn eval(indices: &[usize]) -> Self {
-        let samples = indices
-            .iter()
-            .map(|&index| SampleSpec {
-                index,
-                rng: Rng::new(0),
-            })
-            .collect();
+        let samples = indices.iter().map(|&index| SampleSpec { index, rng: Rng::new(0) }).collect();
         BatchSpec { samples }
     }
 
@@ -55,10 +49,7 @@ impl BatchSpec {
         let samples = indices
             .iter()
             .zip(first..)
-            .map(|(&index, g)| SampleSpec {
-                index,
-                rng: augment_rng(seed, task, g),
-            })
+            .map(|(&index, g)| SampleSpec { index, rng: augment_rng(seed, task, g) })
             .collect();
         BatchSpec { samples }
     }
@@ -116,11 +107,7 @@ impl Loader {
             .thread_name(|i| format!("mulki-data-{i}"))
             .build()
             .map_err(|e| DataError::Loader(format!("cannot start decoding threads: {e}")))?;
-        Ok(Loader {
-            shared: Arc::new(Shared { split, cfg, pool }),
-            worker: None,
-            pending: 0,
-        })
+        Ok(Loader { shared: Arc::new(Shared { split, cfg, pool }), worker: None, pending: 0 })
     }
 
     pub fn split(&self) -> &Split {
@@ -138,9 +125,7 @@ impl Loader {
 
     /// Starts loading `spec` in the background; [`Loader::take`] returns requests in order.
     pub fn request(&mut self, spec: BatchSpec) {
-        let worker = self
-            .worker
-            .get_or_insert_with(|| spawn(Arc::clone(&self.shared)));
+        let worker = self.worker.get_or_insert_with(|| spawn(Arc::clone(&self.shared)));
         if let Some(tx) = &worker.tx {
             // A send only fails if the worker died; `take` reports that.
             let _ = tx.send(spec);
@@ -160,10 +145,7 @@ impl Loader {
             _ => return Err(DataError::Loader("take() without a pending request".into())),
         };
         self.pending -= 1;
-        worker
-            .rx
-            .recv()
-            .map_err(|_| DataError::Loader("the prefetch thread stopped".into()))?
+        worker.rx.recv().map_err(|_| DataError::Loader("the prefetch thread stopped".into()))?
     }
 }
 
@@ -180,11 +162,7 @@ fn spawn(shared: Arc<Shared>) -> Worker {
             }
         })
         .ok();
-    Worker {
-        tx: Some(tx),
-        rx,
-        handle,
-    }
+    Worker { tx: Some(tx), rx, handle }
 }
 
 impl Drop for Loader {
@@ -202,20 +180,13 @@ impl Shared {
     fn load(&self, spec: &BatchSpec) -> Result<Batch, DataError> {
         let n = self.split.len();
         if let Some(s) = spec.samples.iter().find(|s| s.index >= n) {
-            return Err(DataError::Loader(format!(
-                "item {} requested from a split of {n} items",
-                s.index
-            )));
+            return Err(DataError::Loader(format!("item {} requested from a split of {n} items", s.index)));
         }
         let size = self.cfg.transform.size();
         let per = 3 * size * size;
         let mut pixels = vec![0f32; spec.samples.len() * per];
         let results: Vec<Result<(usize, Option<String>), DataError>> = self.pool.install(|| {
-            pixels
-                .par_chunks_mut(per)
-                .zip(spec.samples.par_iter())
-                .map(|(out, s)| self.fill(s, out))
-                .collect()
+            pixels.par_chunks_mut(per).zip(spec.samples.par_iter()).map(|(out, s)| self.fill(s, out)).collect()
         });
         let mut indices = Vec::with_capacity(results.len());
         let mut warnings = Vec::new();

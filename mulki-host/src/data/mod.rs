@@ -42,10 +42,7 @@ pub enum Source {
     /// An image file (png or jpeg).
     File(PathBuf),
     /// Record `index` of an IDX images file (shared, held in memory).
-    Idx {
-        images: Arc<IdxImages>,
-        index: usize,
-    },
+    Idx { images: Arc<IdxImages>, index: usize },
 }
 
 /// One labelled example.
@@ -130,9 +127,7 @@ fn dataset_root(task: &TaskConfig) -> Result<&Path, DataError> {
     if task.root.is_dir() {
         Ok(&task.root)
     } else {
-        Err(DataError::MissingDataset {
-            path: task.root.clone(),
-        })
+        Err(DataError::MissingDataset { path: task.root.clone() })
     }
 }
 

@@ -21,30 +21,21 @@ impl ReferenceSet {
     /// CRLF; a final newline is optional). Empty lines and a count mismatch are errors.
     pub fn load(images_dir: &Path, captions_file: &Path) -> Result<Self, DataError> {
         if !images_dir.is_dir() {
-            return Err(DataError::MissingDataset {
-                path: images_dir.to_path_buf(),
-            });
+            return Err(DataError::MissingDataset { path: images_dir.to_path_buf() });
         }
         let mut images = Vec::new();
         walk(images_dir, &mut images)?;
         images.sort();
         if images.is_empty() {
-            return Err(DataError::NoImages {
-                path: images_dir.to_path_buf(),
-            });
+            return Err(DataError::NoImages { path: images_dir.to_path_buf() });
         }
-        let text = std::fs::read_to_string(captions_file).map_err(|source| DataError::Io {
-            path: captions_file.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(captions_file)
+            .map_err(|source| DataError::Io { path: captions_file.to_path_buf(), source })?;
         let mut captions = Vec::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.strip_suffix('\r').unwrap_or(line);
             if line.trim().is_empty() {
-                return Err(DataError::EmptyCaption {
-                    path: captions_file.to_path_buf(),
-                    line: i + 1,
-                });
+                return Err(DataError::EmptyCaption { path: captions_file.to_path_buf(), line: i + 1 });
             }
             captions.push(line.to_string());
         }
@@ -69,19 +60,9 @@ impl ReferenceSet {
 
     /// The images as a split whose label is the caption index (for a [`super::Loader`]).
     pub fn split(&self) -> Split {
-        let items = self
-            .images
-            .iter()
-            .enumerate()
-            .map(|(label, p)| Item {
-                source: Source::File(p.clone()),
-                label,
-            })
-            .collect();
-        Split {
-            items,
-            classes: self.len(),
-        }
+        let items =
+            self.images.iter().enumerate().map(|(label, p)| Item { source: Source::File(p.clone()), label }).collect();
+        Split { items, classes: self.len() }
     }
 
     /// The reference batch sampler for `task` (epoch permutations on a salted seed).
@@ -92,10 +73,7 @@ impl ReferenceSet {
 
 /// Image files under `dir`, recursively (symlinked folders are not followed, so no cycles).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
-    let io = |source| DataError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
+    let io = |source| DataError::Io { path: dir.to_path_buf(), source };
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let path = entry.path();

@@ -36,18 +36,12 @@ struct Taps {
 /// One output sample's window and normalised weights (torch's
 /// `_compute_indices_min_size_weights_aa`, in f64 as its uint8 path computes them).
 fn window(input: usize, scale: f64, i: usize) -> (usize, Vec<f64>) {
-    let (support, inv) = if scale >= 1.0 {
-        (2.0 * scale, 1.0 / scale)
-    } else {
-        (2.0, 1.0)
-    };
+    let (support, inv) = if scale >= 1.0 { (2.0 * scale, 1.0 / scale) } else { (2.0, 1.0) };
     let center = scale * (i as f64 + 0.5);
     // `as` truncates toward zero, as C's int conversion does.
     let lo = ((center - support + 0.5) as i64).max(0) as usize;
     let hi = ((center + support + 0.5) as i64).clamp(0, input as i64) as usize;
-    let mut w: Vec<f64> = (lo..hi)
-        .map(|j| cubic((j as f64 - center + 0.5) * inv))
-        .collect();
+    let mut w: Vec<f64> = (lo..hi).map(|j| cubic((j as f64 - center + 0.5) * inv)).collect();
     let total: f64 = w.iter().sum();
     if total != 0.0 {
         for x in &mut w {
@@ -128,13 +122,7 @@ fn to_u8(acc: i32, precision: u32) -> u8 {
 /// that result (a centre crop need not compute the columns it drops, which also bounds memory
 /// for extreme aspect ratios). A dimension whose size does not change is copied, as torch skips
 /// that pass.
-pub fn resize_bicubic(
-    img: &RgbImage,
-    src: CropBox,
-    out_w: usize,
-    out_h: usize,
-    keep: CropBox,
-) -> RgbImage {
+pub fn resize_bicubic(img: &RgbImage, src: CropBox, out_w: usize, out_h: usize, keep: CropBox) -> RgbImage {
     assert!(src.left + src.width <= img.width() as usize);
     assert!(src.top + src.height <= img.height() as usize);
     assert!(keep.left + keep.width <= out_w && keep.top + keep.height <= out_h);
@@ -147,10 +135,7 @@ pub fn resize_bicubic(
     let (r0, r1) = match &vtaps {
         Some((t, _)) => (
             t.iter().map(|t| t.start).min().unwrap_or(0),
-            t.iter()
-                .map(|t| t.start + t.weights.len())
-                .max()
-                .unwrap_or(0),
+            t.iter().map(|t| t.start + t.weights.len()).max().unwrap_or(0),
         ),
         None => (keep.top, keep.top + kh),
     };

@@ -39,12 +39,7 @@ pub struct EpochSampler {
 
 impl EpochSampler {
     pub fn new(n_items: usize, seed: u64, task: u64) -> Self {
-        EpochSampler {
-            n: n_items,
-            seed,
-            task,
-            cache: [None, None],
-        }
+        EpochSampler { n: n_items, seed, task, cache: [None, None] }
     }
 
     pub fn n_items(&self) -> usize {
@@ -61,10 +56,7 @@ impl EpochSampler {
 
     /// The permutation of `epoch` (computed once while it stays among the last two used).
     pub fn permutation(&mut self, epoch: u64) -> &[usize] {
-        let hit = self
-            .cache
-            .iter()
-            .position(|c| c.as_ref().is_some_and(|(e, _)| *e == epoch));
+        let hit = self.cache.iter().position(|c| c.as_ref().is_some_and(|(e, _)| *e == epoch));
         let slot = match hit {
             Some(s) => s,
             None => {
@@ -91,8 +83,6 @@ impl EpochSampler {
             return Vec::new();
         }
         let first = step * batch as u64;
-        (0..batch as u64)
-            .map(|i| self.index_at(first + i))
-            .collect()
+        (0..batch as u64).map(|i| self.index_at(first + i)).collect()
     }
 }

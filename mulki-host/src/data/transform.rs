@@ -31,18 +31,8 @@ pub fn eval_crop(img: &RgbImage, size: usize) -> RgbImage {
     }
     let (nw, nh) = eval_resize_dims(w, h, size);
     // HF's centre crop: int((n - size) / 2.0), i.e. floor (torchvision's CenterCrop rounds).
-    let keep = CropBox {
-        top: (nh - size) / 2,
-        left: (nw - size) / 2,
-        height: size,
-        width: size,
-    };
-    let src = CropBox {
-        top: 0,
-        left: 0,
-        height: h,
-        width: w,
-    };
+    let keep = CropBox { top: (nh - size) / 2, left: (nw - size) / 2, height: size, width: size };
+    let src = CropBox { top: 0, left: 0, height: h, width: w };
     resize_bicubic(img, src, nw, nh, keep)
 }
 
@@ -80,11 +70,7 @@ pub struct RandomResizedCrop {
 impl RandomResizedCrop {
     /// CLIP fine-tuning's augmentation (as ZSCL): scale (0.9, 1), ratio (3/4, 4/3).
     pub fn clip(size: usize) -> Self {
-        RandomResizedCrop {
-            size,
-            scale: (0.9, 1.0),
-            ratio: (3.0 / 4.0, 4.0 / 3.0),
-        }
+        RandomResizedCrop { size, scale: (0.9, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) }
     }
 
     /// torchvision's `get_params` for a `width`×`height` image: ten tries at a random area and
@@ -101,19 +87,11 @@ impl RandomResizedCrop {
             if 0 < w && w <= width && 0 < h && h <= height {
                 let top = rng.below((height - h + 1) as u64) as usize;
                 let left = rng.below((width - w + 1) as u64) as usize;
-                return CropBox {
-                    top,
-                    left,
-                    height: h,
-                    width: w,
-                };
+                return CropBox { top, left, height: h, width: w };
             }
         }
         let in_ratio = width as f64 / height as f64;
-        let (rmin, rmax) = (
-            self.ratio.0.min(self.ratio.1),
-            self.ratio.0.max(self.ratio.1),
-        );
+        let (rmin, rmax) = (self.ratio.0.min(self.ratio.1), self.ratio.0.max(self.ratio.1));
         let (w, h) = if in_ratio < rmin {
             (width, (width as f64 / rmin).round_ties_even() as usize)
         } else if in_ratio > rmax {
@@ -121,12 +99,7 @@ impl RandomResizedCrop {
         } else {
             (width, height)
         };
-        CropBox {
-            top: (height - h) / 2,
-            left: (width - w) / 2,
-            height: h,
-            width: w,
-        }
+        CropBox { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
     }
 
     /// Draws a box and resizes it to `size`×`size` RGB8 (before rescaling).
@@ -142,12 +115,7 @@ impl RandomResizedCrop {
 /// torchvision's `resized_crop(img, top, left, height, width, [size, size], BICUBIC,
 /// antialias=True)`: the box (inside the image) resampled to `size`×`size`.
 pub fn resized_crop(img: &RgbImage, src: CropBox, size: usize) -> RgbImage {
-    let keep = CropBox {
-        top: 0,
-        left: 0,
-        height: size,
-        width: size,
-    };
+    let keep = CropBox { top: 0, left: 0, height: size, width: size };
     resize_bicubic(img, src, size, size, keep)
 }
 

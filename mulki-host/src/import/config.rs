@@ -24,11 +24,7 @@ use super::error::ImportError;
 /// `ClipLayout` from the result cannot panic on arithmetic (its memory is the caller's concern;
 /// `load_clip_dir` bounds it by the size of the weights file).
 pub fn load_config(path: &Path) -> Result<ClipConfig, ImportError> {
-    let bytes = std::fs::read(path).map_err(|error| ImportError::Io {
-        path: path.to_path_buf(),
-        op: "read",
-        error,
-    })?;
+    let bytes = std::fs::read(path).map_err(|error| ImportError::Io { path: path.to_path_buf(), op: "read", error })?;
     parse_config(&bytes, path)
 }
 
@@ -43,11 +39,7 @@ pub(crate) fn parse_config(bytes: &[u8], path: &Path) -> Result<ClipConfig, Impo
         .map_err(|e| {
             let mut names = trail.take();
             names.reverse();
-            ImportError::ConfigParse {
-                path: path.to_path_buf(),
-                field: names.join("."),
-                message: e.to_string(),
-            }
+            ImportError::ConfigParse { path: path.to_path_buf(), field: names.join("."), message: e.to_string() }
         })?;
     let config = raw.finish();
     check(&config, path)?;
@@ -76,24 +68,14 @@ pub(crate) fn check(config: &ClipConfig, path: &Path) -> Result<(), ImportError>
 pub(crate) fn param_count(cfg: &ClipConfig) -> Result<usize, &'static str> {
     // One pre-LN block of width c and MLP width i: 2 LNs, q/k/v/out with biases, fc1 and fc2.
     fn block(c: usize, i: usize) -> Option<usize> {
-        let attn = c
-            .checked_mul(c)?
-            .checked_mul(4)?
-            .checked_add(c.checked_mul(4)?)?;
-        let mlp = c
-            .checked_mul(i)?
-            .checked_mul(2)?
-            .checked_add(i)?
-            .checked_add(c)?;
+        let attn = c.checked_mul(c)?.checked_mul(4)?.checked_add(c.checked_mul(4)?)?;
+        let mlp = c.checked_mul(i)?.checked_mul(2)?.checked_add(i)?.checked_add(c)?;
         attn.checked_add(mlp)?.checked_add(c.checked_mul(4)?)
     }
     let t = &cfg.text_config;
     let text = || {
         let c = t.hidden_size;
-        let emb = t
-            .vocab_size
-            .checked_add(t.max_position_embeddings)?
-            .checked_mul(c)?;
+        let emb = t.vocab_size.checked_add(t.max_position_embeddings)?.checked_mul(c)?;
         let blocks = block(c, t.intermediate_size)?.checked_mul(t.num_hidden_layers)?;
         emb.checked_add(blocks)?.checked_add(c.checked_mul(2)?)
     };
@@ -102,10 +84,7 @@ pub(crate) fn param_count(cfg: &ClipConfig) -> Result<usize, &'static str> {
         let c = v.hidden_size;
         let grid = v.image_size.checked_div(v.patch_size)?;
         let tokens = grid.checked_mul(grid)?.checked_add(1)?;
-        let patch = v
-            .num_channels
-            .checked_mul(v.patch_size)?
-            .checked_mul(v.patch_size)?;
+        let patch = v.num_channels.checked_mul(v.patch_size)?.checked_mul(v.patch_size)?;
         // Class embedding, patch conv, positions, pre and post LN (weight and bias each).
         let per_c = patch.checked_add(tokens)?.checked_add(5)?;
         let blocks = block(c, v.intermediate_size)?.checked_mul(v.num_hidden_layers)?;
@@ -118,9 +97,7 @@ pub(crate) fn param_count(cfg: &ClipConfig) -> Result<usize, &'static str> {
     let text = text().ok_or("text_config")?;
     let vision = vision().ok_or("vision_config")?;
     let proj = proj().ok_or("projection_dim")?;
-    text.checked_add(vision)
-        .and_then(|n| n.checked_add(proj))
-        .ok_or("config")
+    text.checked_add(vision).and_then(|n| n.checked_add(proj)).ok_or("config")
 }
 
 /// `config.json` as HF writes it for a `CLIPModel`: sorted keys, two-space indent, the
@@ -130,10 +107,7 @@ pub(crate) fn to_hf_json(cfg: &ClipConfig) -> Result<Vec<u8>, serde_json::Error>
     if let Value::Object(map) = &mut root {
         map.insert("architectures".into(), Value::from(vec!["CLIPModel"]));
         map.insert("model_type".into(), Value::from("clip"));
-        for (section, model_type) in [
-            ("text_config", "clip_text_model"),
-            ("vision_config", "clip_vision_model"),
-        ] {
+        for (section, model_type) in [("text_config", "clip_text_model"), ("vision_config", "clip_vision_model")] {
             if let Some(Value::Object(sub)) = map.get_mut(section) {
                 sub.insert("model_type".into(), Value::from(model_type));
             }
@@ -155,10 +129,7 @@ struct Fields<'a, T> {
 
 impl<'a, T> Fields<'a, T> {
     fn new(trail: &'a Trail) -> Self {
-        Self {
-            trail,
-            _raw: PhantomData,
-        }
+        Self { trail, _raw: PhantomData }
     }
 
     /// Records that the error `e` happened inside `field`, and hands it on unchanged so that
@@ -295,21 +266,13 @@ struct RawClip {
 impl RawClip {
     fn finish(self) -> ClipConfig {
         let d = ClipConfig::default();
-        let text = self
-            .text
-            .unwrap_or_default()
-            .or(self.text_dict.unwrap_or_default());
-        let vision = self
-            .vision
-            .unwrap_or_default()
-            .or(self.vision_dict.unwrap_or_default());
+        let text = self.text.unwrap_or_default().or(self.text_dict.unwrap_or_default());
+        let vision = self.vision.unwrap_or_default().or(self.vision_dict.unwrap_or_default());
         ClipConfig {
             text_config: text.finish(),
             vision_config: vision.finish(),
             projection_dim: self.projection_dim.unwrap_or(d.projection_dim),
-            logit_scale_init_value: self
-                .logit_scale_init_value
-                .unwrap_or(d.logit_scale_init_value),
+            logit_scale_init_value: self.logit_scale_init_value.unwrap_or(d.logit_scale_init_value),
         }
     }
 }
@@ -327,19 +290,16 @@ impl<'de> Visitor<'de> for Fields<'_, RawClip> {
             let t = self.trail;
             match key.as_str() {
                 "text_config" => {
-                    raw.text = map
-                        .next_value_seed(Section(t, PhantomData))
-                        .map_err(|e| self.enter("text_config", e))?;
+                    raw.text =
+                        map.next_value_seed(Section(t, PhantomData)).map_err(|e| self.enter("text_config", e))?;
                 }
                 "text_config_dict" => {
-                    raw.text_dict = map
-                        .next_value_seed(Section(t, PhantomData))
-                        .map_err(|e| self.enter("text_config_dict", e))?;
+                    raw.text_dict =
+                        map.next_value_seed(Section(t, PhantomData)).map_err(|e| self.enter("text_config_dict", e))?;
                 }
                 "vision_config" => {
-                    raw.vision = map
-                        .next_value_seed(Section(t, PhantomData))
-                        .map_err(|e| self.enter("vision_config", e))?;
+                    raw.vision =
+                        map.next_value_seed(Section(t, PhantomData)).map_err(|e| self.enter("vision_config", e))?;
                 }
                 "vision_config_dict" => {
                     raw.vision_dict = map
@@ -347,14 +307,11 @@ impl<'de> Visitor<'de> for Fields<'_, RawClip> {
                         .map_err(|e| self.enter("vision_config_dict", e))?;
                 }
                 "projection_dim" => {
-                    raw.projection_dim = map
-                        .next_value()
-                        .map_err(|e| self.enter("projection_dim", e))?;
+                    raw.projection_dim = map.next_value().map_err(|e| self.enter("projection_dim", e))?;
                 }
                 "logit_scale_init_value" => {
-                    raw.logit_scale_init_value = map
-                        .next_value()
-                        .map_err(|e| self.enter("logit_scale_init_value", e))?;
+                    raw.logit_scale_init_value =
+                        map.next_value().map_err(|e| self.enter("logit_scale_init_value", e))?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

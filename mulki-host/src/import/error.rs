@@ -9,38 +9,22 @@ use std::path::PathBuf;
 pub enum ImportError {
     /// Reading, writing, syncing or renaming a file failed.
     #[error("{}: {op}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, error: std::io::Error },
 
     /// `config.json` is not JSON, or a field has the wrong type or an unknown value. `field` is
     /// the dotted path of the field (empty outside any known field); `message` is serde_json's,
     /// with line and column.
     #[error("{}: {}{message}", path.display(), field_prefix(field))]
-    ConfigParse {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
+    ConfigParse { path: PathBuf, field: String, message: String },
 
     /// A config field is out of range (zero size, sizes that do not divide, overflow).
     #[error("{}: {field}: {reason}", path.display())]
-    ConfigInvalid {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    ConfigInvalid { path: PathBuf, field: String, reason: String },
 
     /// The safetensors file is truncated or its header or offsets are invalid. `at` is `header`
     /// or the tensor concerned; `problem` includes the safetensors crate's own report.
     #[error("{}: {at}: {problem}", path.display())]
-    Safetensors {
-        path: PathBuf,
-        at: String,
-        problem: String,
-    },
+    Safetensors { path: PathBuf, at: String, problem: String },
 
     /// A parameter of the layout has no tensor in the file.
     #[error("{}: tensor `{tensor}` is missing", path.display())]
@@ -48,23 +32,14 @@ pub enum ImportError {
 
     /// A tensor's shape differs from the one the config implies.
     #[error("{}: tensor `{tensor}`: expected shape {expected:?}, got {got:?}", path.display())]
-    Shape {
-        path: PathBuf,
-        tensor: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
+    Shape { path: PathBuf, tensor: String, expected: Vec<usize>, got: Vec<usize> },
 
     /// A parameter is stored with a dtype that is not read as f32.
     #[error(
         "{}: tensor `{tensor}`: unsupported dtype {dtype} (F32, F16, BF16 and F64 are read)",
         path.display()
     )]
-    Dtype {
-        path: PathBuf,
-        tensor: String,
-        dtype: String,
-    },
+    Dtype { path: PathBuf, tensor: String, dtype: String },
 
     /// The file is smaller than the parameters the config describes could occupy, checked before
     /// the layout is built so an absurd config cannot make us allocate.
@@ -74,20 +49,11 @@ pub enum ImportError {
         path.display(),
         config.display()
     )]
-    TooSmall {
-        path: PathBuf,
-        config: PathBuf,
-        params: usize,
-        bytes: usize,
-    },
+    TooSmall { path: PathBuf, config: PathBuf, params: usize, bytes: usize },
 
     /// What was handed to a save does not fit together (`field`: `params`, `layout`, `config`).
     #[error("{}: {field}: {reason}", path.display())]
-    Inconsistent {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    Inconsistent { path: PathBuf, field: String, reason: String },
 }
 
 /// `field: `, or nothing for an error outside any known field.

@@ -23,10 +23,7 @@ pub const CONFIG_FILE: &str = "config.json";
 /// The weights file of an HF model folder (single-file checkpoints only).
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Non-parameter buffers that older HF checkpoints store; skipped without a warning.
-pub const KNOWN_BUFFERS: [&str; 2] = [
-    "text_model.embeddings.position_ids",
-    "vision_model.embeddings.position_ids",
-];
+pub const KNOWN_BUFFERS: [&str; 2] = ["text_model.embeddings.position_ids", "vision_model.embeddings.position_ids"];
 
 /// A CLIP model read from an HF folder.
 #[derive(Clone)]
@@ -43,10 +40,7 @@ impl LoadedClip {
     /// The skipped tensors that are not [`KNOWN_BUFFERS`]: worth one warning, since a file with
     /// extra weights may be a different architecture.
     pub fn unexpected(&self) -> impl Iterator<Item = &str> {
-        self.skipped
-            .iter()
-            .map(String::as_str)
-            .filter(|n| !KNOWN_BUFFERS.contains(n))
+        self.skipped.iter().map(String::as_str).filter(|n| !KNOWN_BUFFERS.contains(n))
     }
 }
 
@@ -77,19 +71,11 @@ pub fn load_clip_dir(dir: &Path) -> Result<LoadedClip, ImportError> {
 /// [`load_clip_dir`] on the two files' bytes; errors name them `config.json` and
 /// `model.safetensors`.
 pub fn load_clip_bytes(config_json: &[u8], safetensors: &[u8]) -> Result<LoadedClip, ImportError> {
-    load_named(
-        config_json,
-        Path::new(CONFIG_FILE),
-        safetensors,
-        Path::new(WEIGHTS_FILE),
-    )
+    load_named(config_json, Path::new(CONFIG_FILE), safetensors, Path::new(WEIGHTS_FILE))
 }
 
 fn load_named(
-    config_json: &[u8],
-    config_path: &Path,
-    weights: &[u8],
-    weights_path: &Path,
+    config_json: &[u8], config_path: &Path, weights: &[u8], weights_path: &Path,
 ) -> Result<LoadedClip, ImportError> {
     let config = config::parse_config(config_json, config_path)?;
     let st = weights::open(weights, weights_path)?;
@@ -106,12 +92,7 @@ fn load_named(
     }
     let layout = ClipLayout::new(&config);
     let (params, skipped) = weights::read_params(&st, weights_path, &layout)?;
-    Ok(LoadedClip {
-        config,
-        layout,
-        params,
-        skipped,
-    })
+    Ok(LoadedClip { config, layout, params, skipped })
 }
 
 /// Writes `dir/model.safetensors` (every layout entry as F32 under its HF key) and then
@@ -119,12 +100,7 @@ fn load_named(
 /// temporary name, synced and renamed over the old one, so a crash leaves either the old or the
 /// new file, never a partial one; the two renames are not one transaction, so a crash between
 /// them pairs new weights with the old config.
-pub fn save_clip_dir(
-    dir: &Path,
-    config: &ClipConfig,
-    layout: &ClipLayout,
-    params: &[f32],
-) -> Result<(), ImportError> {
+pub fn save_clip_dir(dir: &Path, config: &ClipConfig, layout: &ClipLayout, params: &[f32]) -> Result<(), ImportError> {
     let config_path = dir.join(CONFIG_FILE);
     let weights_path = dir.join(WEIGHTS_FILE);
     let inconsistent = |path: &Path, field: &str, reason: String| ImportError::Inconsistent {
@@ -135,17 +111,12 @@ pub fn save_clip_dir(
     // A config that would not load back is refused before anything is written (this also keeps
     // a NaN, which JSON would store as `null`, out of the file).
     config::check(config, &config_path)?;
-    let config_json = config::to_hf_json(config)
-        .map_err(|e| inconsistent(&config_path, "config", e.to_string()))?;
+    let config_json = config::to_hf_json(config).map_err(|e| inconsistent(&config_path, "config", e.to_string()))?;
     let expected = ClipLayout::new(config);
     if let Some(i) = (0..expected.entries.len().max(layout.entries.len()))
         .find(|&i| expected.entries.get(i) != layout.entries.get(i))
     {
-        let name = layout
-            .entries
-            .get(i)
-            .or(expected.entries.get(i))
-            .map_or("", |e| &e.name);
+        let name = layout.entries.get(i).or(expected.entries.get(i)).map_or("", |e| &e.name);
         return Err(inconsistent(
             &weights_path,
             "layout",
@@ -156,11 +127,7 @@ pub fn save_clip_dir(
         return Err(inconsistent(
             &weights_path,
             "params",
-            format!(
-                "{} values given, the layout holds {}",
-                params.len(),
-                layout.len
-            ),
+            format!("{} values given, the layout holds {}", params.len(), layout.len),
         ));
     }
 
@@ -169,15 +136,9 @@ pub fn save_clip_dir(
         op: "create directory",
         error,
     })?;
-    write_atomic(&weights_path, |tmp| {
-        weights::write_params(tmp, layout, params)
-    })?;
+    write_atomic(&weights_path, |tmp| weights::write_params(tmp, layout, params))?;
     write_atomic(&config_path, |tmp| {
-        let io = |op, error| ImportError::Io {
-            path: tmp.to_path_buf(),
-            op,
-            error,
-        };
+        let io = |op, error| ImportError::Io { path: tmp.to_path_buf(), op, error };
         let mut file = File::create(tmp).map_err(|e| io("create", e))?;
         file.write_all(&config_json).map_err(|e| io("write", e))
     })
@@ -186,9 +147,7 @@ pub fn save_clip_dir(
 /// `config.json` and `model.safetensors` of a model as bytes (what `save_clip_dir` writes), for
 /// checkpoints that commit files through their own storage.
 pub fn clip_to_bytes(
-    config: &ClipConfig,
-    layout: &ClipLayout,
-    params: &[f32],
+    config: &ClipConfig, layout: &ClipLayout, params: &[f32],
 ) -> Result<(Vec<u8>, Vec<u8>), ImportError> {
     let config_path = Path::new(CONFIG_FILE);
     config::check(config, config_path)?;
@@ -201,65 +160,38 @@ pub fn clip_to_bytes(
         .entries
         .iter()
         .filter_map(|e| {
-            params
-                .get(e.view.offset..e.view.offset + e.view.len)
-                .map(|v| (e.name.as_str(), e.shape.as_slice(), v))
+            params.get(e.view.offset..e.view.offset + e.view.len).map(|v| (e.name.as_str(), e.shape.as_slice(), v))
         })
         .collect();
     if tensors.len() != layout.entries.len() {
         return Err(ImportError::Inconsistent {
             path: PathBuf::from(WEIGHTS_FILE),
             field: "params".into(),
-            reason: format!(
-                "{} values given, the layout holds {}",
-                params.len(),
-                layout.len
-            ),
+            reason: format!("{} values given, the layout holds {}", params.len(), layout.len),
         });
     }
-    Ok((
-        json,
-        weights::f32_tensors_to_bytes(&tensors, Path::new(WEIGHTS_FILE))?,
-    ))
+    Ok((json, weights::f32_tensors_to_bytes(&tensors, Path::new(WEIGHTS_FILE))?))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ImportError> {
-    fs::read(path).map_err(|error| ImportError::Io {
-        path: path.to_path_buf(),
-        op: "read",
-        error,
-    })
+    fs::read(path).map_err(|error| ImportError::Io { path: path.to_path_buf(), op: "read", error })
 }
 
 /// Lets `write` create a temporary file next to `path`, syncs it, renames it to `path` and syncs
 /// the directory. The temporary file is removed if anything fails.
-fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<(), ImportError>,
-) -> Result<(), ImportError> {
+fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<(), ImportError>) -> Result<(), ImportError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp-{}-{unique}", std::process::id()));
     let result = write(&tmp)
         .and_then(|()| {
             // Opened for writing: Windows refuses to flush a read-only handle.
             let file = OpenOptions::new().write(true).open(&tmp);
-            file.and_then(|f| f.sync_all())
-                .map_err(|error| ImportError::Io {
-                    path: tmp.clone(),
-                    op: "sync",
-                    error,
-                })
+            file.and_then(|f| f.sync_all()).map_err(|error| ImportError::Io { path: tmp.clone(), op: "sync", error })
         })
         .and_then(|()| {
-            fs::rename(&tmp, path).map_err(|error| ImportError::Io {
-                path: path.to_path_buf(),
-                op: "rename",
-                error,
-            })
+            fs::rename(&tmp, path).map_err(|error| ImportError::Io { path: path.to_path_buf(), op: "rename", error })
         });
     if result.is_err() {
         // Best effort: the original error is the one worth reporting.
@@ -276,13 +208,11 @@ fn sync_parent(path: &Path) -> Result<(), ImportError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|error| ImportError::Io {
-            path: dir.to_path_buf(),
-            op: "sync directory",
-            error,
-        })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|error| ImportError::Io {
+        path: dir.to_path_buf(),
+        op: "sync directory",
+        error,
+    })
 }
 
 #[cfg(not(unix))]

@@ -26,18 +26,15 @@ pub(crate) fn open<'a>(bytes: &'a [u8], path: &Path) -> Result<SafeTensors<'a>, 
 /// Fills a buffer of `layout.len` scalars from `st`, in the layout's order. Returns it and the
 /// sorted names of the file's tensors that are not parameters.
 pub(crate) fn read_params(
-    st: &SafeTensors<'_>,
-    path: &Path,
-    layout: &ClipLayout,
+    st: &SafeTensors<'_>, path: &Path, layout: &ClipLayout,
 ) -> Result<(Vec<f32>, Vec<String>), ImportError> {
     // Check every tensor before allocating: then the buffer is no larger than the file allows.
     let mut found = Vec::with_capacity(layout.entries.len());
     for entry in &layout.entries {
         let view = st.tensor(&entry.name).map_err(|e| match e {
-            SafeTensorError::TensorNotFound(_) => ImportError::MissingTensor {
-                path: path.to_path_buf(),
-                tensor: entry.name.clone(),
-            },
+            SafeTensorError::TensorNotFound(_) => {
+                ImportError::MissingTensor { path: path.to_path_buf(), tensor: entry.name.clone() }
+            }
             other => describe(other, None, path),
         })?;
         if element_size(view.dtype()).is_none() {
@@ -48,8 +45,7 @@ pub(crate) fn read_params(
             });
         }
         // HF stores `logit_scale` as a 0-d tensor; some exporters write it as [1].
-        let shape_ok = view.shape() == entry.shape.as_slice()
-            || (entry.shape.is_empty() && view.shape() == [1]);
+        let shape_ok = view.shape() == entry.shape.as_slice() || (entry.shape.is_empty() && view.shape() == [1]);
         if !shape_ok {
             return Err(ImportError::Shape {
                 path: path.to_path_buf(),
@@ -67,51 +63,29 @@ pub(crate) fn read_params(
     }
 
     let names: HashSet<&str> = layout.entries.iter().map(|e| e.name.as_str()).collect();
-    let mut skipped: Vec<String> = st
-        .names()
-        .into_iter()
-        .filter(|n| !names.contains(n.as_str()))
-        .cloned()
-        .collect();
+    let mut skipped: Vec<String> = st.names().into_iter().filter(|n| !names.contains(n.as_str())).cloned().collect();
     skipped.sort();
     Ok((params, skipped))
 }
 
 /// Writes every layout entry as an F32 tensor to a new file at `path`, one tensor converted at
 /// a time, with HF's `{"format": "pt"}` metadata (transformers checks it when loading).
-pub(crate) fn write_params(
-    path: &Path,
-    layout: &ClipLayout,
-    params: &[f32],
-) -> Result<(), ImportError> {
+pub(crate) fn write_params(path: &Path, layout: &ClipLayout, params: &[f32]) -> Result<(), ImportError> {
     let mut tensors = Vec::with_capacity(layout.entries.len());
     for entry in &layout.entries {
-        let values = params
-            .get(entry.view.offset..entry.view.offset.saturating_add(entry.view.len))
-            .ok_or_else(|| ImportError::Inconsistent {
-                path: path.to_path_buf(),
-                field: "params".into(),
-                reason: format!(
-                    "tensor `{}` lies outside the {} values given",
-                    entry.name,
-                    params.len()
-                ),
+        let values =
+            params.get(entry.view.offset..entry.view.offset.saturating_add(entry.view.len)).ok_or_else(|| {
+                ImportError::Inconsistent {
+                    path: path.to_path_buf(),
+                    field: "params".into(),
+                    reason: format!("tensor `{}` lies outside the {} values given", entry.name, params.len()),
+                }
             })?;
-        tensors.push((
-            entry.name.as_str(),
-            F32Tensor {
-                shape: &entry.shape,
-                values,
-            },
-        ));
+        tensors.push((entry.name.as_str(), F32Tensor { shape: &entry.shape, values }));
     }
     let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     safetensors::serialize_to_file(tensors, &info, path).map_err(|e| match e {
-        SafeTensorError::IoError(error) => ImportError::Io {
-            path: path.to_path_buf(),
-            op: "write",
-            error,
-        },
+        SafeTensorError::IoError(error) => ImportError::Io { path: path.to_path_buf(), op: "write", error },
         other => describe(other, None, path),
     })
 }
@@ -152,12 +126,7 @@ fn element_size(dtype: Dtype) -> Option<usize> {
 }
 
 /// Converts one tensor into its place in `params`.
-fn decode(
-    entry: &ParamEntry,
-    view: &TensorView<'_>,
-    params: &mut [f32],
-    path: &Path,
-) -> Result<(), ImportError> {
+fn decode(entry: &ParamEntry, view: &TensorView<'_>, params: &mut [f32], path: &Path) -> Result<(), ImportError> {
     let data = view.data();
     let size = element_size(view.dtype()).unwrap_or(0);
     let dst = params.get_mut(entry.view.offset..entry.view.offset.saturating_add(entry.view.len));
@@ -169,12 +138,7 @@ fn decode(
             return Err(ImportError::Safetensors {
                 path: path.to_path_buf(),
                 at: format!("tensor `{}`", entry.name),
-                problem: format!(
-                    "{} data bytes do not hold {} {:?} values",
-                    data.len(),
-                    entry.view.len,
-                    view.dtype()
-                ),
+                problem: format!("{} data bytes do not hold {} {:?} values", data.len(), entry.view.len, view.dtype()),
             });
         }
     };
@@ -217,11 +181,8 @@ fn decode(
 /// returns the parsed header (if it is JSON) to explain the crate's errors with. Anything else
 /// is left to the crate.
 fn precheck(bytes: &[u8], path: &Path) -> Result<Option<Map<String, Value>>, ImportError> {
-    let header_error = |problem: String| ImportError::Safetensors {
-        path: path.to_path_buf(),
-        at: "header".into(),
-        problem,
-    };
+    let header_error =
+        |problem: String| ImportError::Safetensors { path: path.to_path_buf(), at: "header".into(), problem };
     let Some((prefix, rest)) = bytes.split_first_chunk::<8>() else {
         return Err(header_error(format!(
             "the file is {} bytes, shorter than the 8-byte header length \
@@ -230,9 +191,7 @@ fn precheck(bytes: &[u8], path: &Path) -> Result<Option<Map<String, Value>>, Imp
         )));
     };
     let n = u64::from_le_bytes(*prefix);
-    let split = usize::try_from(n)
-        .ok()
-        .and_then(|n| rest.split_at_checked(n));
+    let split = usize::try_from(n).ok().and_then(|n| rest.split_at_checked(n));
     let Some((header, data)) = split else {
         return Err(header_error(format!(
             "the header length field says {n} bytes but only {} follow: the file is truncated \
@@ -252,14 +211,8 @@ fn precheck(bytes: &[u8], path: &Path) -> Result<Option<Map<String, Value>>, Imp
     };
     // The first tensor (in file order) whose data is cut off.
     let mut cut: Option<(&str, u64, u64)> = None;
-    for (name, entry) in map
-        .iter()
-        .filter(|(name, _)| name.as_str() != "__metadata__")
-    {
-        let offsets = entry
-            .get("data_offsets")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice);
+    for (name, entry) in map.iter().filter(|(name, _)| name.as_str() != "__metadata__") {
+        let offsets = entry.get("data_offsets").and_then(Value::as_array).map(Vec::as_slice);
         let (start, end) = match offsets {
             Some([s, e]) => match (s.as_u64(), e.as_u64()) {
                 (Some(s), Some(e)) => (s, e),
@@ -290,42 +243,28 @@ fn precheck(bytes: &[u8], path: &Path) -> Result<Option<Map<String, Value>>, Imp
 /// Turns an error of the safetensors crate into one that says what is wrong and, where the
 /// parsed `header` allows, with which tensor.
 fn describe(e: SafeTensorError, header: Option<&Map<String, Value>>, path: &Path) -> ImportError {
-    let tensors = || {
-        header
-            .into_iter()
-            .flatten()
-            .filter(|(name, _)| name.as_str() != "__metadata__")
-    };
+    let tensors = || header.into_iter().flatten().filter(|(name, _)| name.as_str() != "__metadata__");
     let (at, problem): (Option<String>, String) = match &e {
-        SafeTensorError::InvalidOffset(name) => (
-            Some(name.clone()),
-            "data_offsets do not start where the previous tensor ends".into(),
-        ),
+        SafeTensorError::InvalidOffset(name) => {
+            (Some(name.clone()), "data_offsets do not start where the previous tensor ends".into())
+        }
         SafeTensorError::TensorInvalidInfo => {
             // The tensor whose byte range does not match its shape and dtype.
             let bad = tensors().find(|(_, v)| {
                 serde_json::from_value::<TensorInfo>((*v).clone()).is_ok_and(|info| {
-                    let bytes = info
-                        .shape
-                        .iter()
-                        .try_fold(info.dtype.size(), |acc, &d| acc.checked_mul(d));
+                    let bytes = info.shape.iter().try_fold(info.dtype.size(), |acc, &d| acc.checked_mul(d));
                     bytes != info.data_offsets.1.checked_sub(info.data_offsets.0)
                 })
             });
-            (
-                bad.map(|(name, _)| name.clone()),
-                "the byte range does not match the shape and dtype".into(),
-            )
+            (bad.map(|(name, _)| name.clone()), "the byte range does not match the shape and dtype".into())
         }
         SafeTensorError::InvalidHeaderDeserialization => {
             let bad = tensors().find_map(|(name, v)| {
-                serde_json::from_value::<TensorInfo>(v.clone())
-                    .err()
-                    .map(|err| (name.clone(), err))
+                serde_json::from_value::<TensorInfo>(v.clone()).err().map(|err| (name.clone(), err))
             });
-            let metadata = header.and_then(|h| h.get("__metadata__")).and_then(|m| {
-                serde_json::from_value::<Option<HashMap<String, String>>>(m.clone()).err()
-            });
+            let metadata = header
+                .and_then(|h| h.get("__metadata__"))
+                .and_then(|m| serde_json::from_value::<Option<HashMap<String, String>>>(m.clone()).err());
             match (bad, metadata) {
                 (Some((name, err)), _) => (Some(name), format!("invalid entry: {err}")),
                 (None, Some(err)) => (None, format!("invalid __metadata__: {err}")),
@@ -338,13 +277,10 @@ fn describe(e: SafeTensorError, header: Option<&Map<String, Value>>, path: &Path
         SafeTensorError::HeaderTooSmall | SafeTensorError::InvalidHeaderLength => {
             (None, "the header length does not fit the file".into())
         }
-        SafeTensorError::MetadataIncompleteBuffer => (
-            None,
-            "the tensors' data do not end where the file ends (extra or missing bytes)".into(),
-        ),
-        SafeTensorError::ValidationOverflow => {
-            (None, "a tensor's size overflows (corrupt shape)".into())
+        SafeTensorError::MetadataIncompleteBuffer => {
+            (None, "the tensors' data do not end where the file ends (extra or missing bytes)".into())
         }
+        SafeTensorError::ValidationOverflow => (None, "a tensor's size overflows (corrupt shape)".into()),
         _ => (None, "invalid safetensors data".into()),
     };
     ImportError::Safetensors {
@@ -356,14 +292,9 @@ fn describe(e: SafeTensorError, header: Option<&Map<String, Value>>, path: &Path
 
 /// Named f32 tensors as safetensors bytes (a checkpoint's `model.safetensors` and
 /// `state.safetensors`); `path` names the file in errors.
-pub fn f32_tensors_to_bytes(
-    tensors: &[(&str, &[usize], &[f32])],
-    path: &Path,
-) -> Result<Vec<u8>, ImportError> {
-    let views: Vec<(&str, F32Tensor)> = tensors
-        .iter()
-        .map(|&(name, shape, values)| (name, F32Tensor { shape, values }))
-        .collect();
+pub fn f32_tensors_to_bytes(tensors: &[(&str, &[usize], &[f32])], path: &Path) -> Result<Vec<u8>, ImportError> {
+    let views: Vec<(&str, F32Tensor)> =
+        tensors.iter().map(|&(name, shape, values)| (name, F32Tensor { shape, values })).collect();
     let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
     safetensors::serialize(views, &info).map_err(|e| describe(e, None, path))
 }
@@ -373,18 +304,12 @@ pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
 
 /// Every tensor of a safetensors file read as f32 (F32, F16, BF16, F64), by name, with its
 /// shape; the same checks as the model import.
-pub fn read_f32_tensors(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<Vec<NamedTensor>, ImportError> {
+pub fn read_f32_tensors(bytes: &[u8], path: &Path) -> Result<Vec<NamedTensor>, ImportError> {
     let st = open(bytes, path)?;
     let mut out = Vec::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
-        let len = shape
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .unwrap_or(usize::MAX);
+        let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
         if element_size(view.dtype()).is_none() || len > bytes.len() {
             return Err(ImportError::Dtype {
                 path: path.to_path_buf(),

@@ -28,21 +28,11 @@ struct Line {
     per_task: [Vec<Option<Stat>>; 3],
 }
 
-const OVERALL: [(&str, &str); 4] = [
-    ("Transfer", "transfer"),
-    ("Avg.", "avg"),
-    ("Last", "last"),
-    ("BWT", "bwt"),
-];
+const OVERALL: [(&str, &str); 4] = [("Transfer", "transfer"), ("Avg.", "avg"), ("Last", "last"), ("BWT", "bwt")];
 
 fn overall(s: &Summary) -> [Option<f64>; 4] {
     let m = s.metrics;
-    [
-        m.and_then(|m| m.transfer),
-        m.map(|m| m.avg),
-        m.map(|m| m.last),
-        m.and_then(|m| m.bwt),
-    ]
+    [m.and_then(|m| m.transfer), m.map(|m| m.avg), m.map(|m| m.last), m.and_then(|m| m.bwt)]
 }
 
 fn per_task(s: &Summary) -> [&[Option<f64>]; 3] {
@@ -52,8 +42,7 @@ fn per_task(s: &Summary) -> [&[Option<f64>]; 3] {
 /// The task list shared by every run, if there is one.
 fn shared_names<'a>(mut runs: impl Iterator<Item = &'a RunReport>) -> Option<Vec<String>> {
     let first = runs.next()?;
-    runs.all(|r| r.task_names == first.task_names)
-        .then(|| first.task_names.clone())
+    runs.all(|r| r.task_names == first.task_names).then(|| first.task_names.clone())
 }
 
 /// Several runs side by side: `(markdown, csv)`. Each run is summarised after the tasks it has
@@ -89,27 +78,14 @@ pub fn compare_seeds(groups: &[(String, Vec<RunReport>)]) -> (String, String) {
             let n_tasks = sums.first().map_or(0, |s| s.n_tasks);
             let combine = |vals: Vec<Option<f64>>| {
                 let xs: Vec<f64> = vals.into_iter().flatten().collect();
-                mean_std(&xs).map(|(mean, std)| Stat {
-                    mean,
-                    std: Some(std),
-                })
+                mean_std(&xs).map(|(mean, std)| Stat { mean, std: Some(std) })
             };
-            let overall =
-                std::array::from_fn(|k| combine(sums.iter().map(|s| overall(s)[k]).collect()));
+            let overall = std::array::from_fn(|k| combine(sums.iter().map(|s| overall(s)[k]).collect()));
             let width = sums.iter().map(|s| s.n_tasks).min().unwrap_or(0);
             let per_task = std::array::from_fn(|b| {
-                (0..width)
-                    .map(|j| combine(sums.iter().map(|s| per_task(s)[b][j]).collect()))
-                    .collect()
+                (0..width).map(|j| combine(sums.iter().map(|s| per_task(s)[b][j]).collect())).collect()
             });
-            Line {
-                method: method.clone(),
-                seeds: Some(runs.len()),
-                tasks_done: t,
-                n_tasks,
-                overall,
-                per_task,
-            }
+            Line { method: method.clone(), seeds: Some(runs.len()), tasks_done: t, n_tasks, overall, per_task }
         })
         .collect();
     let names = shared_names(groups.iter().flat_map(|(_, runs)| runs));
@@ -123,10 +99,7 @@ fn cell(block: &[Option<Stat>], j: usize) -> Option<Stat> {
 
 fn md_cell(x: Option<Stat>) -> String {
     match x {
-        Some(Stat {
-            mean,
-            std: Some(std),
-        }) => format!("{} ± {}", fmt2(Some(mean)), fmt2(Some(std))),
+        Some(Stat { mean, std: Some(std) }) => format!("{} ± {}", fmt2(Some(mean)), fmt2(Some(std))),
         Some(Stat { mean, std: None }) => fmt2(Some(mean)),
         None => "n/a".into(),
     }

@@ -85,11 +85,7 @@ fn records(text: &str) -> Result<Vec<Record>, (usize, String)> {
                     }
                 }
                 Some('"') => {
-                    return Err((
-                        line,
-                        "quote inside an unquoted field (quote the field, double inner quotes)"
-                            .into(),
-                    ))
+                    return Err((line, "quote inside an unquoted field (quote the field, double inner quotes)".into()))
                 }
                 Some(',') => {
                     fields.push(std::mem::take(&mut field));
@@ -104,19 +100,13 @@ fn records(text: &str) -> Result<Vec<Record>, (usize, String)> {
                 Some(c) => field.push(c),
             }
         }
-        out.push(Record {
-            line: start,
-            fields,
-        });
+        out.push(Record { line: start, fields });
     }
     Ok(out)
 }
 
 /// Task names and rows of accuracy.csv, checked like [`RunReport::validate`].
-pub(crate) fn parse_accuracy(
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(Vec<String>, Vec<Vec<f64>>), ReportError> {
+pub(crate) fn parse_accuracy(path: &Path, bytes: &[u8]) -> Result<(Vec<String>, Vec<Vec<f64>>), ReportError> {
     let err = |line: usize, field: &str, message: String| ReportError::Parse {
         path: path.to_path_buf(),
         line,
@@ -124,10 +114,7 @@ pub(crate) fn parse_accuracy(
         message,
     };
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
         err(line, "", "not UTF-8".into())
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -138,18 +125,10 @@ pub(crate) fn parse_accuracy(
         .collect();
 
     let Some(header) = recs.first() else {
-        return Err(err(
-            1,
-            "",
-            "empty file; expected the header `row,<task names>`".into(),
-        ));
+        return Err(err(1, "", "empty file; expected the header `row,<task names>`".into()));
     };
     if header.fields[0] != "row" {
-        return Err(err(
-            header.line,
-            "column 1",
-            format!("expected \"row\", found {:?}", header.fields[0]),
-        ));
+        return Err(err(header.line, "column 1", format!("expected \"row\", found {:?}", header.fields[0])));
     }
     let names = header.fields[1..].to_vec();
     let n = names.len();
@@ -158,11 +137,7 @@ pub(crate) fn parse_accuracy(
     }
     for (j, name) in names.iter().enumerate() {
         if names[..j].contains(name) {
-            return Err(err(
-                header.line,
-                &format!("column {}", j + 2),
-                format!("duplicate task name {name:?}"),
-            ));
+            return Err(err(header.line, &format!("column {}", j + 2), format!("duplicate task name {name:?}")));
         }
     }
     if recs.len() < 2 {
@@ -172,10 +147,7 @@ pub(crate) fn parse_accuracy(
         return Err(err(
             extra.line,
             "",
-            format!(
-                "more than {} rows: {n} tasks allow a zero-shot row and one per task",
-                n + 1
-            ),
+            format!("more than {} rows: {n} tasks allow a zero-shot row and one per task", n + 1),
         ));
     }
 
@@ -185,34 +157,19 @@ pub(crate) fn parse_accuracy(
             return Err(err(
                 rec.line,
                 "",
-                format!(
-                    "expected {} fields (row label and {n} tasks), found {}",
-                    n + 1,
-                    rec.fields.len()
-                ),
+                format!("expected {} fields (row label and {n} tasks), found {}", n + 1, rec.fields.len()),
             ));
         }
         let expected = row_label(&names, i);
         if rec.fields[0] != expected {
-            return Err(err(
-                rec.line,
-                "column 'row'",
-                format!("expected {expected:?}, found {:?}", rec.fields[0]),
-            ));
+            return Err(err(rec.line, "column 'row'", format!("expected {expected:?}, found {:?}", rec.fields[0])));
         }
         let mut row = Vec::with_capacity(n);
         for (raw, name) in rec.fields[1..].iter().zip(&names) {
             let field = format!("column '{name}'");
-            let x: f64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| err(rec.line, &field, format!("not a number: {raw:?}")))?;
+            let x: f64 = raw.trim().parse().map_err(|_| err(rec.line, &field, format!("not a number: {raw:?}")))?;
             if !is_accuracy(x) {
-                return Err(err(
-                    rec.line,
-                    &field,
-                    format!("{raw:?} is not an accuracy in [0, 100]"),
-                ));
+                return Err(err(rec.line, &field, format!("{raw:?} is not an accuracy in [0, 100]")));
             }
             row.push(x);
         }

@@ -70,10 +70,7 @@ pub fn metrics_json(report: &RunReport) -> String {
 }
 
 pub(crate) fn parse_metrics(path: &Path, bytes: &[u8]) -> Result<MetricsIn, ReportError> {
-    serde_json::from_slice(bytes).map_err(|e| ReportError::Json {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(bytes).map_err(|e| ReportError::Json { path: path.to_path_buf(), message: e.to_string() })
 }
 
 /// `null` (how serde_json writes a non-finite float) reads back as NaN.

@@ -52,11 +52,7 @@ pub fn report_markdown(report: &RunReport) -> String {
     let _ = writeln!(
         out,
         "Tasks done: {t} of {n} ({}).\n",
-        names
-            .iter()
-            .map(|s| escape(s))
-            .collect::<Vec<_>>()
-            .join(" → ")
+        names.iter().map(|s| escape(s)).collect::<Vec<_>>().join(" → ")
     );
 
     out.push_str("## Accuracy (%)\n\n");
@@ -76,9 +72,7 @@ pub fn report_markdown(report: &RunReport) -> String {
                 v
             }
         });
-        out.push_str(&table_row(
-            std::iter::once(escape(&row_label(names, i))).chain(cells),
-        ));
+        out.push_str(&table_row(std::iter::once(escape(&row_label(names, i))).chain(cells)));
     }
 
     out.push_str("\n## Metrics (%)\n\n");
@@ -100,11 +94,7 @@ pub fn report_markdown(report: &RunReport) -> String {
     ];
     for (label, per_task, mean) in blocks {
         let cells = per_task.iter().map(|&x| fmt2(x));
-        out.push_str(&table_row(
-            std::iter::once(label.to_string())
-                .chain(cells)
-                .chain(std::iter::once(fmt2(mean))),
-        ));
+        out.push_str(&table_row(std::iter::once(label.to_string()).chain(cells).chain(std::iter::once(fmt2(mean)))));
     }
     let _ = writeln!(out, "\n**BWT**: {}", fmt2(m.and_then(|m| m.bwt)));
 

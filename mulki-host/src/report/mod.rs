@@ -85,29 +85,16 @@ pub struct Summary {
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("{}: {op}: {error}", path.display())]
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        error: std::io::Error,
-    },
+    Io { path: PathBuf, op: &'static str, error: std::io::Error },
     /// A CSV record is malformed; `field` is e.g. `column 'MNIST'` (empty for the whole line).
     #[error("{}:{line}: {}{message}", path.display(), field_prefix(field))]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        field: String,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, field: String, message: String },
     /// metrics.json is not JSON or lacks a field; serde_json's message has line and column.
     #[error("{}: {message}", path.display())]
     Json { path: PathBuf, message: String },
     /// The report given to a writer is inconsistent (widths, non-finite values, row count).
     #[error("report of '{method}': {field}: {reason}")]
-    Invalid {
-        method: String,
-        field: String,
-        reason: String,
-    },
+    Invalid { method: String, field: String, reason: String },
 }
 
 fn field_prefix(field: &str) -> String {
@@ -121,12 +108,7 @@ fn field_prefix(field: &str) -> String {
 impl RunReport {
     /// A report holding only the zero-shot row; add tasks with [`RunReport::push`].
     pub fn new(method: impl Into<String>, task_names: Vec<String>, zero_shot: Vec<f64>) -> Self {
-        Self {
-            method: method.into(),
-            task_names,
-            rows: vec![zero_shot],
-            tasks: Vec::new(),
-        }
+        Self { method: method.into(), task_names, rows: vec![zero_shot], tasks: Vec::new() }
     }
 
     /// Records the evaluation after the next task and its training log.
@@ -160,49 +142,31 @@ impl RunReport {
         let n = self.task_names.len();
         let t = self.tasks_done();
         let col_mean = |j: usize, rows: std::ops::RangeInclusive<usize>| {
-            let vals: Vec<f64> = rows
-                .filter_map(|r| self.rows.get(r)?.get(j).copied())
-                .collect();
+            let vals: Vec<f64> = rows.filter_map(|r| self.rows.get(r)?.get(j).copied()).collect();
             (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
         };
         Summary {
             tasks_done: t,
             n_tasks: n,
             metrics: self.metrics(),
-            transfer: (0..n)
-                .map(|j| {
-                    (j >= 1 && t >= 1)
-                        .then(|| col_mean(j, 1..=j.min(t)))
-                        .flatten()
-                })
-                .collect(),
-            avg: (0..n)
-                .map(|j| (t >= 1).then(|| col_mean(j, 1..=t)).flatten())
-                .collect(),
-            last: (0..n)
-                .map(|j| (t >= 1).then(|| col_mean(j, t..=t)).flatten())
-                .collect(),
+            transfer: (0..n).map(|j| (j >= 1 && t >= 1).then(|| col_mean(j, 1..=j.min(t))).flatten()).collect(),
+            avg: (0..n).map(|j| (t >= 1).then(|| col_mean(j, 1..=t)).flatten()).collect(),
+            last: (0..n).map(|j| (t >= 1).then(|| col_mean(j, t..=t)).flatten()).collect(),
         }
     }
 
     /// Checks what the writers rely on: at least one task, a zero-shot row, at most one row per
     /// task after it, every row one finite accuracy in [0, 100] per task, unique task names.
     pub fn validate(&self) -> Result<(), ReportError> {
-        let invalid = |field: String, reason: String| ReportError::Invalid {
-            method: self.method.clone(),
-            field,
-            reason,
-        };
+        let invalid =
+            |field: String, reason: String| ReportError::Invalid { method: self.method.clone(), field, reason };
         let n = self.task_names.len();
         if n == 0 {
             return Err(invalid("task_names".into(), "no tasks".into()));
         }
         for (i, name) in self.task_names.iter().enumerate() {
             if self.task_names[..i].contains(name) {
-                return Err(invalid(
-                    format!("task_names[{i}]"),
-                    format!("duplicate task name '{name}'"),
-                ));
+                return Err(invalid(format!("task_names[{i}]"), format!("duplicate task name '{name}'")));
             }
         }
         if self.rows.is_empty() || self.rows.len() > n + 1 {
@@ -223,10 +187,7 @@ impl RunReport {
                 ));
             }
             if let Some((j, x)) = row.iter().enumerate().find(|(_, x)| !is_accuracy(**x)) {
-                return Err(invalid(
-                    format!("rows[{i}][{j}]"),
-                    format!("{x} is not an accuracy in [0, 100]"),
-                ));
+                return Err(invalid(format!("rows[{i}][{j}]"), format!("{x} is not an accuracy in [0, 100]")));
             }
         }
         Ok(())
@@ -291,44 +252,27 @@ pub fn read_run(dir: &Path) -> Result<RunReport, ReportError> {
     } else {
         (dir_name(dir), Vec::new())
     };
-    Ok(RunReport {
-        method,
-        task_names,
-        rows,
-        tasks,
-    })
+    Ok(RunReport { method, task_names, rows, tasks })
 }
 
 fn dir_name(dir: &Path) -> String {
     let named = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
-    named(dir)
-        .or_else(|| dir.canonicalize().ok().as_deref().and_then(named))
-        .unwrap_or_else(|| "run".into())
+    named(dir).or_else(|| dir.canonicalize().ok().as_deref().and_then(named)).unwrap_or_else(|| "run".into())
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ReportError> {
-    fs::read(path).map_err(|error| ReportError::Io {
-        path: path.to_path_buf(),
-        op: "read",
-        error,
-    })
+    fs::read(path).map_err(|error| ReportError::Io { path: path.to_path_buf(), op: "read", error })
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<(), ReportError> {
-    fs::create_dir_all(dir).map_err(|error| ReportError::Io {
-        path: dir.to_path_buf(),
-        op: "create directory",
-        error,
-    })
+    fs::create_dir_all(dir).map_err(|error| ReportError::Io { path: dir.to_path_buf(), op: "create directory", error })
 }
 
 /// Writes `bytes` to a temporary file next to `path`, syncs it and renames it over `path`; the
 /// temporary file is removed if anything fails.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy());
+    let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy());
     let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
     let tmp = path.with_file_name(format!(".{name}.tmp-{}-{unique}", std::process::id()));
     let io = |path: &Path, op| {
@@ -356,11 +300,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError>
 fn sync_parent(path: &Path) {
     #[cfg(unix)]
     if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
+        let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
         let _ = File::open(dir).and_then(|d| d.sync_all());
     }
     #[cfg(not(unix))]

@@ -36,12 +36,8 @@ pub struct RunInfo {
 impl RunInfo {
     /// Fills `mulki_version` and `git_commit` from this build (see [`git_commit`]).
     pub fn new(
-        config: serde_json::Value,
-        config_hash: impl Into<String>,
-        device: impl Into<String>,
-        seed: u64,
-        determinism: impl Into<String>,
-        trainable_parameters: TrainableParameters,
+        config: serde_json::Value, config_hash: impl Into<String>, device: impl Into<String>, seed: u64,
+        determinism: impl Into<String>, trainable_parameters: TrainableParameters,
     ) -> Self {
         Self {
             config,
@@ -63,19 +59,16 @@ pub fn git_commit() -> Option<String> {
     static COMMIT: OnceLock<Option<String>> = OnceLock::new();
     COMMIT
         .get_or_init(|| {
-            option_env!("MULKI_GIT_COMMIT")
-                .map(str::to_string)
-                .and_then(as_hash)
-                .or_else(|| {
-                    let out = Command::new("git")
-                        .args(["rev-parse", "--verify", "HEAD"])
-                        .stdin(Stdio::null())
-                        .stderr(Stdio::null())
-                        .output()
-                        .ok()
-                        .filter(|o| o.status.success())?;
-                    as_hash(String::from_utf8(out.stdout).ok()?)
-                })
+            option_env!("MULKI_GIT_COMMIT").map(str::to_string).and_then(as_hash).or_else(|| {
+                let out = Command::new("git")
+                    .args(["rev-parse", "--verify", "HEAD"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())?;
+                as_hash(String::from_utf8(out.stdout).ok()?)
+            })
         })
         .clone()
 }
@@ -89,10 +82,8 @@ fn as_hash(s: String) -> Option<String> {
 /// Writes `dir/run.json` (creating `dir`), replacing an older one atomically.
 pub fn write_run_json(dir: &Path, info: &RunInfo) -> Result<(), ReportError> {
     let path = dir.join(RUN_JSON);
-    let mut text = serde_json::to_string_pretty(info).map_err(|e| ReportError::Json {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let mut text = serde_json::to_string_pretty(info)
+        .map_err(|e| ReportError::Json { path: path.clone(), message: e.to_string() })?;
     text.push('\n');
     create_dir(dir)?;
     write_atomic(&path, text.as_bytes())

@@ -109,18 +109,10 @@ pub fn heatmap_svg(report: &RunReport) -> String {
     let _ = writeln!(s, "<title>{}</title>", escape(&title));
     s.push_str("<defs>\n<linearGradient id=\"viridis\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">\n");
     for (k, c) in VIRIDIS.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            r#"<stop offset="{}" stop-color="{}"/>"#,
-            k as f64 / (VIRIDIS.len() - 1) as f64,
-            hex(*c)
-        );
+        let _ = writeln!(s, r#"<stop offset="{}" stop-color="{}"/>"#, k as f64 / (VIRIDIS.len() - 1) as f64, hex(*c));
     }
     s.push_str("</linearGradient>\n</defs>\n");
-    let _ = writeln!(
-        s,
-        r##"<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>"##
-    );
+    let _ = writeln!(s, r##"<rect x="0" y="0" width="{width}" height="{height}" fill="#ffffff"/>"##);
     let _ = writeln!(
         s,
         r#"<text x="{PAD}" y="{}" font-size="16" font-weight="bold">{}</text>"#,
@@ -132,11 +124,7 @@ pub fn heatmap_svg(report: &RunReport) -> String {
     s.push_str("<g class=\"column-labels\">\n");
     for (j, name) in names.iter().enumerate() {
         let (x, y) = (left + (j as f64 + 0.5) * CELL_W, top - 6.0);
-        let _ = writeln!(
-            s,
-            r#"<text x="{x}" y="{y}" transform="rotate(-45 {x} {y})">{}</text>"#,
-            escape(name)
-        );
+        let _ = writeln!(s, r#"<text x="{x}" y="{y}" transform="rotate(-45 {x} {y})">{}</text>"#, escape(name));
     }
     s.push_str("</g>\n<g class=\"row-labels\" text-anchor=\"end\">\n");
     for (i, label) in labels.iter().enumerate() {
@@ -162,11 +150,7 @@ pub fn heatmap_svg(report: &RunReport) -> String {
                 escape(&labels[i]),
                 escape(&names[j])
             );
-            let weight = if i >= 1 && j == i - 1 {
-                r#" font-weight="bold""#
-            } else {
-                ""
-            };
+            let weight = if i >= 1 && j == i - 1 { r#" font-weight="bold""# } else { "" };
             let _ = writeln!(
                 s,
                 r#"<text x="{}" y="{}" dy="0.35em" fill="{}"{weight}>{value}</text>"#,
@@ -183,12 +167,7 @@ pub fn heatmap_svg(report: &RunReport) -> String {
         s,
         r##"<rect x="{bar_x}" y="{top}" width="{BAR_W}" height="{bar_h}" fill="url(#viridis)" stroke="#000000" stroke-width="0.5"/>"##
     );
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">%</text>"#,
-        bar_x + BAR_W / 2.0,
-        top - 6.0
-    );
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">%</text>"#, bar_x + BAR_W / 2.0, top - 6.0);
     for tick in [0, 25, 50, 75, 100] {
         let y = top + bar_h * (1.0 - tick as f64 / 100.0);
         let _ = writeln!(
@@ -197,11 +176,7 @@ pub fn heatmap_svg(report: &RunReport) -> String {
             bar_x + BAR_W,
             bar_x + BAR_W + 4.0
         );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{y}" dy="0.35em">{tick}</text>"#,
-            bar_x + BAR_W + 6.0
-        );
+        let _ = writeln!(s, r#"<text x="{}" y="{y}" dy="0.35em">{tick}</text>"#, bar_x + BAR_W + 6.0);
     }
     s.push_str("</g>\n</svg>\n");
     s

@@ -15,23 +15,11 @@ pub const UNHASHED_KEYS: [&str; 4] = ["output_dir", "threads", "device", "verbos
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {field}: {reason}")]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        reason: String,
-    },
+    Invalid { path: PathBuf, field: String, reason: String },
 }
 
 /// Dataset layout on disk.
@@ -200,10 +188,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 impl RunConfig {
     /// Reads and validates a TOML run config; relative paths are resolved against its folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         let mut cfg = Self::parse(&text, path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
@@ -214,12 +199,7 @@ impl RunConfig {
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let cfg: RunConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-            ConfigError::Parse {
-                path: path.into(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
+            ConfigError::Parse { path: path.into(), line, column, message: e.message().to_string() }
         })?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -254,29 +234,21 @@ impl RunConfig {
             Some(_) => return Err("method.preset: must be a string".into()),
             None => "mulki",
         };
-        let base =
-            MethodConfig::preset(preset).map_err(|e| format!("method.preset: `{preset}`: {e}"))?;
+        let base = MethodConfig::preset(preset).map_err(|e| format!("method.preset: `{preset}`: {e}"))?;
         let mut table = toml::Table::try_from(&base).map_err(|e| format!("method: {e}"))?;
         for (k, v) in &self.method {
             if k != "preset" {
                 table.insert(k.clone(), v.clone());
             }
         }
-        let method: MethodConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("method: {}", e.message()))?;
-        method
-            .validate()
-            .map_err(|e| format!("method.{e}").replace("method.config field ", "method."))?;
+        let method: MethodConfig = table.try_into().map_err(|e: toml::de::Error| format!("method: {}", e.message()))?;
+        method.validate().map_err(|e| format!("method.{e}").replace("method.config field ", "method."))?;
         Ok(method)
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let bad = |field: String, reason: &str| ConfigError::Invalid {
-            path: path.into(),
-            field,
-            reason: reason.into(),
-        };
+        let bad =
+            |field: String, reason: &str| ConfigError::Invalid { path: path.into(), field, reason: reason.into() };
         self.method().map_err(|e| {
             let (field, reason) = e.split_once(": ").unwrap_or(("method", e.as_str()));
             bad(field.into(), reason)
@@ -286,19 +258,13 @@ impl RunConfig {
             return Err(bad("train.batch_size".into(), "must be >= 1"));
         }
         if t.grad_accumulation == 0 || !t.batch_size.is_multiple_of(t.grad_accumulation) {
-            return Err(bad(
-                "train.grad_accumulation".into(),
-                "must be >= 1 and divide train.batch_size",
-            ));
+            return Err(bad("train.grad_accumulation".into(), "must be >= 1 and divide train.batch_size"));
         }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return Err(bad("train.lr".into(), "must be a finite number > 0"));
         }
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return Err(bad(
-                "train.weight_decay".into(),
-                "must be a finite number >= 0",
-            ));
+            return Err(bad("train.weight_decay".into(), "must be a finite number >= 0"));
         }
         if t.eval_batch_size == 0 {
             return Err(bad("train.eval_batch_size".into(), "must be >= 1"));
@@ -307,10 +273,7 @@ impl RunConfig {
             return Err(bad("train.shots".into(), "must be >= 1"));
         }
         if self.tasks.is_empty() {
-            return Err(bad(
-                "tasks".into(),
-                "at least one [[tasks]] entry is needed",
-            ));
+            return Err(bad("tasks".into(), "at least one [[tasks]] entry is needed"));
         }
         for (i, task) in self.tasks.iter().enumerate() {
             let f = |name: &str| format!("tasks[{i}] ({}).{name}", task.name);
@@ -322,10 +285,8 @@ impl RunConfig {
                     return Err(bad(f("folders"), "must have one entry per class"));
                 }
             }
-            for (field, list) in [
-                ("train_templates", &task.train_templates),
-                ("eval_templates", &task.eval_templates),
-            ] {
+            for (field, list) in [("train_templates", &task.train_templates), ("eval_templates", &task.eval_templates)]
+            {
                 if list.is_empty() {
                     return Err(bad(f(field), "must list at least one template"));
                 }
@@ -338,7 +299,10 @@ impl RunConfig {
                 }
             }
             if task.train_templates.len() != 1 {
-                return Err(bad(f("train_templates"), "training uses exactly one template (as ZSCL); list the others in eval_templates"));
+                return Err(bad(
+                    f("train_templates"),
+                    "training uses exactly one template (as ZSCL); list the others in eval_templates",
+                ));
             }
             if let Some(lr) = task.lr {
                 if !(lr.is_finite() && lr > 0.0) {
@@ -354,10 +318,7 @@ impl RunConfig {
         }
         let method = self.method().map_err(|e| bad("method".into(), &e))?;
         if method.lambda_zscl != 0.0 && self.reference.is_none() {
-            return Err(bad(
-                "reference".into(),
-                "the zscl preset needs a [reference] set (images and captions)",
-            ));
+            return Err(bad("reference".into(), "the zscl preset needs a [reference] set (images and captions)"));
         }
         Ok(())
     }
@@ -375,8 +336,7 @@ impl RunConfig {
             }
         }
         // serde_json's maps are sorted (BTreeMap), so the text is canonical.
-        let canonical: BTreeMap<String, serde_json::Value> =
-            serde_json::from_value(v).unwrap_or_default();
+        let canonical: BTreeMap<String, serde_json::Value> = serde_json::from_value(v).unwrap_or_default();
         let text = serde_json::to_string(&canonical).unwrap_or_default();
         hex(&Sha256::digest(text.as_bytes()))
     }

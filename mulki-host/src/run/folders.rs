@@ -7,8 +7,7 @@ use anyhow::{Context, Result};
 use super::config::RunConfig;
 use super::source::{Batch, DataSource, Split};
 use crate::data::{
-    self, few_shot, BatchSpec, EpochSampler, Loader, LoaderConfig, RandomResizedCrop, ReferenceSet,
-    Transform,
+    self, few_shot, BatchSpec, EpochSampler, Loader, LoaderConfig, RandomResizedCrop, ReferenceSet, Transform,
 };
 
 struct TaskData {
@@ -28,27 +27,14 @@ pub struct FolderSource {
 }
 
 fn convert(b: data::Batch) -> Batch {
-    Batch {
-        pixels: b.pixels,
-        labels: b.labels.iter().map(|&y| y as u32).collect(),
-        warnings: b.warnings,
-    }
+    Batch { pixels: b.pixels, labels: b.labels.iter().map(|&y| y as u32).collect(), warnings: b.warnings }
 }
 
 impl FolderSource {
     /// Lists every task's splits (few-shot subsets drawn with the seed), for images of `side`
     /// pixels; `threads` decode in parallel.
-    pub fn open(
-        cfg: &RunConfig,
-        side: usize,
-        threads: usize,
-        skip_bad_images: bool,
-    ) -> Result<Self> {
-        let lc = |transform| LoaderConfig {
-            transform,
-            threads,
-            skip_bad_images,
-        };
+    pub fn open(cfg: &RunConfig, side: usize, threads: usize, skip_bad_images: bool) -> Result<Self> {
+        let lc = |transform| LoaderConfig { transform, threads, skip_bad_images };
         let mut tasks = Vec::new();
         for (t, task) in cfg.tasks.iter().enumerate() {
             let what = |split: &str| format!("task {} ({}): {split} split", t + 1, task.name);
@@ -62,10 +48,7 @@ impl FolderSource {
             }
             let sampler = EpochSampler::new(train.len(), cfg.seed, t as u64);
             tasks.push(TaskData {
-                train: Loader::new(
-                    train.clone(),
-                    lc(Transform::Train(RandomResizedCrop::clip(side))),
-                )?,
+                train: Loader::new(train.clone(), lc(Transform::Train(RandomResizedCrop::clip(side))))?,
                 train_eval: Loader::new(train, lc(Transform::Eval { size: side }))?,
                 test: Loader::new(test, lc(Transform::Eval { size: side }))?,
                 sampler,
@@ -75,27 +58,16 @@ impl FolderSource {
             Some(r) => {
                 let set = ReferenceSet::load(&r.images, &r.captions)?;
                 let sampler = set.sampler(cfg.seed, u64::MAX);
-                let loader = Loader::new(
-                    set.split(),
-                    lc(Transform::Train(RandomResizedCrop::clip(side))),
-                )?;
+                let loader = Loader::new(set.split(), lc(Transform::Train(RandomResizedCrop::clip(side))))?;
                 Some((loader, sampler, set.captions))
             }
             None => None,
         };
-        Ok(FolderSource {
-            tasks,
-            reference,
-            seed: cfg.seed,
-            batch: cfg.train.batch_size,
-            pending: None,
-        })
+        Ok(FolderSource { tasks, reference, seed: cfg.seed, batch: cfg.train.batch_size, pending: None })
     }
 
     fn task(&mut self, t: usize) -> Result<&mut TaskData> {
-        self.tasks
-            .get_mut(t)
-            .with_context(|| format!("no task {t}"))
+        self.tasks.get_mut(t).with_context(|| format!("no task {t}"))
     }
 
     /// The samples of micro-batch `micro` (of `b`) of step `step`: global positions
@@ -104,9 +76,7 @@ impl FolderSource {
         let (seed, big) = (self.seed, self.batch);
         let first = ((step.saturating_sub(1)) * big + micro * b) as u64;
         let td = self.task(t)?;
-        let indices: Vec<usize> = (0..b as u64)
-            .map(|i| td.sampler.index_at(first + i))
-            .collect();
+        let indices: Vec<usize> = (0..b as u64).map(|i| td.sampler.index_at(first + i)).collect();
         Ok(BatchSpec::train(&indices, seed, t as u64, first))
     }
 }
@@ -129,11 +99,7 @@ impl DataSource for FolderSource {
             self.task(task)?.train.load(&spec)?
         };
         // Prefetch the next micro-batch of this task while the step runs.
-        let next = if micro + 1 < acc.max(1) {
-            (step, micro + 1)
-        } else {
-            (step + 1, 0)
-        };
+        let next = if micro + 1 < acc.max(1) { (step, micro + 1) } else { (step + 1, 0) };
         let spec = self.spec(task, next.0, next.1, b)?;
         if self.pending.is_none() {
             self.task(task)?.train.request(spec);
@@ -154,10 +120,7 @@ impl DataSource for FolderSource {
 
     fn reference_batch(&mut self, _task: usize, step: usize, n: usize) -> Result<Batch> {
         let seed = self.seed;
-        let (loader, sampler, _) = self
-            .reference
-            .as_mut()
-            .context("the run has no [reference] set")?;
+        let (loader, sampler, _) = self.reference.as_mut().context("the run has no [reference] set")?;
         let first = (step.saturating_sub(1) * n) as u64;
         let indices: Vec<usize> = (0..n as u64).map(|i| sampler.index_at(first + i)).collect();
         let mut batch = convert(loader.load(&BatchSpec::train(&indices, seed, u64::MAX, first))?);

@@ -40,12 +40,7 @@ impl Progress {
     /// `log`: append JSON lines there (created if missing).
     pub fn new(quiet: bool, log: Option<&Path>) -> std::io::Result<Self> {
         let log = match log {
-            Some(p) => Some(BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            )),
+            Some(p) => Some(BufWriter::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)),
             None => None,
         };
         let mode = if quiet {
@@ -55,14 +50,7 @@ impl Progress {
         } else {
             Mode::Plain { last: None }
         };
-        Ok(Progress {
-            mode,
-            log,
-            task_start: Instant::now(),
-            images: 0,
-            first_step: 0,
-            quiet,
-        })
+        Ok(Progress { mode, log, task_start: Instant::now(), images: 0, first_step: 0, quiet })
     }
 
     /// A line for people (above the bar when there is one).
@@ -81,15 +69,16 @@ impl Progress {
         if let Mode::Bar(bar) = &mut self.mode {
             bar.finish_and_clear();
             let b = ProgressBar::new(steps as u64).with_position(done as u64);
-            let style =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
             b.set_style(style);
             b.set_prefix(format!("task {} {name}", task + 1));
             *bar = b;
         }
-        self.event(&serde_json::json!({"event": "task_start", "task": task, "name": name, "steps": steps, "resumed_at": done}));
+        self.event(
+            &serde_json::json!({"event": "task_start", "task": task, "name": name, "steps": steps, "resumed_at": done}),
+        );
     }
 
     pub fn step(&mut self, r: &StepReport) {

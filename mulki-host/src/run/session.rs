@@ -66,10 +66,7 @@ pub struct Signals {
 impl Signals {
     pub fn install() -> Result<Self> {
         use signal_hook::consts::{SIGINT, SIGTERM};
-        let (int, term) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicBool::new(false)),
-        );
+        let (int, term) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         // Registered first, so it sees the flag as it was before this signal: a second SIGINT
         // exits at once.
         signal_hook::flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&int))?;
@@ -102,11 +99,7 @@ pub fn open_tokenizer(cfg: &RunConfig) -> Result<Tokenizer> {
 }
 
 /// Writes a checkpoint of the trainer's state into the run directory.
-pub fn save<B: Backend<E = f32>>(
-    tr: &mut Trainer<B>,
-    run_dir: &Path,
-    kind: Kind,
-) -> Result<PathBuf> {
+pub fn save<B: Backend<E = f32>>(tr: &mut Trainer<B>, run_dir: &Path, kind: Kind) -> Result<PathBuf> {
     let mut buffers = Vec::new();
     for (name, buf) in tr.buffers() {
         let mut v = vec![0f32; buf.len];
@@ -114,43 +107,23 @@ pub fn save<B: Backend<E = f32>>(
         buffers.push((name, v));
     }
     let params = &buffers[0].1;
-    let (config_json, model) =
-        import::clip_to_bytes(&tr.student.config, &tr.student.layout, params)?;
-    let tensors: Vec<(&str, Vec<usize>, &[f32])> = buffers[1..]
-        .iter()
-        .map(|(n, v)| (*n, vec![v.len()], v.as_slice()))
-        .collect();
-    let views: Vec<(&str, &[usize], &[f32])> = tensors
-        .iter()
-        .map(|(n, s, v)| (*n, s.as_slice(), *v))
-        .collect();
+    let (config_json, model) = import::clip_to_bytes(&tr.student.config, &tr.student.layout, params)?;
+    let tensors: Vec<(&str, Vec<usize>, &[f32])> =
+        buffers[1..].iter().map(|(n, v)| (*n, vec![v.len()], v.as_slice())).collect();
+    let views: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, v)| (*n, s.as_slice(), *v)).collect();
     let state_st = import::f32_tensors_to_bytes(&views, Path::new("state.safetensors"))?;
-    let header = CheckpointState {
-        config_json: serde_json::to_string(&tr.cfg)?,
-        run_json: serde_json::to_string(&tr.state)?,
-    };
+    let header =
+        CheckpointState { config_json: serde_json::to_string(&tr.cfg)?, run_json: serde_json::to_string(&tr.state)? };
     let state_pc = checkpoint::encode_header(&header, Path::new("state.postcard"))?;
     let (task, step) = (tr.state.task, tr.state.step);
-    let task = if tr.state.task_done {
-        task.saturating_sub(1)
-    } else {
-        task
-    };
+    let task = if tr.state.task_done { task.saturating_sub(1) } else { task };
     let files: [(&str, &[u8]); 4] = [
         ("config.json", &config_json),
         ("model.safetensors", &model),
         ("state.safetensors", &state_st),
         ("state.postcard", &state_pc),
     ];
-    let dir = checkpoint::commit(
-        run_dir,
-        task,
-        step,
-        kind,
-        &tr.state.config_hash,
-        &files,
-        &RealStorage,
-    )?;
+    let dir = checkpoint::commit(run_dir, task, step, kind, &tr.state.config_hash, &files, &RealStorage)?;
     if kind == Kind::Periodic {
         checkpoint::rotate(run_dir, task, 2, &RealStorage)?;
     }
@@ -158,21 +131,12 @@ pub fn save<B: Backend<E = f32>>(
 }
 
 /// Keys whose values differ between two JSON configs, dotted.
-fn differing_keys(
-    a: &serde_json::Value,
-    b: &serde_json::Value,
-    prefix: &str,
-    out: &mut Vec<String>,
-) {
+fn differing_keys(a: &serde_json::Value, b: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
     match (a, b) {
         (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 match (x.get(k), y.get(k)) {
                     (Some(u), Some(v)) => differing_keys(u, v, &p, out),
                     _ => out.push(p),
@@ -188,27 +152,17 @@ fn differing_keys(
 fn restore<B: Backend<E = f32>>(tr: &mut Trainer<B>, dir: &Path) -> Result<()> {
     let model = checkpoint::load_file(dir, "model.safetensors")?;
     let config = checkpoint::load_file(dir, "config.json")?;
-    let loaded =
-        import::load_clip_bytes(&config, &model).with_context(|| format!("{}", dir.display()))?;
+    let loaded = import::load_clip_bytes(&config, &model).with_context(|| format!("{}", dir.display()))?;
     if loaded.params.len() != tr.student.layout.len {
-        bail!(
-            "{}: the checkpoint's model has another size than the run's",
-            dir.display()
-        );
+        bail!("{}: the checkpoint's model has another size than the run's", dir.display());
     }
-    let header: CheckpointState = checkpoint::decode_header(
-        &checkpoint::load_file(dir, "state.postcard")?,
-        &dir.join("state.postcard"),
-    )?;
+    let header: CheckpointState =
+        checkpoint::decode_header(&checkpoint::load_file(dir, "state.postcard")?, &dir.join("state.postcard"))?;
     let state = checkpoint::load_file(dir, "state.safetensors")?;
     let tensors = import::read_f32_tensors(&state, &dir.join("state.safetensors"))?;
     let run = header.run()?;
     // Π belongs to the task the checkpoint was taken in.
-    let ptask = if run.task_done {
-        run.task.saturating_sub(1)
-    } else {
-        run.task
-    };
+    let ptask = if run.task_done { run.task.saturating_sub(1) } else { run.task };
     let k = tr.cfg.tasks.get(ptask).map_or(0, |t| t.classes.len());
     tr.loss.prototypes.begin(&mut tr.be, k)?;
     let bufs = tr.buffers();
@@ -219,12 +173,7 @@ fn restore<B: Backend<E = f32>>(tr: &mut Trainer<B>, dir: &Path) -> Result<()> {
             .find(|(n, _, _)| n == name)
             .with_context(|| format!("{}: state.safetensors has no `{name}`", dir.display()))?;
         if v.len() != buf.len {
-            bail!(
-                "{}: state.safetensors: `{name}` holds {} values, the run needs {}",
-                dir.display(),
-                v.len(),
-                buf.len
-            );
+            bail!("{}: state.safetensors: `{name}` holds {} values, the run needs {}", dir.display(), v.len(), buf.len);
         }
         tr.be.write(*buf, v)?;
     }
@@ -232,73 +181,36 @@ fn restore<B: Backend<E = f32>>(tr: &mut Trainer<B>, dir: &Path) -> Result<()> {
 }
 
 /// Runs (or resumes) the config into `run_dir`.
-pub fn run(
-    cfg: RunConfig,
-    run_dir: &Path,
-    opts: &SessionOptions,
-    signals: Option<&Signals>,
-) -> Result<Outcome> {
-    std::fs::create_dir_all(run_dir)
-        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+pub fn run(cfg: RunConfig, run_dir: &Path, opts: &SessionOptions, signals: Option<&Signals>) -> Result<Outcome> {
+    std::fs::create_dir_all(run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
     let threads = crate::commands::threads((cfg.threads > 0).then_some(cfg.threads));
     let theta0: LoadedClip = import::load_clip_dir(&cfg.model.source)?;
     let tok = open_tokenizer(&cfg)?;
     let mut progress = Progress::new(opts.quiet, Some(&run_dir.join("log.jsonl")))?;
     for name in theta0.unexpected() {
-        progress.say(&format!(
-            "warning: {}: tensor `{name}` is not a CLIP parameter; ignored",
-            cfg.model.source.display()
-        ));
+        progress
+            .say(&format!("warning: {}: tensor `{name}` is not a CLIP parameter; ignored", cfg.model.source.display()));
     }
     let side = theta0.config.vision_config.image_size;
     let mut data = FolderSource::open(&cfg, side, threads, opts.skip_bad_images)?;
-    run_with(
-        cfg,
-        run_dir,
-        opts,
-        signals,
-        &theta0,
-        &tok,
-        &mut data,
-        threads,
-        &mut progress,
-    )
+    run_with(cfg, run_dir, opts, signals, &theta0, &tok, &mut data, threads, &mut progress)
 }
 
 /// [`run`] with the model, tokenizer and data already open (the demo brings its own).
 #[allow(clippy::too_many_arguments)]
 pub fn run_with(
-    cfg: RunConfig,
-    run_dir: &Path,
-    opts: &SessionOptions,
-    signals: Option<&Signals>,
-    theta0: &LoadedClip,
-    tok: &dyn Tokenize,
-    data: &mut dyn DataSource,
-    threads: usize,
-    progress: &mut Progress,
+    cfg: RunConfig, run_dir: &Path, opts: &SessionOptions, signals: Option<&Signals>, theta0: &LoadedClip,
+    tok: &dyn Tokenize, data: &mut dyn DataSource, threads: usize, progress: &mut Progress,
 ) -> Result<Outcome> {
     let hash = cfg.hash();
-    let method_name = cfg
-        .method
-        .get("preset")
-        .and_then(|v| v.as_str())
-        .unwrap_or("mulki")
-        .to_string();
+    let method_name = cfg.method.get("preset").and_then(|v| v.as_str()).unwrap_or("mulki").to_string();
     let (found, warnings) = checkpoint::find_latest(run_dir, Some(&hash))?;
     for w in warnings {
         progress.say(&format!("warning: {w}"));
     }
     let captions = data.reference_captions().to_vec();
     let be = CpuBackend::<f32>::new(threads);
-    let mut tr = Trainer::new(
-        be,
-        cfg.clone(),
-        &theta0.config,
-        &theta0.params,
-        tok,
-        &captions,
-    )?;
+    let mut tr = Trainer::new(be, cfg.clone(), &theta0.config, &theta0.params, tok, &captions)?;
     let layout = &tr.student.layout;
     let count = |g| layout.group_range(g).len() as u64;
     let trainable = TrainableParameters {
@@ -356,11 +268,7 @@ pub fn run_with(
         }
     }
     let write_reports = |tr: &Trainer<CpuBackend<f32>>| -> Result<()> {
-        let mut rep = RunReport::new(
-            method_name.clone(),
-            task_names.clone(),
-            tr.state.rows[0].clone(),
-        );
+        let mut rep = RunReport::new(method_name.clone(), task_names.clone(), tr.state.rows[0].clone());
         for (row, log) in tr.state.rows.iter().skip(1).zip(&tr.state.logs) {
             rep.push(row.clone(), log.clone());
         }
@@ -406,11 +314,7 @@ pub fn run_with(
             }
             if let Some(code) = signals.and_then(|s| s.exit_code()) {
                 let dir = save(&mut tr, run_dir, Kind::Periodic)?;
-                progress.say(&format!(
-                    "stopped by a signal at task {}, step {k}; checkpoint {}",
-                    t + 1,
-                    dir.display()
-                ));
+                progress.say(&format!("stopped by a signal at task {}, step {k}; checkpoint {}", t + 1, dir.display()));
                 return Ok(Outcome::Interrupted(code));
             }
             k += 1;
@@ -423,10 +327,7 @@ pub fn run_with(
             "after task {} ({}): {}",
             t + 1,
             cfg.tasks[t].name,
-            row.iter()
-                .map(|a| format!("{a:.1}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            row.iter().map(|a| format!("{a:.1}")).collect::<Vec<_>>().join(" ")
         ));
     }
     Ok(Outcome::Finished)

@@ -19,16 +19,9 @@ pub struct Prompts {
 
 impl Prompts {
     /// Rows ordered class-major: row `c·templates + j` is template j filled with class c.
-    pub fn new(
-        tok: &dyn Tokenize,
-        classes: &[String],
-        templates: &[String],
-        context: usize,
-    ) -> Prompts {
-        let texts: Vec<String> = classes
-            .iter()
-            .flat_map(|c| templates.iter().map(move |t| t.replacen("{}", c, 1)))
-            .collect();
+    pub fn new(tok: &dyn Tokenize, classes: &[String], templates: &[String], context: usize) -> Prompts {
+        let texts: Vec<String> =
+            classes.iter().flat_map(|c| templates.iter().map(move |t| t.replacen("{}", c, 1))).collect();
         let full = tok.tokenize_rows(&texts, context);
         let pad = tok.pad_id();
         let rows = texts.len();
@@ -37,10 +30,7 @@ impl Prompts {
             .map(|row| row.iter().rposition(|&x| x != pad).map_or(1, |i| i + 1))
             .max()
             .unwrap_or(1);
-        let ids = full
-            .chunks(context.max(1))
-            .flat_map(|row| row[..t].iter().copied())
-            .collect();
+        let ids = full.chunks(context.max(1)).flat_map(|row| row[..t].iter().copied()).collect();
         Prompts { ids, rows, t }
     }
 
@@ -69,11 +59,7 @@ pub fn normalize_rows(v: &mut [f64], p: usize) {
 /// capacity allows, normalised, averaged over each class's `templates` prompts and normalised
 /// again (with one template this is the normalised feature itself).
 pub fn class_features<B: Backend>(
-    be: &mut B,
-    model: &mut Clip,
-    prompts: &Prompts,
-    templates: usize,
-    capacity: usize,
+    be: &mut B, model: &mut Clip, prompts: &Prompts, templates: usize, capacity: usize,
 ) -> Result<Vec<f64>, mulki_core::Error> {
     let p = model.config.projection_dim;
     let mut feats = Vec::with_capacity(prompts.rows * p);

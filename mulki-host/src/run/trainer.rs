@@ -105,21 +105,13 @@ pub struct Trainer<B: Backend> {
 /// A fresh zeroed buffer of `len` elements (allocated when the run is built, never in a step).
 fn alloc<B: Backend>(be: &mut B, len: usize) -> Result<Buf> {
     let a = be.alloc(len)?;
-    Ok(Buf {
-        arena: a,
-        offset: 0,
-        len,
-    })
+    Ok(Buf { arena: a, offset: 0, len })
 }
 
 impl<B: Backend> Trainer<B> {
     /// Builds every buffer of the run from θ_0's config and weights.
     pub fn new(
-        mut be: B,
-        cfg: RunConfig,
-        clip_cfg: &ClipConfig,
-        theta0: &[B::E],
-        tokenizer: &dyn crate::tokenizer::Tokenize,
+        mut be: B, cfg: RunConfig, clip_cfg: &ClipConfig, theta0: &[B::E], tokenizer: &dyn crate::tokenizer::Tokenize,
         captions: &[String],
     ) -> Result<Self> {
         let method = cfg.method().map_err(anyhow::Error::msg)?;
@@ -127,10 +119,7 @@ impl<B: Backend> Trainer<B> {
         let kmax = cfg.tasks.iter().map(|t| t.classes.len()).max().unwrap_or(1);
         let refs = cfg.reference.as_ref().map_or(0, |r| r.batch_size);
         let images = micro.max(cfg.train.eval_batch_size).max(refs);
-        let cap = Capacity {
-            images,
-            texts: kmax,
-        };
+        let cap = Capacity { images, texts: kmax };
         let mut student = Clip::new(&mut be, clip_cfg, cap)?;
         let mut z = Clip::new(&mut be, clip_cfg, cap)?;
         let mut p = Clip::new(&mut be, clip_cfg, cap)?;
@@ -143,24 +132,14 @@ impl<B: Backend> Trainer<B> {
         // Sized for the whole step's batch: the prototype EMA reads every micro-batch at once.
         let loss = MulkiLoss::new(&mut be, &method, cfg.train.batch_size.max(micro), kmax, pd)?;
         let zscl = if method.lambda_zscl != 0.0 {
-            Some(Zscl::new(
-                &mut be,
-                refs,
-                refs,
-                pd,
-                method.zscl_temperature,
-                method.lambda_zscl,
-            )?)
+            Some(Zscl::new(&mut be, refs, refs, pd, method.zscl_temperature, method.lambda_zscl)?)
         } else {
             None
         };
         let opt = Optimizer::new(
             &mut be,
             student.layout.len,
-            AdamWConfig {
-                weight_decay: cfg.train.weight_decay,
-                ..AdamWConfig::default()
-            },
+            AdamWConfig { weight_decay: cfg.train.weight_decay, ..AdamWConfig::default() },
         )?;
         let avg = alloc(&mut be, student.layout.len)?;
         let ensemble = Ensemble::start(&mut be, avg, student.params())?;
@@ -171,15 +150,8 @@ impl<B: Backend> Trainer<B> {
         let caption_prompts = Prompts::new(tokenizer, captions, &["{}".to_string()], ctx);
         let captions = alloc(&mut be, caption_prompts.rows.max(1) * pd)?;
         let ref_captions = alloc(&mut be, refs.max(1) * pd)?;
-        let caption_rows = IdxBuf {
-            arena: be.alloc_idx(refs.max(1))?,
-            offset: 0,
-            len: refs.max(1),
-        };
-        let (ref_student, ref_teacher) = (
-            alloc(&mut be, refs.max(1) * pd)?,
-            alloc(&mut be, refs.max(1) * pd)?,
-        );
+        let caption_rows = IdxBuf { arena: be.alloc_idx(refs.max(1))?, offset: 0, len: refs.max(1) };
+        let (ref_student, ref_teacher) = (alloc(&mut be, refs.max(1) * pd)?, alloc(&mut be, refs.max(1) * pd)?);
         let ema_feats = alloc(&mut be, cfg.train.batch_size.max(micro) * pd)?;
         let prompts = cfg
             .tasks
@@ -191,10 +163,7 @@ impl<B: Backend> Trainer<B> {
                 eval_templates: t.eval_templates.len(),
             })
             .collect();
-        let state = RunState {
-            config_hash: cfg.hash(),
-            ..RunState::default()
-        };
+        let state = RunState { config_hash: cfg.hash(), ..RunState::default() };
         Ok(Trainer {
             be,
             cfg,
@@ -234,10 +203,7 @@ impl<B: Backend> Trainer<B> {
 
     fn trainable(&self) -> (Buf, Buf) {
         let r = self.student.layout.trainable();
-        (
-            self.student.params().slice(r.start, r.len()),
-            self.student.grads().slice(r.start, r.len()),
-        )
+        (self.student.params().slice(r.start, r.len()), self.student.grads().slice(r.start, r.len()))
     }
 
     /// Whether teacher P differs from Z in task `t` (it is θ_0 on the first task).
@@ -261,13 +227,7 @@ impl<B: Backend> Trainer<B> {
         let cap = self.cfg.train.eval_batch_size;
         let mut classifiers = Vec::new();
         for tp in &self.prompts {
-            classifiers.push(class_features(
-                &mut self.be,
-                &mut self.student,
-                &tp.eval,
-                tp.eval_templates,
-                tp.classes,
-            )?);
+            classifiers.push(class_features(&mut self.be, &mut self.student, &tp.eval, tp.eval_templates, tp.classes)?);
         }
         let agnostic = self.cfg.train.task_agnostic;
         let all: Vec<f64> = classifiers.iter().flatten().copied().collect();
@@ -281,18 +241,10 @@ impl<B: Backend> Trainer<B> {
             .collect();
         let mut row = Vec::new();
         for (j, cls) in classifiers.iter().enumerate() {
-            let (w, offset) = if agnostic {
-                (&all, offsets[j])
-            } else {
-                (cls, 0)
-            };
+            let (w, offset) = if agnostic { (&all, offsets[j]) } else { (cls, 0) };
             let n = data.len(j, Split::Test);
             if n == 0 {
-                bail!(
-                    "task {} ({}): the test split is empty",
-                    j,
-                    self.cfg.tasks[j].name
-                );
+                bail!("task {} ({}): the test split is empty", j, self.cfg.tasks[j].name);
             }
             let mut correct = 0usize;
             let mut start = 0;
@@ -326,13 +278,9 @@ impl<B: Backend> Trainer<B> {
     pub fn begin_task(&mut self, t: usize, data: &mut dyn DataSource, fresh: bool) -> Result<()> {
         let k = self.prompts[t].classes;
         let ids = &self.prompts[t].train;
-        let wz = self
-            .z
-            .encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
+        let wz = self.z.encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
         self.be.copy(self.wz.slice(0, wz.len), wz)?;
-        let wp = self
-            .p
-            .encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
+        let wp = self.p.encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
         self.be.copy(self.wp.slice(0, wp.len), wp)?;
         if self.zscl.is_some() && !self.captions_cached {
             self.cache_captions()?;
@@ -341,8 +289,7 @@ impl<B: Backend> Trainer<B> {
             return Ok(());
         }
         self.opt.reset(&mut self.be)?;
-        self.ensemble =
-            Ensemble::start(&mut self.be, self.ensemble.weights(), self.student.params())?;
+        self.ensemble = Ensemble::start(&mut self.be, self.ensemble.weights(), self.student.params())?;
         self.state.ensemble_members = 1;
         self.state.alpha_sum.clear();
         self.state.alpha_histogram = vec![0; 10];
@@ -355,19 +302,14 @@ impl<B: Backend> Trainer<B> {
 
     fn cache_captions(&mut self) -> Result<()> {
         let pd = self.z.config.projection_dim;
-        let (cp, cap) = (
-            &self.caption_prompts,
-            self.prompts.iter().map(|t| t.classes).max().unwrap_or(1),
-        );
+        let (cp, cap) = (&self.caption_prompts, self.prompts.iter().map(|t| t.classes).max().unwrap_or(1));
         if cp.rows == 0 {
             bail!("the reference set has no captions");
         }
         let mut start = 0;
         while start < cp.rows {
             let n = (cp.rows - start).min(cap);
-            let out = self
-                .z
-                .encode_text(&mut self.be, cp.slice(start, n), n, cp.t)?;
+            let out = self.z.encode_text(&mut self.be, cp.slice(start, n), n, cp.t)?;
             self.be.copy(self.captions.slice(start * pd, n * pd), out)?;
             start += n;
         }
@@ -405,22 +347,14 @@ impl<B: Backend> Trainer<B> {
             let v = self.z.encode_image(&mut self.be, b)?;
             let mut feats = read_f64(&mut self.be, v)?;
             normalize_rows(&mut feats, pd);
-            let kept: Vec<B::E> = keep
-                .iter()
-                .flat_map(|&i| {
-                    feats[i * pd..(i + 1) * pd]
-                        .iter()
-                        .map(|&x| B::E::from_f64(x))
-                })
-                .collect();
+            let kept: Vec<B::E> =
+                keep.iter().flat_map(|&i| feats[i * pd..(i + 1) * pd].iter().map(|&x| B::E::from_f64(x))).collect();
             let labels: Vec<u32> = keep.iter().map(|&i| batch.labels[i]).collect();
             // The EMA feature buffer is free outside steps: it holds the kept features here.
             let vn = self.ema_feats.slice(0, kept.len());
             self.be.write(vn, &kept)?;
             let mut scratch_counts = vec![0u32; k];
-            self.loss
-                .prototypes
-                .accumulate(&mut self.be, vn, &labels, &mut scratch_counts)?;
+            self.loss.prototypes.accumulate(&mut self.be, vn, &labels, &mut scratch_counts)?;
         }
         self.loss.prototypes.finish_init(&mut self.be)?;
         Ok(())
@@ -444,9 +378,7 @@ impl<B: Backend> Trainer<B> {
             self.be.write(self.student.pixels(b)?, &px)?;
             let v = self.student.encode_image(&mut self.be, b)?;
             let ids = &self.prompts[t].train;
-            let w =
-                self.student
-                    .encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
+            let w = self.student.encode_text(&mut self.be, ids.slice(0, ids.rows), ids.rows, ids.t)?;
             let wz = self.wz.slice(0, tp_classes * pd);
             let wp = self.wp.slice(0, tp_classes * pd);
             let mut kd = Vec::with_capacity(2);
@@ -473,12 +405,7 @@ impl<B: Backend> Trainer<B> {
                 self.s,
             )?;
             if !out.total.is_finite() {
-                return Err(NonFinite {
-                    task: t,
-                    step: k,
-                    term: nonfinite_term(&out),
-                }
-                .into());
+                return Err(NonFinite { task: t, step: k, term: nonfinite_term(&out) }.into());
             }
             let (dv, dw) = (self.student.image_dout(), self.student.text_dout());
             self.loss.backward(&mut self.be, dv, dw)?;
@@ -488,10 +415,7 @@ impl<B: Backend> Trainer<B> {
             }
             self.student.backward_image(&mut self.be)?;
             self.student.backward_text(&mut self.be)?;
-            self.be.copy(
-                self.ema_feats.slice(m * b * pd, b * pd),
-                self.loss.student_images(),
-            )?;
+            self.be.copy(self.ema_feats.slice(m * b * pd, b * pd), self.loss.student_images())?;
             self.ema_labels.extend_from_slice(&batch.labels);
             accumulate(&mut total, &out, acc);
         }
@@ -512,20 +436,14 @@ impl<B: Backend> Trainer<B> {
                 self.method.lambda_c,
             )?;
         }
-        let warm = self
-            .cfg
-            .train
-            .warmup
-            .unwrap_or_else(|| default_warmup(n_steps));
+        let warm = self.cfg.train.warmup.unwrap_or_else(|| default_warmup(n_steps));
         let lr = lr_at(self.cfg.lr(t), k, n_steps, warm);
         let (params, grads) = self.trainable();
         self.opt.step(&mut self.be, params, grads, lr)?;
         if self.method.uses_prototypes() && self.method.proto_momentum < 1.0 {
             let all = self.ema_feats.slice(0, self.ema_labels.len() * pd);
             let m = self.method.proto_momentum;
-            self.loss
-                .prototypes
-                .ema(&mut self.be, all, &self.ema_labels, m, &mut self.counts)?;
+            self.loss.prototypes.ema(&mut self.be, all, &self.ema_labels, m, &mut self.counts)?;
         }
         if self.method.ensemble && merge_due(k, n_steps, self.method.interval(n_steps)) {
             self.ensemble.merge(&mut self.be, self.student.params())?;
@@ -558,10 +476,7 @@ impl<B: Backend> Trainer<B> {
         self.be.write(self.student.pixels(r)?, &px)?;
         let rs = self.student.encode_image(&mut self.be, r)?;
         self.be.copy(self.ref_student.slice(0, r * pd), rs)?;
-        let rows = IdxBuf {
-            len: r,
-            ..self.caption_rows
-        };
+        let rows = IdxBuf { len: r, ..self.caption_rows };
         self.be.write_idx(rows, &batch.labels)?;
         let caps = self.ref_captions.slice(0, r * pd);
         self.be.embedding_forward(caps, self.captions, rows, pd)?;
@@ -598,12 +513,7 @@ impl<B: Backend> Trainer<B> {
 
     /// Ends task `t`: θ_t = γ·θ̄ + (1−γ)·anchor (θ̄ = the last step's weights without the
     /// ensemble), evaluated; P ← θ_t. Returns the new accuracy row.
-    pub fn end_task(
-        &mut self,
-        t: usize,
-        data: &mut dyn DataSource,
-        wall_seconds: f64,
-    ) -> Result<Vec<f64>> {
+    pub fn end_task(&mut self, t: usize, data: &mut dyn DataSource, wall_seconds: f64) -> Result<Vec<f64>> {
         let params = self.student.params();
         if self.method.ensemble {
             self.be.copy(params, self.ensemble.weights())?;
@@ -622,17 +532,9 @@ impl<B: Backend> Trainer<B> {
                 self.one,
                 self.diff,
                 self.diff,
-                mulki_core::backend::Rows {
-                    rows: 1,
-                    c: self.diff.len,
-                    eps: 0.0,
-                },
+                mulki_core::backend::Rows { rows: 1, c: self.diff.len, eps: 0.0 },
             )?;
-            read_f64(&mut self.be, self.one)?
-                .first()
-                .copied()
-                .unwrap_or(0.0)
-                .sqrt()
+            read_f64(&mut self.be, self.one)?.first().copied().unwrap_or(0.0).sqrt()
         };
         let row = self.evaluate(data)?;
         self.be.copy(self.p.params(), params)?;

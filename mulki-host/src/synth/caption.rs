@@ -89,22 +89,12 @@ pub fn caption(scene: &Scene, rng: &mut Rng) -> Caption {
     }
     let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
     let noun = rng.below(GENERIC.len() as u64) as usize;
-    Caption {
-        text: text_of(&a, prefix, noun),
-        attrs: a,
-    }
+    Caption { text: text_of(&a, prefix, noun), attrs: a }
 }
 
 /// The 0/1 match matrix [images, captions], row-major.
 pub fn match_matrix(scenes: &[Scene], captions: &[CaptionAttrs]) -> Vec<f32> {
-    scenes
-        .iter()
-        .flat_map(|s| {
-            captions
-                .iter()
-                .map(move |c| f32::from(u8::from(matches(s, c))))
-        })
-        .collect()
+    scenes.iter().flat_map(|s| captions.iter().map(move |c| f32::from(u8::from(matches(s, c))))).collect()
 }
 
 /// Image→text soft targets: [`match_matrix`] with rows normalised to sum 1. A row with no
@@ -117,14 +107,8 @@ pub fn soft_targets(scenes: &[Scene], captions: &[CaptionAttrs]) -> Vec<f32> {
 
 /// Text→image soft targets: row j holds caption j's matches over the images, normalised.
 pub fn soft_targets_text(scenes: &[Scene], captions: &[CaptionAttrs]) -> Vec<f32> {
-    let mut m: Vec<f32> = captions
-        .iter()
-        .flat_map(|c| {
-            scenes
-                .iter()
-                .map(move |s| f32::from(u8::from(matches(s, c))))
-        })
-        .collect();
+    let mut m: Vec<f32> =
+        captions.iter().flat_map(|c| scenes.iter().map(move |s| f32::from(u8::from(matches(s, c))))).collect();
     normalise_rows(&mut m, scenes.len());
     m
 }

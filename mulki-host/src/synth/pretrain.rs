@@ -32,8 +32,7 @@ pub fn pretrain_pair(seed: u64, step: u64, i: u64) -> (Scene, Caption) {
 
 /// The `b` pairs of step `step`, rendered at `side`, with both soft-target matrices.
 pub fn pretrain_batch(seed: u64, step: u64, b: usize, side: usize) -> PretrainBatch {
-    let (scenes, caps): (Vec<Scene>, Vec<Caption>) =
-        (0..b as u64).map(|i| pretrain_pair(seed, step, i)).unzip();
+    let (scenes, caps): (Vec<Scene>, Vec<Caption>) = (0..b as u64).map(|i| pretrain_pair(seed, step, i)).unzip();
     let mut pixels = Vec::with_capacity(b * 3 * side * side);
     for s in &scenes {
         normalise_into(&render(s, side), side, &mut pixels);

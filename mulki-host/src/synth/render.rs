@@ -44,23 +44,9 @@ const CROSS: [Pt; 12] = [
     [-0.95, -0.32],
     [-0.32, -0.32],
 ];
-const ARROW: [Pt; 7] = [
-    [-0.95, -0.27],
-    [0.1, -0.27],
-    [0.1, -0.75],
-    [0.95, 0.0],
-    [0.1, 0.75],
-    [0.1, 0.27],
-    [-0.95, 0.27],
-];
-const HOURGLASS: [Pt; 6] = [
-    [-0.8, -0.9],
-    [0.8, -0.9],
-    [0.15, 0.0],
-    [0.8, 0.9],
-    [-0.8, 0.9],
-    [-0.15, 0.0],
-];
+const ARROW: [Pt; 7] =
+    [[-0.95, -0.27], [0.1, -0.27], [0.1, -0.75], [0.95, 0.0], [0.1, 0.75], [0.1, 0.27], [-0.95, 0.27]];
+const HOURGLASS: [Pt; 6] = [[-0.8, -0.9], [0.8, -0.9], [0.15, 0.0], [0.8, 0.9], [-0.8, 0.9], [-0.15, 0.0]];
 const TEE: [Pt; 8] = [
     [-0.92, -0.88],
     [0.92, -0.88],
@@ -78,9 +64,7 @@ fn in_polygon(p: Pt, poly: &[Pt]) -> bool {
     let mut j = poly.len() - 1;
     for i in 0..poly.len() {
         let (a, b) = (poly[i], poly[j]);
-        if (a[1] > p[1]) != (b[1] > p[1])
-            && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0]
-        {
+        if (a[1] > p[1]) != (b[1] > p[1]) && p[0] < (b[0] - a[0]) * (p[1] - a[1]) / (b[1] - a[1]) + a[0] {
             inside = !inside;
         }
         j = i;
@@ -199,21 +183,11 @@ fn draw_object(img: &mut [f32], side: usize, unit: f32, scene: &Scene, centre: P
             // Inverse rotation into object coordinates.
             let hit = |fx: f32, fy: f32| {
                 let (px, py) = (x as f32 + fx - centre[0], y as f32 + fy - centre[1]);
-                inside(
-                    scene.shape,
-                    (cos * px + sin * py) / r,
-                    (-sin * px + cos * py) / r,
-                )
+                inside(scene.shape, (cos * px + sin * py) / r, (-sin * px + cos * py) / r)
             };
             // Pixels whose centre and corners agree are taken as wholly in or out; only edge
             // pixels are supersampled.
-            let probe = [
-                hit(0.5, 0.5),
-                hit(0.0, 0.0),
-                hit(1.0, 0.0),
-                hit(0.0, 1.0),
-                hit(1.0, 1.0),
-            ];
+            let probe = [hit(0.5, 0.5), hit(0.0, 0.0), hit(1.0, 0.0), hit(0.0, 1.0), hit(1.0, 1.0)];
             let cov = if probe.iter().all(|&h| h == probe[0]) {
                 f32::from(u8::from(probe[0]))
             } else {
@@ -229,15 +203,8 @@ fn draw_object(img: &mut [f32], side: usize, unit: f32, scene: &Scene, centre: P
             if cov == 0.0 {
                 continue;
             }
-            let (gx, gy) = (
-                x + usize::from(scene.phase[0]),
-                y + usize::from(scene.phase[1]),
-            );
-            let col = if dark_cell(scene.pattern, gx, gy, cell) {
-                dark
-            } else {
-                rgb
-            };
+            let (gx, gy) = (x + usize::from(scene.phase[0]), y + usize::from(scene.phase[1]));
+            let col = if dark_cell(scene.pattern, gx, gy, cell) { dark } else { rgb };
             let i = 3 * (y * side + x);
             for c in 0..3 {
                 img[i + c] = img[i + c] * (1.0 - cov) + col[c] * cov;
@@ -282,19 +249,12 @@ fn clutter(img: &mut [f32], side: usize, unit: f32, rng: &mut Rng) {
         let (len, angle) = if rng.below(3) == 0 {
             (0.0, 0.0)
         } else {
-            (
-                (3.0 + rng.uniform() as f32 * 4.0) * unit,
-                rng.uniform() as f32 * std::f32::consts::PI,
-            )
+            ((3.0 + rng.uniform() as f32 * 4.0) * unit, rng.uniform() as f32 * std::f32::consts::PI)
         };
         let steps = (len * 2.0).ceil() as usize + 1;
         let thick = unit.max(1.0);
         for s in 0..steps {
-            let t = if steps > 1 {
-                s as f32 / (steps - 1) as f32
-            } else {
-                0.0
-            };
+            let t = if steps > 1 { s as f32 / (steps - 1) as f32 } else { 0.0 };
             let (px, py) = (x0 + t * len * angle.cos(), y0 + t * len * angle.sin());
             let reach = thick.ceil() as isize;
             for dy in 0..reach {

@@ -36,23 +36,12 @@ impl SynthSource {
     }
 
     /// [`Self::new`] with `reference_size` reference pairs.
-    pub fn with_reference(
-        tasks: Vec<TaskSpec>,
-        seed: u64,
-        side: usize,
-        reference_size: usize,
-    ) -> Self {
+    pub fn with_reference(tasks: Vec<TaskSpec>, seed: u64, side: usize, reference_size: usize) -> Self {
         let (reference, captions): (Vec<Scene>, Vec<String>) =
-            reference_pairs(seed, reference_size)
-                .into_iter()
-                .map(|(s, c)| (s, c.text))
-                .unzip();
-        let samplers = (0..tasks.len())
-            .map(|t| EpochSampler::new(tasks[t].train_size, seed, t as u64))
-            .collect();
-        let reference_samplers = (0..tasks.len())
-            .map(|t| EpochSampler::new(reference.len(), seed ^ REFERENCE_SALT, t as u64))
-            .collect();
+            reference_pairs(seed, reference_size).into_iter().map(|(s, c)| (s, c.text)).unzip();
+        let samplers = (0..tasks.len()).map(|t| EpochSampler::new(tasks[t].train_size, seed, t as u64)).collect();
+        let reference_samplers =
+            (0..tasks.len()).map(|t| EpochSampler::new(reference.len(), seed ^ REFERENCE_SALT, t as u64)).collect();
         SynthSource {
             test_cache: vec![None; tasks.len()],
             tasks,
@@ -89,10 +78,7 @@ impl SynthSource {
     fn spec(&self, task: usize) -> Result<&TaskSpec> {
         match self.tasks.get(task) {
             Some(t) => Ok(t),
-            None => bail!(
-                "synthetic stream: no task {task} (it has {})",
-                self.tasks.len()
-            ),
+            None => bail!("synthetic stream: no task {task} (it has {})", self.tasks.len()),
         }
     }
 
@@ -151,19 +137,14 @@ impl DataSource for SynthSource {
     fn ordered(&mut self, task: usize, split: Split, start: usize, n: usize) -> Result<Batch> {
         let len = self.len(task, split);
         if start + n > len {
-            bail!(
-                "synthetic task {task}: images {start}..{} of a split of {len}",
-                start + n
-            );
+            bail!("synthetic task {task}: images {start}..{} of a split of {len}", start + n);
         }
         if split != Split::Test {
             let indices: Vec<usize> = (start..start + n).collect();
             return self.render_items(task, split, &indices);
         }
         let spec = self.spec(task)?;
-        let labels = (start..start + n)
-            .map(|i| scene(spec, split, i, self.seed).1)
-            .collect();
+        let labels = (start..start + n).map(|i| scene(spec, split, i, self.seed).1).collect();
         let side = self.side;
         let px = 3 * side * side;
         let images = self.test_images(task)?;
@@ -171,11 +152,7 @@ impl DataSource for SynthSource {
         for rgb in images[start * px..(start + n) * px].chunks(px) {
             normalise_into(rgb, side, &mut pixels);
         }
-        Ok(Batch {
-            pixels,
-            labels,
-            warnings: Vec::new(),
-        })
+        Ok(Batch { pixels, labels, warnings: Vec::new() })
     }
 
     fn reference_batch(&mut self, task: usize, step: usize, n: usize) -> Result<Batch> {
@@ -188,17 +165,9 @@ impl DataSource for SynthSource {
         let rows: Vec<usize> = (0..n as u64).map(|i| sampler.index_at(first + i)).collect();
         let mut pixels = Vec::with_capacity(n * 3 * self.side * self.side);
         for &r in &rows {
-            normalise_into(
-                &render(&self.reference[r], self.side),
-                self.side,
-                &mut pixels,
-            );
+            normalise_into(&render(&self.reference[r], self.side), self.side, &mut pixels);
         }
-        Ok(Batch {
-            pixels,
-            labels: rows.iter().map(|&r| r as u32).collect(),
-            warnings: Vec::new(),
-        })
+        Ok(Batch { pixels, labels: rows.iter().map(|&r| r as u32).collect(), warnings: Vec::new() })
     }
 
     fn reference_captions(&self) -> &[String] {

@@ -54,66 +54,29 @@ fn strings(xs: &[&str]) -> Vec<String> {
 
 /// The task of `attribute` with its shift, classes and prompts.
 pub fn task(attribute: Attribute) -> TaskSpec {
-    let object = [
-        "a photo of a {} object.",
-        "a {} shape.",
-        "an image of one {} object.",
-    ];
-    let shape = [
-        "a photo of a {}.",
-        "a picture of a {} shape.",
-        "an image of one {}.",
-    ];
+    let object = ["a photo of a {} object.", "a {} shape.", "an image of one {} object."];
+    let shape = ["a photo of a {}.", "a picture of a {} shape.", "an image of one {}."];
     let (name, shift, classes, templates): (&str, Shift, Vec<String>, [&str; 3]) = match attribute {
-        Attribute::NovelShape => (
-            "novel-shape",
-            Shift::Texture,
-            Shape::RESERVED.iter().map(|s| s.name().into()).collect(),
-            shape,
-        ),
-        Attribute::Shape => (
-            "shape",
-            Shift::Rotation,
-            Shape::SEEN.iter().map(|s| s.name().into()).collect(),
-            shape,
-        ),
-        Attribute::Colour => (
-            "colour",
-            Shift::Noise,
-            Colour::ALL.iter().map(|c| c.name().into()).collect(),
-            object,
-        ),
-        Attribute::Pattern => (
-            "pattern",
-            Shift::LowContrast,
-            Pattern::ALL.iter().map(|p| p.name().into()).collect(),
-            object,
-        ),
-        Attribute::Size => (
-            "size",
-            Shift::Blur,
-            Size::ALL.iter().map(|s| s.name().into()).collect(),
-            object,
-        ),
+        Attribute::NovelShape => {
+            ("novel-shape", Shift::Texture, Shape::RESERVED.iter().map(|s| s.name().into()).collect(), shape)
+        }
+        Attribute::Shape => ("shape", Shift::Rotation, Shape::SEEN.iter().map(|s| s.name().into()).collect(), shape),
+        Attribute::Colour => ("colour", Shift::Noise, Colour::ALL.iter().map(|c| c.name().into()).collect(), object),
+        Attribute::Pattern => {
+            ("pattern", Shift::LowContrast, Pattern::ALL.iter().map(|p| p.name().into()).collect(), object)
+        }
+        Attribute::Size => ("size", Shift::Blur, Size::ALL.iter().map(|s| s.name().into()).collect(), object),
         Attribute::Position => (
             "position",
             Shift::Clutter,
             Position::ALL.iter().map(|p| p.phrase().into()).collect(),
-            [
-                "a photo of an object {}.",
-                "a shape {}.",
-                "an image of one object {}.",
-            ],
+            ["a photo of an object {}.", "a shape {}.", "an image of one object {}."],
         ),
         Attribute::Count => (
             "count",
             Shift::Palette,
             strings(&COUNT_WORDS),
-            [
-                "a photo of {} objects.",
-                "{} shapes.",
-                "an image of {} objects.",
-            ],
+            ["a photo of {} objects.", "{} shapes.", "an image of {} objects."],
         ),
     };
     TaskSpec {
@@ -141,10 +104,7 @@ pub fn default_stream(test_size: usize) -> Vec<TaskSpec> {
         Attribute::Colour,
     ]
     .into_iter()
-    .map(|a| TaskSpec {
-        test_size,
-        ..task(a)
-    })
+    .map(|a| TaskSpec { test_size, ..task(a) })
     .collect()
 }
 
@@ -157,12 +117,7 @@ pub fn scene(task: &TaskSpec, split: Split, index: usize, seed: u64) -> (Scene, 
     let k = task.classes.len().max(1);
     let label = index % k;
     let mut rng = Rng::for_counter(seed ^ salt, task.attribute.id(), index as u64);
-    let mut d = Draw {
-        count: Some(1),
-        multi_prob: 0.0,
-        shift: task.shift,
-        ..Draw::default()
-    };
+    let mut d = Draw { count: Some(1), multi_prob: 0.0, shift: task.shift, ..Draw::default() };
     match task.attribute {
         Attribute::NovelShape => d.shape = Some(Shape::RESERVED[label]),
         Attribute::Shape => {

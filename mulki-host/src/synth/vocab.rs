@@ -54,11 +54,7 @@ impl WordVocab {
         });
         EXTRA.iter().for_each(|w| add(w));
         Position::ALL.iter().for_each(|p| add(p.phrase()));
-        let ids = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.clone(), FIRST_WORD + i as u32))
-            .collect();
+        let ids = words.iter().enumerate().map(|(i, w)| (w.clone(), FIRST_WORD + i as u32)).collect();
         WordVocab { words, ids }
     }
 

@@ -78,12 +78,7 @@ impl Shape {
         Shape::Ring,
     ];
     /// Shapes (and names) that never occur in pretraining.
-    pub const RESERVED: &'static [Shape] = &[
-        Shape::Arrow,
-        Shape::Hourglass,
-        Shape::Tee,
-        Shape::Semicircle,
-    ];
+    pub const RESERVED: &'static [Shape] = &[Shape::Arrow, Shape::Hourglass, Shape::Tee, Shape::Semicircle];
 
     pub fn is_reserved(self) -> bool {
         Shape::RESERVED.contains(&self)
@@ -271,12 +266,8 @@ fn jitter(rng: &mut Rng) -> f32 {
 }
 
 /// Layouts of 2 and 3 small objects (32-pixel units) that never overlap, even jittered.
-const LAYOUTS_2: [[[f32; 2]; 2]; 4] = [
-    [[8.5, 16.0], [23.5, 16.0]],
-    [[16.0, 8.5], [16.0, 23.5]],
-    [[9.0, 9.0], [23.0, 23.0]],
-    [[23.0, 9.0], [9.0, 23.0]],
-];
+const LAYOUTS_2: [[[f32; 2]; 2]; 4] =
+    [[[8.5, 16.0], [23.5, 16.0]], [[16.0, 8.5], [16.0, 23.5]], [[9.0, 9.0], [23.0, 23.0]], [[23.0, 9.0], [9.0, 23.0]]];
 const LAYOUTS_3: [[[f32; 2]; 3]; 4] = [
     [[16.0, 7.5], [8.0, 23.0], [24.0, 23.0]],
     [[16.0, 24.5], [8.0, 9.0], [24.0, 9.0]],
@@ -291,19 +282,9 @@ impl Scene {
         let shape = d.shape.unwrap_or_else(|| pick(rng, d.shapes));
         let colour = d.colour.unwrap_or_else(|| pick(rng, Colour::ALL));
         let pattern = d.pattern.unwrap_or_else(|| pick(rng, Pattern::ALL));
-        let count = d.count.unwrap_or_else(|| {
-            if rng.uniform() < d.multi_prob {
-                2 + rng.below(2) as u8
-            } else {
-                1
-            }
-        });
+        let count = d.count.unwrap_or_else(|| if rng.uniform() < d.multi_prob { 2 + rng.below(2) as u8 } else { 1 });
         let drawn_size = pick(rng, Size::ALL);
-        let size = if count > 1 {
-            Size::Small
-        } else {
-            d.size.unwrap_or(drawn_size)
-        };
+        let size = if count > 1 { Size::Small } else { d.size.unwrap_or(drawn_size) };
         let (position, base): (Option<Position>, Vec<[f32; 2]>) = match count {
             1 => {
                 let p = d.position.unwrap_or_else(|| pick(rng, Position::ALL));
@@ -312,10 +293,7 @@ impl Scene {
             2 => (None, pick(rng, &LAYOUTS_2).to_vec()),
             _ => (None, pick(rng, &LAYOUTS_3).to_vec()),
         };
-        let centres = base
-            .iter()
-            .map(|c| [c[0] + jitter(rng), c[1] + jitter(rng)])
-            .collect();
+        let centres = base.iter().map(|c| [c[0] + jitter(rng), c[1] + jitter(rng)]).collect();
         let rotation = if d.shift == Shift::Rotation {
             ((rng.uniform() * 2.0 - 1.0) * std::f64::consts::PI / 6.0) as f32
         } else {
@@ -324,20 +302,7 @@ impl Scene {
         let grey = 112 + rng.below(33) as u8;
         let phase = [rng.below(4) as u8, rng.below(4) as u8];
         let detail = rng.next_u64();
-        Scene {
-            shape,
-            colour,
-            pattern,
-            size,
-            count,
-            position,
-            centres,
-            rotation,
-            grey,
-            phase,
-            shift: d.shift,
-            detail,
-        }
+        Scene { shape, colour, pattern, size, count, position, centres, rotation, grey, phase, shift: d.shift, detail }
     }
 
     /// Object radius in 32-pixel units.

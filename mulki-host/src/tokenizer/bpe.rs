@@ -30,9 +30,7 @@ fn is_printable(b: u8) -> bool {
 /// also the order of the first 256 vocab ids.
 fn byte_order() -> Vec<u8> {
     let printable = (0..=255u8).filter(|&b| is_printable(b));
-    printable
-        .chain((0..=255u8).filter(|&b| !is_printable(b)))
-        .collect()
+    printable.chain((0..=255u8).filter(|&b| !is_printable(b))).collect()
 }
 
 /// `bytes_to_unicode()`: byte -> the printable char standing for it in BPE symbols, so
@@ -72,10 +70,7 @@ pub(super) struct Bpe {
 impl Bpe {
     /// HF `vocab.json` (token -> id, ids dense in `0..len`) and `merges.txt` (optional
     /// `#version` first line, then `left right` per line in rank order).
-    pub(super) fn from_hf_files(
-        vocab_path: &Path,
-        merges_path: &Path,
-    ) -> Result<Self, TokenizerError> {
+    pub(super) fn from_hf_files(vocab_path: &Path, merges_path: &Path) -> Result<Self, TokenizerError> {
         let tokens = read_vocab_json(vocab_path)?;
         let raw = read_limited(merges_path, "merges", false)?;
         let mut merges = Vec::new();
@@ -87,10 +82,7 @@ impl Bpe {
         }
         trim_trailing_blank(&mut merges);
         if merges.len() > MAX_MERGES {
-            return Err(TokenizerError::TooManyMerges {
-                path: merges_path.to_path_buf(),
-                limit: MAX_MERGES,
-            });
+            return Err(TokenizerError::TooManyMerges { path: merges_path.to_path_buf(), limit: MAX_MERGES });
         }
         let merges = parse_merges(merges_path, &merges)?;
         Self::build(tokens, vocab_path, &merges, merges_path)
@@ -102,37 +94,21 @@ impl Bpe {
     pub(super) fn from_bpe_gz(path: &Path) -> Result<Self, TokenizerError> {
         let raw = read_limited(path, "BPE file", true)?;
         // Line 1 is a header; SimpleTokenizer uses lines 2..=GZ_MERGES + 1 and ignores the rest.
-        let mut lines: Vec<(usize, &[u8])> = split_lines(&raw)
-            .enumerate()
-            .skip(1)
-            .take(GZ_MERGES)
-            .map(|(idx, line)| (idx + 1, line))
-            .collect();
+        let mut lines: Vec<(usize, &[u8])> =
+            split_lines(&raw).enumerate().skip(1).take(GZ_MERGES).map(|(idx, line)| (idx + 1, line)).collect();
         trim_trailing_blank(&mut lines);
         let merges = parse_merges(path, &lines)?;
 
         let byte_chars = bytes_to_unicode();
         let mut tokens: Vec<String> = Vec::with_capacity(512 + merges.len() + 2);
         let order = byte_order();
-        tokens.extend(
-            order
-                .iter()
-                .map(|&b| byte_chars[usize::from(b)].to_string()),
-        );
-        tokens.extend(
-            order
-                .iter()
-                .map(|&b| format!("{}</w>", byte_chars[usize::from(b)])),
-        );
+        tokens.extend(order.iter().map(|&b| byte_chars[usize::from(b)].to_string()));
+        tokens.extend(order.iter().map(|&b| format!("{}</w>", byte_chars[usize::from(b)])));
         let mut seen: HashSet<String> = tokens.iter().cloned().collect();
         for m in &merges {
             let joined = format!("{}{}", m.left, m.right);
             if !seen.insert(joined.clone()) {
-                return Err(TokenizerError::DuplicateToken {
-                    path: path.to_path_buf(),
-                    line: m.line,
-                    token: joined,
-                });
+                return Err(TokenizerError::DuplicateToken { path: path.to_path_buf(), line: m.line, token: joined });
             }
             tokens.push(joined);
         }
@@ -143,29 +119,16 @@ impl Bpe {
 
     /// Resolves symbols to ids and checks that every symbol BPE can produce is in the vocab.
     fn build(
-        tokens: Vec<String>,
-        vocab_path: &Path,
-        merges: &[Merge<'_>],
-        merges_path: &Path,
+        tokens: Vec<String>, vocab_path: &Path, merges: &[Merge<'_>], merges_path: &Path,
     ) -> Result<Self, TokenizerError> {
-        let ids: HashMap<&str, u32> = tokens
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.as_str(), i as u32))
-            .collect();
+        let ids: HashMap<&str, u32> = tokens.iter().enumerate().map(|(i, t)| (t.as_str(), i as u32)).collect();
         let lookup = |name: &str| -> Result<u32, TokenizerError> {
             ids.get(name)
                 .copied()
-                .ok_or_else(|| TokenizerError::MissingToken {
-                    path: vocab_path.to_path_buf(),
-                    token: name.to_string(),
-                })
+                .ok_or_else(|| TokenizerError::MissingToken { path: vocab_path.to_path_buf(), token: name.to_string() })
         };
         let special = |names: [&str; 2]| -> Result<u32, TokenizerError> {
-            names
-                .iter()
-                .find_map(|n| ids.get(n).copied())
-                .map_or_else(|| lookup(names[0]), Ok)
+            names.iter().find_map(|n| ids.get(n).copied()).map_or_else(|| lookup(names[0]), Ok)
         };
         let sot = special(SOT_NAMES)?;
         let eot = special(EOT_NAMES)?;
@@ -183,32 +146,15 @@ impl Bpe {
                 line: m.line,
                 symbol,
             };
-            let left = ids
-                .get(m.left)
-                .copied()
-                .ok_or_else(|| unknown(m.left.to_string()))?;
-            let right = ids
-                .get(m.right)
-                .copied()
-                .ok_or_else(|| unknown(m.right.to_string()))?;
+            let left = ids.get(m.left).copied().ok_or_else(|| unknown(m.left.to_string()))?;
+            let right = ids.get(m.right).copied().ok_or_else(|| unknown(m.right.to_string()))?;
             let joined = format!("{}{}", m.left, m.right);
-            let merged = ids
-                .get(joined.as_str())
-                .copied()
-                .ok_or_else(|| unknown(joined.clone()))?;
+            let merged = ids.get(joined.as_str()).copied().ok_or_else(|| unknown(joined.clone()))?;
             // A repeated pair keeps its last rank, as `dict(zip(merges, range(len(merges))))` does.
             table.insert((left, right), (rank as u32, merged));
         }
         drop(ids);
-        Ok(Self {
-            tokens,
-            sot,
-            eot,
-            byte_ids,
-            byte_end_ids,
-            merges: table,
-            byte_chars,
-        })
+        Ok(Self { tokens, sot, eot, byte_ids, byte_end_ids, merges: table, byte_chars })
     }
 
     /// Appends the ids of one pre-tokenized word (its UTF-8 bytes) to `out`.
@@ -219,20 +165,14 @@ impl Bpe {
         let Some((&last, init)) = word.split_last() else {
             return;
         };
-        let mut syms: Vec<u32> = init
-            .iter()
-            .map(|&b| self.byte_ids[usize::from(b)])
-            .collect();
+        let mut syms: Vec<u32> = init.iter().map(|&b| self.byte_ids[usize::from(b)]).collect();
         syms.push(self.byte_end_ids[usize::from(last)]);
         let mut next = Vec::with_capacity(syms.len());
         while syms.len() > 1 {
             let best = syms
                 .windows(2)
                 .filter_map(|w| match *w {
-                    [a, b] => self
-                        .merges
-                        .get(&(a, b))
-                        .map(|&(rank, merged)| (rank, a, b, merged)),
+                    [a, b] => self.merges.get(&(a, b)).map(|&(rank, merged)| (rank, a, b, merged)),
                     _ => None,
                 })
                 .min_by_key(|&(rank, ..)| rank);
@@ -263,25 +203,16 @@ struct Merge<'a> {
     right: &'a str,
 }
 
-fn parse_merges<'a>(
-    path: &Path,
-    lines: &[(usize, &'a [u8])],
-) -> Result<Vec<Merge<'a>>, TokenizerError> {
+fn parse_merges<'a>(path: &Path, lines: &[(usize, &'a [u8])]) -> Result<Vec<Merge<'a>>, TokenizerError> {
     let mut out = Vec::with_capacity(lines.len());
     for &(line, bytes) in lines {
-        let text = std::str::from_utf8(bytes).map_err(|_| TokenizerError::NotUtf8 {
-            path: path.to_path_buf(),
-            line,
-        })?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| TokenizerError::NotUtf8 { path: path.to_path_buf(), line })?;
         let mut parts = text.split_whitespace();
         match (parts.next(), parts.next(), parts.next()) {
             (Some(left), Some(right), None) => out.push(Merge { line, left, right }),
             _ => {
-                return Err(TokenizerError::MalformedMerge {
-                    path: path.to_path_buf(),
-                    line,
-                    text: text.to_string(),
-                });
+                return Err(TokenizerError::MalformedMerge { path: path.to_path_buf(), line, text: text.to_string() });
             }
         }
     }
@@ -296,10 +227,7 @@ fn split_lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Drops blank lines at the end (the final newline of the file, editor padding).
 fn trim_trailing_blank(lines: &mut Vec<(usize, &[u8])>) {
-    while lines
-        .last()
-        .is_some_and(|(_, l)| l.iter().all(u8::is_ascii_whitespace))
-    {
+    while lines.last().is_some_and(|(_, l)| l.iter().all(u8::is_ascii_whitespace)) {
         lines.pop();
     }
 }
@@ -308,39 +236,20 @@ fn trim_trailing_blank(lines: &mut Vec<(usize, &[u8])>) {
 fn read_limited(path: &Path, what: &'static str, gz: bool) -> Result<Vec<u8>, TokenizerError> {
     let file = File::open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
-            TokenizerError::Missing {
-                what,
-                path: path.to_path_buf(),
-                source,
-            }
+            TokenizerError::Missing { what, path: path.to_path_buf(), source }
         } else {
-            TokenizerError::Read {
-                what,
-                path: path.to_path_buf(),
-                source,
-            }
+            TokenizerError::Read { what, path: path.to_path_buf(), source }
         }
     })?;
-    let reader: Box<dyn Read> = if gz {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) };
     let mut buf = Vec::new();
-    reader
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|source| TokenizerError::Read {
-            what,
-            path: path.to_path_buf(),
-            source,
-        })?;
+    reader.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf).map_err(|source| TokenizerError::Read {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
     if buf.len() as u64 > MAX_FILE_BYTES {
-        return Err(TokenizerError::FileTooLarge {
-            what,
-            path: path.to_path_buf(),
-            limit: MAX_FILE_BYTES,
-        });
+        return Err(TokenizerError::FileTooLarge { what, path: path.to_path_buf(), limit: MAX_FILE_BYTES });
     }
     Ok(buf)
 }
@@ -348,25 +257,18 @@ fn read_limited(path: &Path, what: &'static str, gz: bool) -> Result<Vec<u8>, To
 /// `vocab.json` as an id-indexed token list; ids must be unique and cover `0..len`.
 fn read_vocab_json(path: &Path) -> Result<Vec<String>, TokenizerError> {
     let raw = read_limited(path, "vocab", false)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&raw).map_err(|e| TokenizerError::Json {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
+    let value: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| TokenizerError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
     let serde_json::Value::Object(map) = value else {
-        return Err(TokenizerError::VocabNotObject {
-            path: path.to_path_buf(),
-        });
+        return Err(TokenizerError::VocabNotObject { path: path.to_path_buf() });
     };
     let len = map.len();
     if len > MAX_VOCAB {
-        return Err(TokenizerError::VocabTooLarge {
-            path: path.to_path_buf(),
-            len,
-            limit: MAX_VOCAB,
-        });
+        return Err(TokenizerError::VocabTooLarge { path: path.to_path_buf(), len, limit: MAX_VOCAB });
     }
     let mut tokens: Vec<Option<String>> = vec![None; len];
     for (token, value) in map {
@@ -379,12 +281,7 @@ fn read_vocab_json(path: &Path) -> Result<Vec<String>, TokenizerError> {
             });
         };
         if let Some(first) = slot.take() {
-            return Err(TokenizerError::DuplicateId {
-                path: path.to_path_buf(),
-                id,
-                first,
-                second: token,
-            });
+            return Err(TokenizerError::DuplicateId { path: path.to_path_buf(), id, first, second: token });
         }
         *slot = Some(token);
     }

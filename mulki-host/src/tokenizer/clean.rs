@@ -14,10 +14,10 @@ const FTFY_MAX_SEGMENT: usize = 1_000_000;
 /// Windows-1252 for 0x80..=0x9F, undefined bytes kept as the C1 char ("sloppy" codec): ftfy's
 /// `fix_c1_controls` and Python's `html.unescape` of `&#128;`..`&#159;` both use it.
 const CP1252_C1: [char; 32] = [
-    '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}', '\u{2021}',
-    '\u{2c6}', '\u{2030}', '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}', '\u{8f}',
-    '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}', '\u{201d}', '\u{2022}', '\u{2013}', '\u{2014}',
-    '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}', '\u{17e}', '\u{178}',
+    '\u{20ac}', '\u{81}', '\u{201a}', '\u{192}', '\u{201e}', '\u{2026}', '\u{2020}', '\u{2021}', '\u{2c6}', '\u{2030}',
+    '\u{160}', '\u{2039}', '\u{152}', '\u{8d}', '\u{17d}', '\u{8f}', '\u{90}', '\u{2018}', '\u{2019}', '\u{201c}',
+    '\u{201d}', '\u{2022}', '\u{2013}', '\u{2014}', '\u{2dc}', '\u{2122}', '\u{161}', '\u{203a}', '\u{153}', '\u{9d}',
+    '\u{17e}', '\u{178}',
 ];
 
 /// Python's `str.isspace()`: Unicode White_Space plus the ASCII separators U+001C..U+001F.
@@ -49,10 +49,7 @@ impl Cleaner {
     pub(super) fn clean(&self, text: &str) -> String {
         let fixed = self.fix_text(text);
         let unescaped = self.html_unescape(&self.html_unescape(&fixed));
-        let words: Vec<&str> = unescaped
-            .split(is_py_space)
-            .filter(|w| !w.is_empty())
-            .collect();
+        let words: Vec<&str> = unescaped.split(is_py_space).filter(|w| !w.is_empty()).collect();
         words.join(" ").to_lowercase()
     }
 
@@ -65,10 +62,7 @@ impl Cleaner {
         while !rest.is_empty() {
             let line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
             let (line, _) = rest.split_at_checked(line_end).unwrap_or((rest, ""));
-            let end = line
-                .char_indices()
-                .nth(FTFY_MAX_SEGMENT)
-                .map_or(line.len(), |(i, _)| i);
+            let end = line.char_indices().nth(FTFY_MAX_SEGMENT).map_or(line.len(), |(i, _)| i);
             let (segment, tail) = rest.split_at_checked(end).unwrap_or((rest, ""));
             if segment.contains('<') {
                 unescape = false;
@@ -93,9 +87,7 @@ impl Cleaner {
             text = fix_latin_ligatures(&text);
             text = fix_character_width(&text);
             text = text.chars().map(uncurl_quote).collect();
-            text = text
-                .replace("\r\n", "\n")
-                .replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n");
+            text = text.replace("\r\n", "\n").replace(['\r', '\u{2028}', '\u{2029}', '\u{85}'], "\n");
             text = self.ansi.replace_all(&text, "").into_owned();
             text.retain(|c| !is_control_to_remove(c));
             text = text.nfc().collect();
@@ -163,9 +155,7 @@ fn numeric_charref(num: &str) -> String {
     match n {
         0x00 => "\u{fffd}".to_string(),
         0x0D => "\r".to_string(),
-        0x80..=0x9F => CP1252_C1
-            .get((n - 0x80) as usize)
-            .map_or_else(String::new, |c| c.to_string()),
+        0x80..=0x9F => CP1252_C1.get((n - 0x80) as usize).map_or_else(String::new, |c| c.to_string()),
         0xD800..=0xDFFF | 0x110000.. => "\u{fffd}".to_string(),
         0x01..=0x08 | 0x0B | 0x0E..=0x1F | 0x7F | 0xFDD0..=0xFDEF => String::new(),
         _ if n & 0xFFFE == 0xFFFE => String::new(),
@@ -190,11 +180,7 @@ fn named_charref(s: &str) -> String {
 }
 
 fn lookup(table: &'static [(&'static str, &'static str)], name: &str) -> Option<&'static str> {
-    table
-        .binary_search_by(|(k, _)| (*k).cmp(name))
-        .ok()
-        .and_then(|i| table.get(i))
-        .map(|(_, v)| *v)
+    table.binary_search_by(|(k, _)| (*k).cmp(name)).ok().and_then(|i| table.get(i)).map(|(_, v)| *v)
 }
 
 /// `fix_c1_controls`.

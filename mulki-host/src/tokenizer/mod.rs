@@ -35,7 +35,8 @@ pub const MAX_MERGES: usize = 1 << 20;
 /// compiles everything with IGNORECASE, but its input is already lowercased, and the `regex`
 /// module then leaves `\p{L}` as is while Rust would add U+0345 (which folds to `ι`). The
 /// `regex` module also keeps U+0345 out of the last class, so it is dropped like whitespace.
-const PATTERN: &str = r"(?i:<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}\x{345}]+";
+const PATTERN: &str =
+    r"(?i:<start_of_text>|<end_of_text>|'s|'t|'re|'ve|'m|'ll|'d)|\p{L}+|\p{N}|[^\s\p{L}\p{N}\x{345}]+";
 
 /// Words cached before the cache is cleared (bounds memory on adversarial input).
 const CACHE_LIMIT: usize = 1 << 16;
@@ -83,12 +84,7 @@ impl Tokenizer {
     }
 
     fn new(bpe: bpe::Bpe) -> Result<Self, TokenizerError> {
-        let byte_of = bpe
-            .byte_chars
-            .iter()
-            .zip(0..=255u8)
-            .map(|(&c, b)| (c, b))
-            .collect();
+        let byte_of = bpe.byte_chars.iter().zip(0..=255u8).map(|(&c, b)| (c, b)).collect();
         Ok(Self {
             bpe,
             cleaner: clean::Cleaner::new()?,
@@ -159,10 +155,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         let mut bytes = Vec::new();
         for &id in ids {
-            let Some(token) = usize::try_from(id)
-                .ok()
-                .and_then(|i| self.bpe.tokens.get(i))
-            else {
+            let Some(token) = usize::try_from(id).ok().and_then(|i| self.bpe.tokens.get(i)) else {
                 continue;
             };
             // Every char of a vocab token is a byte symbol; others cannot occur but are skipped.
@@ -200,10 +193,7 @@ impl Tokenizer {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(
-                word.to_string(),
-                out.get(start..).unwrap_or_default().to_vec(),
-            );
+            cache.insert(word.to_string(), out.get(start..).unwrap_or_default().to_vec());
         }
     }
 }
