@@ -13,6 +13,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The built-in synthetic benchmark: every method over a stream of 6 tasks, in minutes.
+    Demo(DemoArgs),
+    /// Pretrain the built-in tiny CLIP on the synthetic caption stream.
+    Pretrain(PretrainArgs),
     /// Train a continual run from a TOML config (resumes an existing run directory).
     Train(TrainArgs),
     /// Print a complete default run config for a method preset.
@@ -156,4 +160,64 @@ pub struct DataCheckArgs {
     /// The run config whose tasks are checked.
     #[arg(long)]
     pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Where to write the HF folder (config.json, model.safetensors) and pretrain.json.
+    #[arg(long, default_value = "assets/synth-clip")]
+    pub out: PathBuf,
+    /// Optimiser steps (default 4000).
+    #[arg(long, default_value_t = 4000)]
+    pub steps: usize,
+    /// Image–caption pairs per step (default 128).
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Peak learning rate of the warm-up + cosine schedule (default 1e-3).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Warm-up steps (default 200).
+    #[arg(long, default_value_t = 200)]
+    pub warmup: usize,
+    /// Seed of the initialisation and the data stream (default 0).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// CPU threads (default: all cores; results do not depend on it).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Shorter run: 40 steps per task and 250 test images per task (default: 150 and 1000).
+    #[arg(long)]
+    pub quick: bool,
+    /// Seeds to repeat over (1..=N); the table then shows mean ± sample std (default 1).
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// Methods to run, comma-separated (default: zero-shot,ft,lwf,wise-ft,zscl,mulki; any
+    /// preset, e.g. the mulki-no-* ablations, may be listed).
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Vec<String>,
+    /// The pretrained tiny CLIP (default: the shipped one).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/synth-clip"))]
+    pub model: PathBuf,
+    /// Where the runs and the summary go (default runs/demo).
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// CPU threads (default: all cores; results do not depend on it).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Only the final table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Steps per task (default 150, 40 with --quick).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Test images per task (default 1000, 250 with --quick).
+    #[arg(long)]
+    pub test_images: Option<usize>,
 }

@@ -8,6 +8,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(&args),
+        Command::Demo(args) => commands::demo::run(&args).map(|()| 0),
+        Command::Pretrain(args) => commands::pretrain::run(&args).map(|()| 0),
         Command::Config(args) => commands::config::run(&args).map(|()| 0),
         Command::Report(args) => commands::report::run(&args).map(|()| 0),
         Command::Inspect(args) => commands::inspect::run(&args).map(|()| 0),

@@ -2,8 +2,10 @@
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod embed;
 pub mod inspect;
+pub mod pretrain;
 pub mod report;
 pub mod train;
 
