@@ -19,6 +19,10 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Train a continual run from a TOML config (resumes an existing run directory).
     Train(TrainArgs),
+    /// Accuracy of a checkpoint on every task of a config.
+    Eval(EvalArgs),
+    /// Zero-shot accuracy of the config's model on every task (no training).
+    ZeroShot(EvalArgs),
     /// Print a complete default run config for a method preset.
     Config(ConfigArgs),
     /// Regenerate and compare run reports.
@@ -220,4 +224,21 @@ pub struct DemoArgs {
     /// Test images per task (default 1000, 250 with --quick).
     #[arg(long)]
     pub test_images: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The run config whose tasks are evaluated (their test splits).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// A checkpoint directory (`task-TT/step-NNNNNN`) or an HF CLIP folder; `mulki zero-shot`
+    /// uses the config's model.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Replace unreadable images by the next readable one (with a warning) instead of failing.
+    #[arg(long)]
+    pub skip_bad_images: bool,
 }

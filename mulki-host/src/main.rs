@@ -10,6 +10,8 @@ fn main() {
         Command::Train(args) => commands::train::run(&args),
         Command::Demo(args) => commands::demo::run(&args).map(|()| 0),
         Command::Pretrain(args) => commands::pretrain::run(&args).map(|()| 0),
+        Command::Eval(args) => commands::eval::run(&args, false).map(|()| 0),
+        Command::ZeroShot(args) => commands::eval::run(&args, true).map(|()| 0),
         Command::Config(args) => commands::config::run(&args).map(|()| 0),
         Command::Report(args) => commands::report::run(&args).map(|()| 0),
         Command::Inspect(args) => commands::inspect::run(&args).map(|()| 0),

@@ -23,7 +23,9 @@ fn ok(args: &[&str]) -> String {
 #[test]
 fn every_subcommand_has_help_with_its_defaults() {
     let top = ok(&["--help"]);
-    for sub in ["train", "demo", "pretrain", "config", "report", "inspect", "data", "embed", "bench"] {
+    for sub in
+        ["train", "eval", "zero-shot", "demo", "pretrain", "config", "report", "inspect", "data", "embed", "bench"]
+    {
         assert!(top.contains(sub), "top-level help lacks {sub}");
     }
     for sub in [
@@ -60,6 +62,16 @@ fn each_subcommand_runs_once() {
     assert!(ok(&["report", run_s]).contains("Transfer"));
     assert!(ok(&["inspect", run_s]).contains("task 3"));
     assert!(ok(&["config", "--print", "zscl"]).contains("preset = \"zscl\""));
+    assert!(ok(&["zero-shot", "--config", cfg]).contains("mean"));
+    let last = mulki_host::checkpoint::task_end(&run, 2).unwrap();
+    assert!(ok(&["eval", "--config", cfg, "--checkpoint", last.to_str().unwrap()]).contains("mean"));
+    // Resuming with another config is refused, naming the differing keys; --force overrides.
+    let other = root.join("other.toml");
+    std::fs::write(&other, std::fs::read_to_string(cfg).unwrap().replace("lr = 1e-3", "lr = 2e-3")).unwrap();
+    let refused = mulki(&["train", "--config", other.to_str().unwrap(), "--output", run_s, "--quiet"]);
+    let msg = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && msg.contains("train.lr") && msg.contains("--force"), "{msg}");
+    ok(&["train", "--config", other.to_str().unwrap(), "--output", run_s, "--quiet", "--force"]);
     assert!(ok(&["data", "check", "--config", cfg]).contains("task"));
     let model = root.join("model");
     let img = root.join("task0/test/red/0.png");

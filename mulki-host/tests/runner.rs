@@ -102,3 +102,20 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn task_agnostic_evaluation_classifies_among_every_task_s_classes() {
+    let root = setup("agnostic");
+    let mut cfg = config(&root, "ft", 2, 0);
+    let aware_dir = root.join("runs/aware");
+    assert_eq!(session::run(cfg.clone(), &aware_dir, &opts(), None).unwrap(), Outcome::Finished);
+    cfg.train.task_agnostic = true;
+    let dir = root.join("runs/agnostic");
+    assert_eq!(session::run(cfg, &dir, &opts(), None).unwrap(), Outcome::Finished);
+    let (aware, agnostic) = (read_csv(&aware_dir), read_csv(&dir));
+    assert_eq!(agnostic.len(), 4);
+    // Six classes compete instead of two: never easier than task-aware on the same weights.
+    for (a, g) in aware.iter().flatten().zip(agnostic.iter().flatten()) {
+        assert!(g <= a, "task-agnostic {g} above task-aware {a}");
+    }
+}

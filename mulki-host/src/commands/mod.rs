@@ -4,6 +4,7 @@ pub mod config;
 pub mod data;
 pub mod demo;
 pub mod embed;
+pub mod eval;
 pub mod inspect;
 pub mod pretrain;
 pub mod report;

@@ -332,3 +332,17 @@ pub fn run_with(
     }
     Ok(Outcome::Finished)
 }
+
+/// Accuracy of the model in `model_dir` (an HF folder or a checkpoint) on every task of the
+/// config (each dataset's test split): `mulki eval` and `mulki zero-shot`.
+pub fn evaluate(cfg: RunConfig, model_dir: &Path, skip_bad_images: bool) -> Result<Vec<f64>> {
+    let threads = crate::commands::threads((cfg.threads > 0).then_some(cfg.threads));
+    let model = import::load_clip_dir(model_dir)?;
+    let tok = open_tokenizer(&cfg)?;
+    let side = model.config.vision_config.image_size;
+    let mut data = FolderSource::open(&cfg, side, threads, skip_bad_images)?;
+    let captions = data.reference_captions().to_vec();
+    let be = CpuBackend::<f32>::new(threads);
+    let mut tr = Trainer::new(be, cfg, &model.config, &model.params, &tok, &captions)?;
+    tr.evaluate(&mut data)
+}
