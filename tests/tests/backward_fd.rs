@@ -478,3 +478,51 @@ fn zscl_reference_terms() {
         },
     });
 }
+
+/// Pretraining's soft-target contrastive loss, including the learnable logit scale.
+#[test]
+fn soft_contrastive_with_logit_scale() {
+    use mulki_core::loss::soft_contrastive::SoftContrastive;
+    let (b, p) = (4, 5);
+    // Row-stochastic targets with several positives per row.
+    let targets = |seed| {
+        let raw: Vec<f64> = rnd(seed, b * b).iter().map(|x| if *x > 0.0 { x + 0.1 } else { 0.0 }).collect();
+        let mut t = raw.clone();
+        for (r, row) in t.chunks_mut(b).enumerate() {
+            row[r] += 1.0;
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|x| *x /= s);
+        }
+        t
+    };
+    let (ti, tt) = (targets(50), targets(51));
+    let run = |be: &mut Be, x: &[Buf]| {
+        let mut ls = [0.0];
+        be.read(x[2], &mut ls).unwrap();
+        let mut l = SoftContrastive::new(be, b, p).unwrap();
+        let v = l.forward(be, x[0], x[1], b, ls[0].exp(), &ti, &tt).unwrap();
+        (l, v)
+    };
+    check(FdCase {
+        name: "soft contrastive",
+        inputs: vec![rnd(52, b * p), rnd(53, b * p), vec![2.0]],
+        check: vec![true, true, true],
+        h: 1e-5,
+        forward: &|be, x| {
+            let (_, v) = run(be, x);
+            let out = scratch(be, 1);
+            be.write(out, &[v]).unwrap();
+            out
+        },
+        backward: &|be, x, dx, dy| {
+            let mut g = [0.0];
+            be.read(dy, &mut g).unwrap();
+            let (mut l, _) = run(be, x);
+            let (tv, tw, tl) = (scratch(be, b * p), scratch(be, b * p), scratch(be, 1));
+            l.backward(be, tv, tw, tl).unwrap();
+            for (d, t) in [(dx[0], tv), (dx[1], tw), (dx[2], tl)] {
+                be.axpby(d, t, g[0], 1.0).unwrap();
+            }
+        },
+    });
+}
