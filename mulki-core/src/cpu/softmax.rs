@@ -36,19 +36,27 @@ pub(crate) fn softmax_forward<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E], d:
     });
 }
 
-/// `dinp += y ⊙ (dy − ⟨dy, y⟩)`.
-pub(crate) fn softmax_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows) {
+/// Applies `f(dinp_row, dout_row, out_row)` to each row in parallel (the backwards).
+fn map_grad_rows<E: Elem>(
+    pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows, f: impl Fn(&mut [E], &[E], &[E]) + Sync,
+) {
     let c = d.c;
     let pd = SyncPtr::new(dinp);
     pool.rows(d.rows, 4 * c, |rows| {
         for r in rows {
             // SAFETY: rows are disjoint.
             let dx = unsafe { pd.slice(r * c, c) };
-            let (y, dy) = (&out[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c]);
-            let dot = y.iter().zip(dy).fold(E::zero(), |s, (&a, &b)| s + a * b);
-            for i in 0..c {
-                dx[i] = dx[i] + y[i] * (dy[i] - dot);
-            }
+            f(dx, &dout[r * c..(r + 1) * c], &out[r * c..(r + 1) * c]);
+        }
+    });
+}
+
+/// `dinp += y ⊙ (dy − ⟨dy, y⟩)`.
+pub(crate) fn softmax_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows) {
+    map_grad_rows(pool, dinp, dout, out, d, |dx, dy, y| {
+        let dot = y.iter().zip(dy).fold(E::zero(), |s, (&a, &b)| s + a * b);
+        for i in 0..dx.len() {
+            dx[i] = dx[i] + y[i] * (dy[i] - dot);
         }
     });
 }
@@ -64,17 +72,10 @@ pub(crate) fn log_softmax_forward<E: Elem>(pool: &Pool, out: &mut [E], inp: &[E]
 
 /// `dinp += dy − exp(out)·Σ dy`.
 pub(crate) fn log_softmax_backward<E: Elem>(pool: &Pool, dinp: &mut [E], dout: &[E], out: &[E], d: Rows) {
-    let c = d.c;
-    let pd = SyncPtr::new(dinp);
-    pool.rows(d.rows, 4 * c, |rows| {
-        for r in rows {
-            // SAFETY: rows are disjoint.
-            let dx = unsafe { pd.slice(r * c, c) };
-            let (y, dy) = (&out[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c]);
-            let sum = dy.iter().fold(E::zero(), |s, &v| s + v);
-            for i in 0..c {
-                dx[i] = dx[i] + dy[i] - y[i].exp() * sum;
-            }
+    map_grad_rows(pool, dinp, dout, out, d, |dx, dy, y| {
+        let sum = dy.iter().fold(E::zero(), |s, &v| s + v);
+        for i in 0..dx.len() {
+            dx[i] = dx[i] + dy[i] - y[i].exp() * sum;
         }
     });
 }
