@@ -455,3 +455,16 @@ fn loads_the_hf_fixture_folders() {
         assert_eq!(loaded.unexpected().count(), 0, "{:?}", loaded.skipped);
     }
 }
+
+#[test]
+fn pickled_weights_are_refused_with_how_to_convert() {
+    let dir = std::env::temp_dir().join(format!("mulki-import-pickle-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04 pickle").unwrap();
+    for path in [dir.clone(), dir.join("pytorch_model.bin")] {
+        let err = mulki_host::import::load_clip_dir(&path).unwrap_err().to_string();
+        assert!(err.contains("pytorch_model.bin") && err.contains("safetensors"), "{err}");
+    }
+}

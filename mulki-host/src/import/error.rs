@@ -7,6 +7,11 @@ use std::path::PathBuf;
 /// Why a CLIP folder could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// A pickled PyTorch file (`.bin`, `.pt`), which mulki never unpickles.
+    #[error(
+        "{path}: pickled PyTorch weights are not read (unpickling can run code); convert the folder to safetensors, e.g. `CLIPModel.from_pretrained(dir).save_pretrained(dir, safe_serialization=True)` in Python"
+    )]
+    Pickle { path: PathBuf },
     /// Reading, writing, syncing or renaming a file failed.
     #[error("{}: {op}: {error}", path.display())]
     Io { path: PathBuf, op: &'static str, error: std::io::Error },

@@ -61,6 +61,15 @@ impl fmt::Debug for LoadedClip {
 pub fn load_clip_dir(dir: &Path) -> Result<LoadedClip, ImportError> {
     let config_path = dir.join(CONFIG_FILE);
     let weights_path = dir.join(WEIGHTS_FILE);
+    // Pickled PyTorch weights are never read (unpickling runs code): say how to convert them.
+    let pickled = if dir.is_file() {
+        Some(dir.to_path_buf())
+    } else {
+        ["pytorch_model.bin", "model.pt"].iter().map(|f| dir.join(f)).find(|p| p.is_file() && !weights_path.is_file())
+    };
+    if let Some(path) = pickled.filter(|p| p.extension().is_some_and(|e| e == "bin" || e == "pt" || e == "pth")) {
+        return Err(ImportError::Pickle { path });
+    }
     let config_json = read(&config_path)?;
     // Read rather than memory-mapped: no `unsafe`, and no undefined behaviour if another
     // process rewrites the file while we hold it. The copy is freed before this returns.

@@ -20,6 +20,10 @@ pub enum ConfigError {
     Parse { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {field}: {reason}")]
     Invalid { path: PathBuf, field: String, reason: String },
+    #[error(
+        "{dir}: this checkpoint was made with another config (differing keys: {keys}); use --force to resume anyway"
+    )]
+    CheckpointMismatch { dir: PathBuf, keys: String },
 }
 
 /// Dataset layout on disk.
@@ -242,7 +246,10 @@ impl RunConfig {
             }
         }
         let method: MethodConfig = table.try_into().map_err(|e: toml::de::Error| format!("method: {}", e.message()))?;
-        method.validate().map_err(|e| format!("method.{e}").replace("method.config field ", "method."))?;
+        method.validate().map_err(|e| match e {
+            mulki_core::Error::Config { field, reason } => format!("method.{field}: {reason}"),
+            other => format!("method: {other}"),
+        })?;
         Ok(method)
     }
 

@@ -10,7 +10,7 @@ use super::config::{DatasetFormat, ModelConfig, ReferenceConfig, RunConfig, Task
 use super::progress::Progress;
 use super::session::{run_with, SessionOptions};
 use crate::import::load_clip_dir;
-use crate::report::{self, RunReport};
+use crate::report::{self, RunReport, TaskLog};
 use crate::synth::source::{SynthSource, REFERENCE_SIZE};
 use crate::synth::tasks::{default_stream, TaskSpec, QUICK_TEST_SIZE, TEST_SIZE};
 use crate::synth::vocab::WordVocab;
@@ -127,7 +127,23 @@ pub fn run_demo(
             }
             let opts = SessionOptions { quiet, ..SessionOptions::default() };
             run_with(cfg, &dir, &opts, None, &theta0, &vocab, &mut data, threads, &mut progress)?;
-            let rep = report::read_run(&dir)?;
+            let mut rep = report::read_run(&dir)?;
+            if rep.rows.len() == 1 {
+                // No training: every row equals the zero-shot row, so the table shows zero-shot's
+                // Transfer, Avg and Last as ZSCL's tables do.
+                for name in rep.task_names.clone() {
+                    let log = TaskLog {
+                        name,
+                        alpha_mean: Vec::new(),
+                        alpha_histogram: Vec::new(),
+                        drift: 0.0,
+                        wall_seconds: 0.0,
+                        peak_memory_bytes: 0,
+                        final_loss: 0.0,
+                    };
+                    rep.push(rep.rows[0].clone(), log);
+                }
+            }
             if !quiet {
                 print_matrix(&rep);
             }

@@ -242,7 +242,8 @@ pub fn run_with(
                 let mut keys = Vec::new();
                 differing_keys(&old, &serde_json::to_value(&cfg)?, "", &mut keys);
                 if !opts.force {
-                    bail!("{}: this checkpoint was made with another config (differing keys: {}); use --force to resume anyway", f.dir.display(), keys.join(", "));
+                    let keys = keys.join(", ");
+                    return Err(super::config::ConfigError::CheckpointMismatch { dir: f.dir.clone(), keys }.into());
                 }
                 progress.say(&format!(
                     "warning: resuming {} despite a different config ({})",

@@ -1,0 +1,5 @@
+//! `cargo fuzz run method_config -s none fuzz/seeds/method_config`; the body is [`mulki_fuzz::method_config`], which
+//! tests/tests/fuzz_regressions.rs replays on the seeds and regressions.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mulki_fuzz::method_config(data));
