@@ -86,3 +86,27 @@ pub fn scratch(be: &mut Be, len: usize) -> Buf {
     let a = be.alloc(len).unwrap();
     Buf { arena: a, offset: 0, len }
 }
+
+/// A scalar loss: `value(be, inputs)`, and `grads(be, inputs, dinputs)` which recomputes it and
+/// adds its gradient into `dinputs` (fresh zeroed buffers, one per input). Every input is
+/// checked with h = 1e-5.
+pub fn check_scalar(
+    name: &str, inputs: Vec<Vec<f64>>, value: &dyn Fn(&mut Be, &[Buf]) -> f64, grads: &dyn Fn(&mut Be, &[Buf], &[Buf]),
+) {
+    let forward = |be: &mut Be, x: &[Buf]| {
+        let v = value(be, x);
+        let out = scratch(be, 1);
+        be.write(out, &[v]).unwrap();
+        out
+    };
+    let backward = |be: &mut Be, x: &[Buf], dx: &[Buf], dy: Buf| {
+        let mut g = [0.0];
+        be.read(dy, &mut g).unwrap();
+        let tmp: Vec<Buf> = dx.iter().map(|d| scratch(be, d.len)).collect();
+        grads(be, x, &tmp);
+        for (d, t) in dx.iter().zip(&tmp) {
+            be.axpby(*d, *t, g[0], 1.0).unwrap();
+        }
+    };
+    check(FdCase { name, check: vec![true; inputs.len()], inputs, h: 1e-5, forward: &forward, backward: &backward });
+}

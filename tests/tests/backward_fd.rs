@@ -6,7 +6,7 @@ use mulki_core::layers::linear::Linear;
 use mulki_core::layers::similarity::Similarity;
 use mulki_core::loss::base::Terms;
 use mulki_core::loss::contrastive::Contrastive;
-use mulki_tests::fd::{check, scratch, Be, FdCase};
+use mulki_tests::fd::{check, check_scalar, scratch, Be, FdCase};
 use mulki_tests::normals;
 
 fn rnd(seed: u64, n: usize) -> Vec<f64> {
@@ -329,35 +329,13 @@ fn contrastive_loss_composition() {
     let (b, p) = (4, 6);
     let labels = [2u32, 0, 3, 3];
     let terms = Terms { contrastive: 0.7, labelled: 1.3, smoothing: 0.2 };
-    check(FdCase {
-        name: "contrastive",
-        inputs: vec![rnd(25, b * p), rnd(26, b * p)],
-        check: vec![true, true],
-        h: 1e-5,
-        forward: &|be, x| {
-            let mut l = Contrastive::new(be, b, b, p).unwrap();
-            let v = l.forward(be, x[0], x[1], b, b, 9.0, &labels, terms).unwrap();
-            let out = scratch(be, 1);
-            be.write(out, &[v.total]).unwrap();
-            out
-        },
-        backward: &|be, x, dx, dy| {
-            let mut g = [0.0];
-            be.read(dy, &mut g).unwrap();
-            let mut l = Contrastive::new(be, b, b, p).unwrap();
-            l.forward(
-                be,
-                x[0],
-                x[1],
-                b,
-                b,
-                9.0,
-                &labels,
-                Terms { contrastive: terms.contrastive * g[0], labelled: terms.labelled * g[0], ..terms },
-            )
-            .unwrap();
-            l.backward(be, Some(dx[0]), Some(dx[1]), None).unwrap();
-        },
+    let run = |be: &mut Be, x: &[Buf]| {
+        let mut l = Contrastive::new(be, b, b, p).unwrap();
+        let v = l.forward(be, x[0], x[1], b, b, 9.0, &labels, terms).unwrap().total;
+        (l, v)
+    };
+    check_scalar("contrastive", vec![rnd(25, b * p), rnd(26, b * p)], &|be, x| run(be, x).1, &|be, x, dx| {
+        run(be, x).0.backward(be, Some(dx[0]), Some(dx[1]), None).unwrap()
     });
 }
 
@@ -402,7 +380,7 @@ fn mulki_total_loss() {
         let cfg = MethodConfig { weight_rule: rule, lambda_lwf: 0.5, ..MethodConfig::default() };
         let teachers = [rnd(30, b * p), rnd(31, k * p), rnd(32, b * p), rnd(33, k * p)];
         let protos = rnd(34, k * p);
-        let setup = |be: &mut Be| {
+        let run = |be: &mut Be, x: &[Buf]| {
             let mut l = MulkiLoss::new(be, &cfg, b, k, p).unwrap();
             l.prototypes.begin(be, k).unwrap();
             let pr = l.prototypes.protos();
@@ -416,30 +394,11 @@ fn mulki_total_loss() {
                 })
                 .collect();
             let kd = [Features { v: t[0], w: t[1] }, Features { v: t[2], w: t[3] }];
-            (l, kd)
+            let v = l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap().total;
+            (l, v)
         };
-        check(FdCase {
-            name: "mulki total",
-            inputs: vec![rnd(35, b * p), rnd(36, k * p)],
-            check: vec![true, true],
-            h: 1e-5,
-            forward: &|be, x| {
-                let (mut l, kd) = setup(be);
-                let v = l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
-                let out = scratch(be, 1);
-                be.write(out, &[v.total]).unwrap();
-                out
-            },
-            backward: &|be, x, dx, dy| {
-                let mut g = [0.0];
-                be.read(dy, &mut g).unwrap();
-                let (mut l, kd) = setup(be);
-                l.forward(be, Features { v: x[0], w: x[1] }, &kd, Some(kd[1]), &labels, b, k, 20.0).unwrap();
-                let (tv, tw) = (scratch(be, b * p), scratch(be, k * p));
-                l.backward(be, tv, tw).unwrap();
-                be.axpby(dx[0], tv, g[0], 1.0).unwrap();
-                be.axpby(dx[1], tw, g[0], 1.0).unwrap();
-            },
+        check_scalar("mulki total", vec![rnd(35, b * p), rnd(36, k * p)], &|be, x| run(be, x).1, &|be, x, dx| {
+            run(be, x).0.backward(be, dx[0], dx[1]).unwrap()
         });
     }
 }
@@ -449,33 +408,16 @@ fn zscl_reference_terms() {
     use mulki_core::loss::zscl::Zscl;
     let (r, n, p) = (4, 5, 6);
     let fixed = [rnd(40, r * p), rnd(41, n * p)];
-    let run = |be: &mut Be, x: Buf| {
+    let run = |be: &mut Be, x: &[Buf]| {
         let mut z = Zscl::new(be, r, n, p, 2.0, 1.0).unwrap();
         let (t, c) = (scratch(be, r * p), scratch(be, n * p));
         be.write(t, &fixed[0]).unwrap();
         be.write(c, &fixed[1]).unwrap();
-        let v = z.forward(be, x, t, c, r, n, 30.0).unwrap();
+        let v = z.forward(be, x[0], t, c, r, n, 30.0).unwrap();
         (z, v.img + v.txt)
     };
-    check(FdCase {
-        name: "zscl",
-        inputs: vec![rnd(42, r * p)],
-        check: vec![true],
-        h: 1e-5,
-        forward: &|be, x| {
-            let (_, v) = run(be, x[0]);
-            let out = scratch(be, 1);
-            be.write(out, &[v]).unwrap();
-            out
-        },
-        backward: &|be, x, dx, dy| {
-            let mut g = [0.0];
-            be.read(dy, &mut g).unwrap();
-            let (mut z, _) = run(be, x[0]);
-            let tmp = scratch(be, r * p);
-            z.backward(be, tmp).unwrap();
-            be.axpby(dx[0], tmp, g[0], 1.0).unwrap();
-        },
+    check_scalar("zscl", vec![rnd(42, r * p)], &|be, x| run(be, x).1, &|be, x, dx| {
+        run(be, x).0.backward(be, dx[0]).unwrap()
     });
 }
 
@@ -486,8 +428,7 @@ fn soft_contrastive_with_logit_scale() {
     let (b, p) = (4, 5);
     // Row-stochastic targets with several positives per row.
     let targets = |seed| {
-        let raw: Vec<f64> = rnd(seed, b * b).iter().map(|x| if *x > 0.0 { x + 0.1 } else { 0.0 }).collect();
-        let mut t = raw.clone();
+        let mut t: Vec<f64> = rnd(seed, b * b).iter().map(|x| if *x > 0.0 { x + 0.1 } else { 0.0 }).collect();
         for (r, row) in t.chunks_mut(b).enumerate() {
             row[r] += 1.0;
             let s: f64 = row.iter().sum();
@@ -503,26 +444,10 @@ fn soft_contrastive_with_logit_scale() {
         let v = l.forward(be, x[0], x[1], b, ls[0].exp(), &ti, &tt).unwrap();
         (l, v)
     };
-    check(FdCase {
-        name: "soft contrastive",
-        inputs: vec![rnd(52, b * p), rnd(53, b * p), vec![2.0]],
-        check: vec![true, true, true],
-        h: 1e-5,
-        forward: &|be, x| {
-            let (_, v) = run(be, x);
-            let out = scratch(be, 1);
-            be.write(out, &[v]).unwrap();
-            out
-        },
-        backward: &|be, x, dx, dy| {
-            let mut g = [0.0];
-            be.read(dy, &mut g).unwrap();
-            let (mut l, _) = run(be, x);
-            let (tv, tw, tl) = (scratch(be, b * p), scratch(be, b * p), scratch(be, 1));
-            l.backward(be, tv, tw, tl).unwrap();
-            for (d, t) in [(dx[0], tv), (dx[1], tw), (dx[2], tl)] {
-                be.axpby(d, t, g[0], 1.0).unwrap();
-            }
-        },
-    });
+    check_scalar(
+        "soft contrastive",
+        vec![rnd(52, b * p), rnd(53, b * p), vec![2.0]],
+        &|be, x| run(be, x).1,
+        &|be, x, dx| run(be, x).0.backward(be, dx[0], dx[1], dx[2]).unwrap(),
+    );
 }
