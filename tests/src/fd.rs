@@ -87,12 +87,13 @@ pub fn scratch(be: &mut Be, len: usize) -> Buf {
     Buf { arena: a, offset: 0, len }
 }
 
+/// Adds a scalar loss's gradient into fresh buffers: `(be, inputs, dinputs)`.
+pub type GradsFn<'a> = &'a dyn Fn(&mut Be, &[Buf], &[Buf]);
+
 /// A scalar loss: `value(be, inputs)`, and `grads(be, inputs, dinputs)` which recomputes it and
 /// adds its gradient into `dinputs` (fresh zeroed buffers, one per input). Every input is
 /// checked with h = 1e-5.
-pub fn check_scalar(
-    name: &str, inputs: Vec<Vec<f64>>, value: &dyn Fn(&mut Be, &[Buf]) -> f64, grads: &dyn Fn(&mut Be, &[Buf], &[Buf]),
-) {
+pub fn check_scalar(name: &str, inputs: Vec<Vec<f64>>, value: &dyn Fn(&mut Be, &[Buf]) -> f64, grads: GradsFn) {
     let forward = |be: &mut Be, x: &[Buf]| {
         let v = value(be, x);
         let out = scratch(be, 1);
