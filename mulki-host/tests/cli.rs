@@ -155,7 +155,10 @@ fn sigterm_and_sigkill_stop_a_run_that_then_resumes_exactly() {
     ok(&["train", "--config", cfg, "--output", term.to_str().unwrap(), "--quiet"]);
     assert!(final_weights(&term) == final_weights(&full), "weights after SIGTERM + resume");
 
-    for (i, delay) in [30u64, 150, 400].iter().enumerate() {
+    // Random moments after the first checkpoint (printed on failure), plus fixed early and late.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let random = 20 + u64::from(nanos % 500);
+    for (i, delay) in [30u64, random, 400].iter().enumerate() {
         let kill = root.join(format!("kill-{i}"));
         let status = interrupted(cfg, &kill, "-KILL", Duration::from_millis(*delay));
         assert!(status.success() || status.signal() == Some(9), "SIGKILL exit: {status:?}");
