@@ -186,8 +186,8 @@ fn pytorch_zip_as_weights_is_refused_as_not_safetensors() {
     assert!(msg.contains("the file is truncated or not safetensors (safetensors: InvalidHeaderLength)"), "{msg}");
 }
 
-/// A model folder without `config.json` or `model.safetensors` (e.g. one holding only a PyTorch
-/// `pytorch_model.bin`): the error names the missing file; nothing suggests converting yet.
+/// A model folder without `config.json` names the missing file; one holding only a PyTorch
+/// `pytorch_model.bin` is refused with how to convert it.
 #[test]
 fn missing_model_files_are_named() {
     let dir = std::env::temp_dir().join(format!("mulki-fuzz-missing-{}", std::process::id()));
@@ -199,7 +199,8 @@ fn missing_model_files_are_named() {
     std::fs::write(dir.join("config.json"), &targets::tiny_model().0).unwrap();
     std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04").unwrap();
     let msg = err(&dir);
-    assert!(msg.starts_with(&format!("{}: read: ", dir.join("model.safetensors").display())), "{msg}");
+    assert!(msg.starts_with(&format!("{}: pickled PyTorch weights", dir.join("pytorch_model.bin").display())), "{msg}");
+    assert!(msg.contains("safetensors"), "{msg}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
