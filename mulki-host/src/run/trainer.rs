@@ -206,7 +206,7 @@ impl<B: Backend> Trainer<B> {
         (self.student.params().slice(r.start, r.len()), self.student.grads().slice(r.start, r.len()))
     }
 
-    /// Whether teacher P differs from Z in task `t` (it is θ_0 on the first task).
+    /// KD teachers in task `t`: none, Z, or Z and P (on the first task P = θ_0 = Z: one).
     fn kd_teachers(&self, t: usize) -> usize {
         match (self.method.lambda_kd != 0.0, self.method.teachers) {
             (false, _) | (_, Teachers::None) => 0,
