@@ -112,45 +112,20 @@ fn load_named(
 pub fn save_clip_dir(dir: &Path, config: &ClipConfig, layout: &ClipLayout, params: &[f32]) -> Result<(), ImportError> {
     let config_path = dir.join(CONFIG_FILE);
     let weights_path = dir.join(WEIGHTS_FILE);
-    let inconsistent = |path: &Path, field: &str, reason: String| ImportError::Inconsistent {
-        path: path.to_path_buf(),
-        field: field.into(),
-        reason,
-    };
-    // A config that would not load back is refused before anything is written (this also keeps
-    // a NaN, which JSON would store as `null`, out of the file).
-    config::check(config, &config_path)?;
-    let config_json = config::to_hf_json(config).map_err(|e| inconsistent(&config_path, "config", e.to_string()))?;
-    let expected = ClipLayout::new(config);
-    if let Some(i) = (0..expected.entries.len().max(layout.entries.len()))
-        .find(|&i| expected.entries.get(i) != layout.entries.get(i))
-    {
-        let name = layout.entries.get(i).or(expected.entries.get(i)).map_or("", |e| &e.name);
-        return Err(inconsistent(
-            &weights_path,
-            "layout",
-            format!("tensor `{name}` differs from the layout of the config"),
-        ));
-    }
-    if params.len() != layout.len {
-        return Err(inconsistent(
-            &weights_path,
-            "params",
-            format!("{} values given, the layout holds {}", params.len(), layout.len),
-        ));
-    }
-
+    let (config_json, weights) = clip_bytes(config, layout, params, &config_path, &weights_path)?;
     fs::create_dir_all(dir).map_err(|error| ImportError::Io {
         path: dir.to_path_buf(),
         op: "create directory",
         error,
     })?;
-    write_atomic(&weights_path, |tmp| weights::write_params(tmp, layout, params))?;
-    write_atomic(&config_path, |tmp| {
-        let io = |op, error| ImportError::Io { path: tmp.to_path_buf(), op, error };
-        let mut file = File::create(tmp).map_err(|e| io("create", e))?;
-        file.write_all(&config_json).map_err(|e| io("write", e))
-    })
+    for (path, bytes) in [(&weights_path, &weights), (&config_path, &config_json)] {
+        write_atomic(path, |tmp| {
+            let io = |op, error| ImportError::Io { path: tmp.to_path_buf(), op, error };
+            let mut file = File::create(tmp).map_err(|e| io("create", e))?;
+            file.write_all(bytes).map_err(|e| io("write", e))
+        })?;
+    }
+    Ok(())
 }
 
 /// `config.json` and `model.safetensors` of a model as bytes (what `save_clip_dir` writes), for
@@ -158,13 +133,41 @@ pub fn save_clip_dir(dir: &Path, config: &ClipConfig, layout: &ClipLayout, param
 pub fn clip_to_bytes(
     config: &ClipConfig, layout: &ClipLayout, params: &[f32],
 ) -> Result<(Vec<u8>, Vec<u8>), ImportError> {
-    let config_path = Path::new(CONFIG_FILE);
+    clip_bytes(config, layout, params, Path::new(CONFIG_FILE), Path::new(WEIGHTS_FILE))
+}
+
+/// Checks that the config would load back and that the layout and buffer fit it, then
+/// serialises both files; errors name `config_path` and `weights_path`.
+fn clip_bytes(
+    config: &ClipConfig, layout: &ClipLayout, params: &[f32], config_path: &Path, weights_path: &Path,
+) -> Result<(Vec<u8>, Vec<u8>), ImportError> {
+    let inconsistent = |path: &Path, field: &str, reason: String| ImportError::Inconsistent {
+        path: path.to_path_buf(),
+        field: field.into(),
+        reason,
+    };
+    // A config that would not load back is refused before anything is written (this also keeps
+    // a NaN, which JSON would store as `null`, out of the file).
     config::check(config, config_path)?;
-    let json = config::to_hf_json(config).map_err(|e| ImportError::Inconsistent {
-        path: config_path.to_path_buf(),
-        field: "config".into(),
-        reason: e.to_string(),
-    })?;
+    let config_json = config::to_hf_json(config).map_err(|e| inconsistent(config_path, "config", e.to_string()))?;
+    let expected = ClipLayout::new(config);
+    if let Some(i) = (0..expected.entries.len().max(layout.entries.len()))
+        .find(|&i| expected.entries.get(i) != layout.entries.get(i))
+    {
+        let name = layout.entries.get(i).or(expected.entries.get(i)).map_or("", |e| &e.name);
+        return Err(inconsistent(
+            weights_path,
+            "layout",
+            format!("tensor `{name}` differs from the layout of the config"),
+        ));
+    }
+    if params.len() != layout.len {
+        return Err(inconsistent(
+            weights_path,
+            "params",
+            format!("{} values given, the layout holds {}", params.len(), layout.len),
+        ));
+    }
     let tensors: Vec<(&str, &[usize], &[f32])> = layout
         .entries
         .iter()
@@ -172,14 +175,7 @@ pub fn clip_to_bytes(
             params.get(e.view.offset..e.view.offset + e.view.len).map(|v| (e.name.as_str(), e.shape.as_slice(), v))
         })
         .collect();
-    if tensors.len() != layout.entries.len() {
-        return Err(ImportError::Inconsistent {
-            path: PathBuf::from(WEIGHTS_FILE),
-            field: "params".into(),
-            reason: format!("{} values given, the layout holds {}", params.len(), layout.len),
-        });
-    }
-    Ok((json, weights::f32_tensors_to_bytes(&tensors, Path::new(WEIGHTS_FILE))?))
+    Ok((config_json, weights::f32_tensors_to_bytes(&tensors, weights_path)?))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ImportError> {

@@ -68,28 +68,6 @@ pub(crate) fn read_params(
     Ok((params, skipped))
 }
 
-/// Writes every layout entry as an F32 tensor to a new file at `path`, one tensor converted at
-/// a time, with HF's `{"format": "pt"}` metadata (transformers checks it when loading).
-pub(crate) fn write_params(path: &Path, layout: &ClipLayout, params: &[f32]) -> Result<(), ImportError> {
-    let mut tensors = Vec::with_capacity(layout.entries.len());
-    for entry in &layout.entries {
-        let values =
-            params.get(entry.view.offset..entry.view.offset.saturating_add(entry.view.len)).ok_or_else(|| {
-                ImportError::Inconsistent {
-                    path: path.to_path_buf(),
-                    field: "params".into(),
-                    reason: format!("tensor `{}` lies outside the {} values given", entry.name, params.len()),
-                }
-            })?;
-        tensors.push((entry.name.as_str(), F32Tensor { shape: &entry.shape, values }));
-    }
-    let info = Some(HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize_to_file(tensors, &info, path).map_err(|e| match e {
-        SafeTensorError::IoError(error) => ImportError::Io { path: path.to_path_buf(), op: "write", error },
-        other => describe(other, None, path),
-    })
-}
-
 /// A parameter borrowed from the buffer, serialised little-endian on demand.
 struct F32Tensor<'a> {
     shape: &'a [usize],
