@@ -41,6 +41,19 @@ impl Buf {
     pub fn end(self) -> usize {
         self.offset + self.len
     }
+    /// Whether the two handles share at least one element.
+    pub fn overlaps(&self, other: &Buf) -> bool {
+        self.arena == other.arena && self.len > 0 && other.len > 0 && self.offset < other.end() && other.offset < self.end()
+    }
+}
+
+/// Checks row ids against a table of `table_len / c` rows (embedding gathers and scatters).
+pub fn check_ids(ids: &[u32], table_len: usize, c: usize) -> Result<(), Error> {
+    let bound = table_len.checked_div(c).unwrap_or(0);
+    match ids.iter().find(|&&i| i as usize >= bound) {
+        Some(&i) => Err(Error::Index { what: "embedding row", index: i as usize, bound }),
+        None => Ok(()),
+    }
 }
 
 /// A slice of a `u32` index arena (token ids, labels, row indices).
@@ -68,12 +81,22 @@ pub struct Gemm {
     pub stride_a: usize,
     pub stride_b: usize,
     pub stride_c: usize,
+    /// The operands may be rounded to the backend's low-precision GEMM type (bf16 on CUDA in
+    /// bf16 mode), accumulating in f32: set for the towers' GEMMs, never for the similarity and
+    /// loss GEMMs, which stay in the element type. Backends without such a mode ignore it.
+    pub low_precision: bool,
 }
 
 impl Gemm {
-    /// One unbatched product `C = alpha·op(A)·op(B) + beta·C`.
+    /// One unbatched product `C = alpha·op(A)·op(B) + beta·C`, in the element type.
     pub fn new(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool, alpha: f64, beta: f64) -> Self {
-        Gemm { m, n, k, trans_a, trans_b, alpha, beta, batch: 1, stride_a: m * k, stride_b: k * n, stride_c: m * n }
+        let (stride_a, stride_b, stride_c) = (m * k, k * n, m * n);
+        Gemm { m, n, k, trans_a, trans_b, alpha, beta, batch: 1, stride_a, stride_b, stride_c, low_precision: false }
+    }
+
+    /// The same product, allowed to run in the backend's low-precision mode (a tower GEMM).
+    pub fn low_precision(self) -> Self {
+        Gemm { low_precision: true, ..self }
     }
 }
 
@@ -321,4 +344,9 @@ pub trait Backend {
     /// `p −= lr·wd·p; m = β1·m + (1−β1)·g; v = β2·v + (1−β2)·g²;
     /// p −= lr·(m/(1−β1^k)) / (√(v/(1−β2^k)) + eps)`. No gradient.
     fn adamw(&mut self, params: Buf, grads: Buf, m: Buf, v: Buf, hp: AdamW) -> Result<(), Error>;
+
+    /// Device memory in use, in bytes, where the backend has a device (`None` on the CPU).
+    fn device_memory(&mut self) -> Option<u64> {
+        None
+    }
 }

@@ -83,6 +83,12 @@ pub enum CudaError {
     /// The driver loaded but reports no CUDA device.
     #[error("the CUDA driver is installed but reports no CUDA device")]
     NoDevice,
+    /// NVRTC rejected the kernel sources (the log names the file and line).
+    #[error("NVRTC could not compile mulki's CUDA kernels: {0}")]
+    Compile(String),
+    /// A cuBLAS call failed.
+    #[error("cuBLAS call {call} failed: {reason}")]
+    Cublas { call: &'static str, reason: String },
     /// A CUDA driver call failed.
     #[error("CUDA driver call {call} failed: {source}")]
     Driver {
@@ -100,6 +106,7 @@ impl CudaError {
         use cudarc::driver::sys::CUresult;
         match self {
             CudaError::LibraryMissing { .. } | CudaError::NoDevice => true,
+            CudaError::Compile(_) | CudaError::Cublas { .. } => false,
             CudaError::Driver { source, .. } => {
                 matches!(source.0, CUresult::CUDA_ERROR_NO_DEVICE | CUresult::CUDA_ERROR_STUB_LIBRARY)
             }

@@ -12,10 +12,14 @@
 //! - [`error`]: [`CudaError`], the error type of this crate;
 //! - [`probe`](mod@probe): [`probe()`], which finds the libraries and lists the devices.
 //!
-//! This is a skeleton: no kernels and no [`mulki_core::Backend`] implementation yet.
+//! - [`kernels`]: the CUDA C++ sources, compiled with NVRTC at start-up;
+//! - [`backend`]: [`CudaBackend`], the [`mulki_core::Backend`] over cuBLAS and those kernels.
 
+pub mod backend;
 pub mod error;
+pub mod kernels;
 pub mod probe;
 
+pub use backend::{CudaBackend, Precision};
 pub use error::{CudaError, CudaLibrary};
 pub use probe::{probe, Device, DeviceInfo};

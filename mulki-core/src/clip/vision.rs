@@ -109,7 +109,7 @@ impl VisionTower {
         let np = t - 1;
         let (patches, patch_out) = (head(self.patches, b * np * pd), head(self.patch_out, b * np * c));
         be.patchify_forward(patches, pixels, self.patch_dims(b))?;
-        be.gemm(patch_out, patches, p.patch_w.at(params), Gemm::new(b * np, c, pd, false, true, 1.0, 0.0))?;
+        be.gemm(patch_out, patches, p.patch_w.at(params), Gemm::new(b * np, c, pd, false, true, 1.0, 0.0).low_precision())?;
         let embed = head(self.embed, b * t * c);
         be.vision_embed_forward(embed, patch_out, p.class_emb.at(params), p.pos_emb.at(params), b, t, c)?;
         let x0 = head(self.x0, b * t * c);

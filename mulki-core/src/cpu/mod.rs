@@ -18,7 +18,9 @@ use alloc::vec::Vec;
 pub use gemm::CpuElem;
 pub use pool::Pool;
 
-use crate::backend::{AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule};
+use crate::backend::{
+    check_ids, AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
+};
 use crate::clip::config::HiddenAct;
 use crate::error::Error;
 
@@ -61,10 +63,8 @@ impl<E: CpuElem> CpuBackend<E> {
         for b in outs.iter().chain(ins.iter()) {
             self.check(op, *b)?;
         }
-        let overlaps =
-            |x: &Buf, y: &Buf| x.arena == y.arena && x.len > 0 && y.len > 0 && x.offset < y.end() && y.offset < x.end();
         for (i, o) in outs.iter().enumerate() {
-            if outs[i + 1..].iter().chain(ins.iter()).any(|x| overlaps(o, x)) {
+            if outs[i + 1..].iter().chain(ins.iter()).any(|x| o.overlaps(x)) {
                 return Err(Error::Buffer { op, reason: "an output overlaps another operand" });
             }
         }
@@ -96,13 +96,6 @@ fn need(op: &'static str, buf: &[impl Sized], len: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn check_ids(what: &'static str, ids: &[u32], table_len: usize, c: usize) -> Result<(), Error> {
-    let bound = table_len.checked_div(c).unwrap_or(0);
-    match ids.iter().find(|&&i| i as usize >= bound) {
-        Some(&i) => Err(Error::Index { what, index: i as usize, bound }),
-        None => Ok(()),
-    }
-}
 
 impl<E: CpuElem> Backend for CpuBackend<E> {
     type E = E;
@@ -290,7 +283,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         let op = "embedding_forward";
         let ids = self.ids(op, ids)?;
         let ([o], [tb]) = self.args(op, [out], [table])?;
-        check_ids("embedding row", ids, tb.len(), c)?;
+        check_ids(ids, tb.len(), c)?;
         need(op, o, ids.len() * c)?;
         embedding::gather(&self.pool, o, tb, ids, c);
         Ok(())
@@ -300,7 +293,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         let op = "embedding_backward";
         let ids = self.ids(op, ids)?;
         let ([dt], [dy]) = self.args(op, [dtable], [dout])?;
-        check_ids("embedding row", ids, dt.len(), c)?;
+        check_ids(ids, dt.len(), c)?;
         need(op, dy, ids.len() * c)?;
         embedding::scatter_add(&self.pool, dt, dy, ids, c);
         Ok(())

@@ -1,0 +1,774 @@
+//! [`CudaBackend`]: the [`Backend`] trait on one GPU, one stream.
+//!
+//! Arenas are single device allocations (f32, or u32 for indices) made once when a run is
+//! built; kernels get raw device pointers `base + offset`, after the same bounds and overlap
+//! checks as the CPU backend. Index arenas keep a host mirror (they are written from the host
+//! only), which lets the backend check ids and group scatter-adds without reading the device.
+//! Scratch buffers grow on first need and are then reused, so device memory is constant across
+//! tasks once the largest shapes have run.
+//!
+//! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
+//! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
+//! bf16 and accumulates in f32. Master weights, optimiser state, normalisation, the similarity
+//! GEMMs and every loss kernel stay f32 in both modes.
+use std::sync::Arc;
+
+use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::driver::{result, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use mulki_core::backend::{
+    check_ids, AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
+};
+use mulki_core::clip::config::HiddenAct;
+use mulki_core::Error;
+
+use crate::error::CudaError;
+use crate::kernels::Kernels;
+
+/// GEMM precision of the towers (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    Fp32,
+    Bf16,
+}
+
+/// Threads per block of the row kernels and the elementwise kernels.
+const ROW_THREADS: u32 = 256;
+const ELEM_THREADS: u32 = 256;
+/// Threads per block of the attention kernels (one block per query or key row).
+const ATTN_THREADS: u32 = 128;
+/// Row chunks of the two-pass column sums.
+const COLUMN_CHUNKS: usize = 64;
+
+/// A device allocation and its element count.
+struct Arena<T> {
+    /// Owns the allocation (freed on drop); kernels use `base`.
+    _mem: CudaSlice<T>,
+    base: u64,
+    len: usize,
+}
+
+/// Scratch slots, each grown on demand.
+#[derive(Clone, Copy)]
+enum Slot {
+    /// Per-element temporaries of one kernel (LayerNorm's dy·x̂, attention's dS).
+    Temp = 0,
+    /// Column-sum partials.
+    Partial = 1,
+}
+
+pub struct CudaBackend {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    k: Kernels,
+    precision: Precision,
+    arenas: Vec<Arena<f32>>,
+    idx: Vec<Arena<u32>>,
+    idx_host: Vec<Vec<u32>>,
+    scratch: [Option<Arena<f32>>; 2],
+    bf16: [Option<Arena<u16>>; 2],
+    groups: Option<Arena<u32>>,
+}
+
+fn driver(call: &'static str) -> impl FnOnce(result::DriverError) -> Error {
+    move |source| CudaError::Driver { call, source }.into()
+}
+
+fn cublas(call: &'static str) -> impl FnOnce(cudarc::cublas::result::CublasError) -> Error {
+    move |e| CudaError::Cublas { call, reason: format!("{e:?}") }.into()
+}
+
+fn elem_cfg(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(ELEM_THREADS as usize).clamp(1, 1 << 20) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn row_cfg(rows: usize, c: usize) -> LaunchConfig {
+    let threads = (c.div_ceil(32) * 32).clamp(32, ROW_THREADS as usize) as u32;
+    LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
+}
+
+fn too_big(op: &'static str) -> Error {
+    Error::Buffer { op, reason: "dimension too large for a CUDA launch" }
+}
+
+fn i32_of(op: &'static str, x: usize) -> Result<i32, Error> {
+    i32::try_from(x).map_err(|_| too_big(op))
+}
+
+/// Launches kernel `$name` with `$cfg` and the given arguments (each bound to a local first,
+/// so the launch sees stable addresses).
+macro_rules! launch {
+    ($be:expr, $name:literal, $cfg:expr, $($arg:expr),+ $(,)?) => {{
+        let f = $be.k.get($name);
+        let mut l = $be.stream.launch_builder(f);
+        $(let a = $arg; l.arg(&a);)+
+        // SAFETY: every pointer argument was bounds-checked against its arena (and outputs
+        // against overlap) by the caller; the argument order and types follow the kernel's
+        // signature in kernels/*.cu.
+        unsafe { l.launch($cfg) }.map(|_| ()).map_err(driver($name))
+    }};
+}
+
+impl CudaBackend {
+    /// A backend on device `ordinal`: probes the libraries, compiles and loads the kernels.
+    pub fn new(ordinal: usize, precision: Precision) -> Result<Self, CudaError> {
+        let info = crate::probe()?;
+        if ordinal >= info.device_count() {
+            return Err(CudaError::NoDevice);
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|source| CudaError::Driver { call: "cuCtxCreate", source })?;
+        // SAFETY: one stream only; kernels are ordered on it, so cudarc's cross-stream events
+        // are not needed. Called before any allocation.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| CudaError::Cublas { call: "cublasCreate", reason: format!("{e:?}") })?;
+        let k = Kernels::load(&ctx)?;
+        Ok(CudaBackend {
+            ctx,
+            stream,
+            blas,
+            k,
+            precision,
+            arenas: Vec::new(),
+            idx: Vec::new(),
+            idx_host: Vec::new(),
+            scratch: [None, None],
+            bf16: [None, None],
+            groups: None,
+        })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Device name, for reports.
+    pub fn device_name(&self) -> String {
+        self.ctx.name().unwrap_or_else(|_| "CUDA device".into())
+    }
+
+    /// Waits for every queued kernel.
+    pub fn synchronize(&self) -> Result<(), Error> {
+        self.stream.synchronize().map_err(driver("cuStreamSynchronize"))
+    }
+
+    /// Device memory in use (total − free, all processes), after a synchronize.
+    pub fn memory_in_use(&self) -> Result<u64, Error> {
+        self.synchronize()?;
+        self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        let (free, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
+        Ok((total - free) as u64)
+    }
+
+    fn alloc_arena<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
+        &self, len: usize,
+    ) -> Result<Arena<T>, Error> {
+        let mem = self.stream.alloc_zeros::<T>(len.max(1)).map_err(driver("cuMemAlloc"))?;
+        let base = mem.device_ptr(&self.stream).0;
+        Ok(Arena { base, _mem: mem, len })
+    }
+
+    /// Device pointers of one kernel's operands, each given with the length its dims need:
+    /// checks every handle against its arena and its needed length, and that no output overlaps
+    /// another operand (as the CPU backend does).
+    fn ptrs<const O: usize, const I: usize>(
+        &self, op: &'static str, outs: [(Buf, usize); O], ins: [(Buf, usize); I],
+    ) -> Result<([u64; O], [u64; I]), Error> {
+        let resolve = |(b, need): (Buf, usize)| -> Result<u64, Error> {
+            let a = self.arenas.get(b.arena as usize).ok_or(Error::Buffer { op, reason: "unknown arena" })?;
+            if !b.offset.checked_add(b.len).is_some_and(|end| end <= a.len) {
+                return Err(Error::Buffer { op, reason: "buffer handle outside its arena" });
+            }
+            if b.len < need {
+                return Err(Error::Buffer { op, reason: "buffer shorter than its dims" });
+            }
+            Ok(a.base + 4 * b.offset as u64)
+        };
+        for (i, (o, _)) in outs.iter().enumerate() {
+            if outs[i + 1..].iter().chain(ins.iter()).any(|(x, _)| o.overlaps(x)) {
+                return Err(Error::Buffer { op, reason: "an output overlaps another operand" });
+            }
+        }
+        let mut po = [0u64; O];
+        for (p, o) in po.iter_mut().zip(outs) {
+            *p = resolve(o)?;
+        }
+        let mut pi = [0u64; I];
+        for (p, i) in pi.iter_mut().zip(ins) {
+            *p = resolve(i)?;
+        }
+        Ok((po, pi))
+    }
+
+    /// Device pointer and host mirror of an index handle.
+    fn ids(&self, op: &'static str, b: IdxBuf) -> Result<(u64, &[u32]), Error> {
+        let (a, host) = match (self.idx.get(b.arena as usize), self.idx_host.get(b.arena as usize)) {
+            (Some(a), Some(h)) => (a, h),
+            _ => return Err(Error::Buffer { op, reason: "unknown index arena" }),
+        };
+        let host = b
+            .offset
+            .checked_add(b.len)
+            .and_then(|end| host.get(b.offset..end))
+            .ok_or(Error::Buffer { op, reason: "index handle outside its arena" })?;
+        Ok((a.base + 4 * b.offset as u64, host))
+    }
+
+    /// Scratch slot `slot` with room for `len` floats (grown, after a synchronize, if needed).
+    fn scratch(&mut self, slot: Slot, len: usize) -> Result<u64, Error> {
+        let s = slot as usize;
+        if self.scratch[s].as_ref().is_none_or(|a| a.len < len) {
+            self.synchronize()?;
+            self.scratch[s] = None;
+            self.scratch[s] = Some(self.alloc_arena::<f32>(len)?);
+        }
+        Ok(self.scratch[s].as_ref().map_or(0, |a| a.base))
+    }
+
+    fn bf16_scratch(&mut self, slot: usize, len: usize) -> Result<u64, Error> {
+        if self.bf16[slot].as_ref().is_none_or(|a| a.len < len) {
+            self.synchronize()?;
+            self.bf16[slot] = None;
+            self.bf16[slot] = Some(self.alloc_arena::<u16>(len)?);
+        }
+        Ok(self.bf16[slot].as_ref().map_or(0, |a| a.base))
+    }
+
+    /// `out[j] += Σ_o inp[o·ld + j]` for `j < n`, deterministic (two passes).
+    fn column_sum(&mut self, out: u64, inp: u64, outer: usize, ld: usize, n: usize) -> Result<(), Error> {
+        if outer == 0 || n == 0 {
+            return Ok(());
+        }
+        let chunks = outer.min(COLUMN_CHUNKS);
+        let partial = self.scratch(Slot::Partial, chunks * n)?;
+        let cfg = LaunchConfig {
+            grid_dim: (n.div_ceil(ELEM_THREADS as usize) as u32, chunks as u32, 1),
+            block_dim: (ELEM_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (outer, ld, nn) = (outer as i64, ld as i64, n as i64);
+        launch!(self, "column_sum_partial_f32", cfg, partial, inp, outer, ld, nn, chunks as i32)?;
+        launch!(self, "column_sum_finish_f32", elem_cfg(n), out, partial, nn, chunks as i32)
+    }
+
+    fn elementwise_len(op: &'static str, n: usize) -> Result<i64, Error> {
+        i64::try_from(n).map_err(|_| too_big(op))
+    }
+
+    /// Rounds `n` f32 at `src` to bf16 into bf16 slot `slot`.
+    fn to_bf16(&mut self, slot: usize, src: u64, n: usize) -> Result<u64, Error> {
+        let dst = self.bf16_scratch(slot, n)?;
+        launch!(self, "to_bf16", elem_cfg(n), dst, src, n as i64)?;
+        Ok(dst)
+    }
+}
+
+/// Elements spanned by `batch` matrices of `each` elements `stride` apart.
+fn extent(batch: usize, stride: usize, each: usize) -> usize {
+    if batch == 0 {
+        0
+    } else {
+        (batch - 1) * stride + each
+    }
+}
+
+impl Backend for CudaBackend {
+    type E = f32;
+
+    fn alloc(&mut self, len: usize) -> Result<ArenaId, Error> {
+        let a = self.alloc_arena::<f32>(len)?;
+        self.arenas.push(a);
+        Ok((self.arenas.len() - 1) as ArenaId)
+    }
+
+    fn alloc_idx(&mut self, len: usize) -> Result<ArenaId, Error> {
+        let a = self.alloc_arena::<u32>(len)?;
+        self.idx.push(a);
+        self.idx_host.push(vec![0; len]);
+        Ok((self.idx.len() - 1) as ArenaId)
+    }
+
+    fn write(&mut self, dst: Buf, src: &[f32]) -> Result<(), Error> {
+        if dst.len != src.len() {
+            return Err(Error::Buffer { op: "write", reason: "length mismatch" });
+        }
+        let ([d], []) = self.ptrs("write", [(dst, 0)], [])?;
+        // SAFETY: `d` spans `src.len()` floats of a live allocation (checked above); the copy
+        // is ordered on the stream after every kernel queued before it.
+        unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }.map_err(driver("cuMemcpyHtoDAsync"))
+    }
+
+    fn read(&mut self, src: Buf, dst: &mut [f32]) -> Result<(), Error> {
+        if src.len != dst.len() {
+            return Err(Error::Buffer { op: "read", reason: "length mismatch" });
+        }
+        let ([], [s]) = self.ptrs("read", [], [(src, 0)])?;
+        // SAFETY: as in `write`; the synchronize makes `dst` complete before it is returned.
+        unsafe { result::memcpy_dtoh_async(dst, s, self.stream.cu_stream()) }.map_err(driver("cuMemcpyDtoHAsync"))?;
+        self.synchronize()
+    }
+
+    fn write_idx(&mut self, dst: IdxBuf, src: &[u32]) -> Result<(), Error> {
+        if dst.len != src.len() {
+            return Err(Error::Buffer { op: "write_idx", reason: "length mismatch" });
+        }
+        let (d, _) = self.ids("write_idx", dst)?;
+        if let Some(h) = self.idx_host.get_mut(dst.arena as usize) {
+            h[dst.offset..dst.offset + dst.len].copy_from_slice(src);
+        }
+        // SAFETY: `d` spans `src.len()` u32 of a live allocation (checked by `ids`).
+        unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }.map_err(driver("cuMemcpyHtoDAsync"))
+    }
+
+    fn fill(&mut self, dst: Buf, value: f64) -> Result<(), Error> {
+        let ([d], []) = self.ptrs("fill", [(dst, 0)], [])?;
+        let n = Self::elementwise_len("fill", dst.len)?;
+        launch!(self, "fill_f32", elem_cfg(dst.len), d, value as f32, n)
+    }
+
+    fn copy(&mut self, dst: Buf, src: Buf) -> Result<(), Error> {
+        if dst.len != src.len {
+            return Err(Error::Buffer { op: "copy", reason: "length mismatch" });
+        }
+        let ([d], [s]) = self.ptrs("copy", [(dst, 0)], [(src, 0)])?;
+        // SAFETY: both ranges are inside live allocations and do not overlap (checked).
+        unsafe { result::memcpy_dtod_async(d, s, 4 * dst.len, self.stream.cu_stream()) }
+            .map_err(driver("cuMemcpyDtoDAsync"))
+    }
+
+    fn gemm(&mut self, c: Buf, a: Buf, b: Buf, d: Gemm) -> Result<(), Error> {
+        let op = "gemm";
+        let (na, nb, nc) =
+            (extent(d.batch, d.stride_a, d.m * d.k), extent(d.batch, d.stride_b, d.k * d.n), extent(d.batch, d.stride_c, d.m * d.n));
+        let ([pc], [mut pa, mut pb]) = self.ptrs(op, [(c, nc)], [(a, na), (b, nb)])?;
+        if d.batch == 0 || d.m == 0 || d.n == 0 {
+            return Ok(());
+        }
+        let low = self.precision == Precision::Bf16 && d.low_precision;
+        let ty = if low {
+            pa = self.to_bf16(0, pa, na)?;
+            pb = self.to_bf16(1, pb, nb)?;
+            blas_sys::cudaDataType::CUDA_R_16BF
+        } else {
+            blas_sys::cudaDataType::CUDA_R_32F
+        };
+        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+        let t = |x: bool| if x { blas_sys::cublasOperation_t::CUBLAS_OP_T } else { blas_sys::cublasOperation_t::CUBLAS_OP_N };
+        let lda = if d.trans_b { d.k } else { d.n };
+        let ldb = if d.trans_a { d.m } else { d.k };
+        let (alpha, beta) = (d.alpha as f32, d.beta as f32);
+        let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
+        let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, n, i32_of(op, d.batch)?);
+        // SAFETY: the operand extents were checked against their arenas; alpha and beta are
+        // host f32 (cuBLAS's default pointer mode); the handle is bound to this stream.
+        unsafe {
+            blas::gemm_strided_batched_ex(
+                *self.blas.handle(),
+                t(d.trans_b),
+                t(d.trans_a),
+                n,
+                m,
+                k,
+                &alpha as *const f32 as *const _,
+                pb as *const _,
+                ty,
+                lda,
+                d.stride_b as i64,
+                pa as *const _,
+                ty,
+                ldb,
+                d.stride_a as i64,
+                &beta as *const f32 as *const _,
+                pc as *mut _,
+                blas_sys::cudaDataType::CUDA_R_32F,
+                ldc,
+                d.stride_c as i64,
+                batch,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(cublas("cublasGemmStridedBatchedEx"))
+    }
+
+    fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {
+        let (inner, n) = (d.inner * d.c, d.outer * d.inner * d.c);
+        let ([o], [a]) = self.ptrs("broadcast_add_forward", [(out, n)], [(add, inner)])?;
+        launch!(self, "broadcast_add_f32", elem_cfg(n), o, a, inner as i64, n as i64)
+    }
+
+    fn broadcast_add_backward(&mut self, dadd: Buf, dout: Buf, d: Bcast) -> Result<(), Error> {
+        let inner = d.inner * d.c;
+        let ([da], [dy]) = self.ptrs("broadcast_add_backward", [(dadd, inner)], [(dout, d.outer * inner)])?;
+        self.column_sum(da, dy, d.outer, inner, inner)
+    }
+
+    fn layer_norm_forward(
+        &mut self, out: Buf, mean: Buf, rstd: Buf, inp: Buf, weight: Buf, bias: Buf, d: Rows,
+    ) -> Result<(), Error> {
+        let (rc, c, r) = (d.rows * d.c, d.c, d.rows);
+        let ([o, m, s], [x, w, b]) = self
+            .ptrs("layer_norm_forward", [(out, rc), (mean, r), (rstd, r)], [(inp, rc), (weight, c), (bias, c)])?;
+        let ci = i32_of("layer_norm_forward", c)?;
+        launch!(self, "layer_norm_forward_f32", row_cfg(r, c), o, m, s, x, w, b, ci, d.eps as f32)
+    }
+
+    fn layer_norm_backward(
+        &mut self, dinp: Buf, dweight: Buf, dbias: Buf, dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf,
+        d: Rows,
+    ) -> Result<(), Error> {
+        let (rc, c, r) = (d.rows * d.c, d.c, d.rows);
+        let ([dx, dw, db], [dy, x, w, m, s]) = self.ptrs(
+            "layer_norm_backward",
+            [(dinp, rc), (dweight, c), (dbias, c)],
+            [(dout, rc), (inp, rc), (weight, c), (mean, r), (rstd, r)],
+        )?;
+        let ci = i32_of("layer_norm_backward", c)?;
+        let tmp = self.scratch(Slot::Temp, rc)?;
+        launch!(self, "layer_norm_backward_f32", row_cfg(r, c), dx, tmp, dy, x, w, m, s, ci)?;
+        self.column_sum(dw, tmp, r, c, c)?;
+        self.column_sum(db, dy, r, c, c)
+    }
+
+    fn softmax_forward(&mut self, out: Buf, inp: Buf, d: Rows) -> Result<(), Error> {
+        self.softmax_fwd("softmax_forward", out, inp, d, 0)
+    }
+
+    fn softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, d: Rows) -> Result<(), Error> {
+        self.softmax_bwd("softmax_backward", dinp, dout, out, d, 0)
+    }
+
+    fn log_softmax_forward(&mut self, out: Buf, inp: Buf, d: Rows) -> Result<(), Error> {
+        self.softmax_fwd("log_softmax_forward", out, inp, d, 1)
+    }
+
+    fn log_softmax_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, d: Rows) -> Result<(), Error> {
+        self.softmax_bwd("log_softmax_backward", dinp, dout, out, d, 1)
+    }
+
+    fn attention_forward(&mut self, out: Buf, probs: Buf, qkv: Buf, d: Attn) -> Result<(), Error> {
+        let op = "attention_forward";
+        let btc = d.b * d.t * d.nh * d.hs;
+        let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, d.b * d.nh * d.t * d.t)], [(qkv, 3 * btc)])?;
+        let (cfg, t, nh, hs, scale) = attn_launch(op, d)?;
+        launch!(self, "attention_forward_f32", cfg, o, p, x, t, nh, hs, d.causal as i32, scale)
+    }
+
+    fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
+        let op = "attention_backward";
+        let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
+        let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
+        let (cfg, t, nh, hs, scale) = attn_launch(op, d)?;
+        let ds = self.scratch(Slot::Temp, bhtt)?;
+        let causal = d.causal as i32;
+        launch!(self, "attention_backward_query_f32", cfg, dx, ds, dy, x, p, t, nh, hs, causal, scale)?;
+        let key_cfg = LaunchConfig {
+            grid_dim: cfg.grid_dim,
+            block_dim: ((d.hs.div_ceil(32) * 32).clamp(32, 1024) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        launch!(self, "attention_backward_key_f32", key_cfg, dx, ds, dy, x, p, t, nh, hs, causal)
+    }
+
+    fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
+        let ([o], [x]) = self.ptrs("act_forward", [(out, 0)], [(inp, out.len)])?;
+        launch!(self, "act_forward_f32", elem_cfg(out.len), o, x, act_code(act), out.len as i64)
+    }
+
+    fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
+        let n = dinp.len;
+        let ([dx], [dy, x]) = self.ptrs("act_backward", [(dinp, 0)], [(dout, n), (inp, n)])?;
+        launch!(self, "act_backward_f32", elem_cfg(n), dx, dy, x, act_code(act), n as i64)
+    }
+
+    fn embedding_forward(&mut self, out: Buf, table: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {
+        let op = "embedding_forward";
+        let (pi, host) = self.ids(op, ids)?;
+        check_ids(host, table.len, c)?;
+        let n = ids.len * c;
+        let ([o], [tb]) = self.ptrs(op, [(out, n)], [(table, 0)])?;
+        launch!(self, "embedding_forward_f32", elem_cfg(n), o, tb, pi, i32_of(op, c)?, n as i64)
+    }
+
+    fn embedding_backward(&mut self, dtable: Buf, dout: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {
+        let op = "embedding_backward";
+        let (_, host) = self.ids(op, ids)?;
+        check_ids(host, dtable.len, c)?;
+        // Group the rows by destination (stable, so each destination adds in row order).
+        let mut order: Vec<u32> = (0..host.len() as u32).collect();
+        order.sort_by_key(|&r| host[r as usize]);
+        let mut dest = Vec::new();
+        let mut start = Vec::new();
+        for (k, &r) in order.iter().enumerate() {
+            if k == 0 || host[r as usize] != host[order[k - 1] as usize] {
+                dest.push(host[r as usize]);
+                start.push(k as u32);
+            }
+        }
+        start.push(order.len() as u32);
+        let groups = dest.len();
+        let ([dt], [dy]) = self.ptrs(op, [(dtable, 0)], [(dout, ids.len * c)])?;
+        if groups == 0 {
+            return Ok(());
+        }
+        let table: Vec<u32> = dest.iter().chain(&start).chain(&order).copied().collect();
+        if self.groups.as_ref().is_none_or(|a| a.len < table.len()) {
+            self.synchronize()?;
+            self.groups = None;
+            self.groups = Some(self.alloc_arena::<u32>(table.len())?);
+        }
+        let base = self.groups.as_ref().map_or(0, |a| a.base);
+        // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier users.
+        unsafe { result::memcpy_htod_async(base, &table, self.stream.cu_stream()) }
+            .map_err(driver("cuMemcpyHtoDAsync"))?;
+        let (pdest, pstart, prows) = (base, base + 4 * groups as u64, base + 4 * (2 * groups as u64 + 1));
+        let cfg = row_cfg(groups, c);
+        launch!(self, "embedding_backward_f32", cfg, dt, dy, pdest, pstart, prows, i32_of(op, c)?)?;
+        // `table` is a pageable host buffer: the copy has been staged when the call returns.
+        Ok(())
+    }
+
+    fn patchify_forward(&mut self, out: Buf, pixels: Buf, d: Patches) -> Result<(), Error> {
+        let (n, args) = patch_args("patchify_forward", d)?;
+        let ([o], [x]) = self.ptrs("patchify_forward", [(out, n)], [(pixels, n)])?;
+        launch!(self, "patchify_forward_f32", elem_cfg(n), o, x, args.0, args.1, args.2, n as i64)
+    }
+
+    fn patchify_backward(&mut self, dpixels: Buf, dout: Buf, d: Patches) -> Result<(), Error> {
+        let (n, args) = patch_args("patchify_backward", d)?;
+        let ([dx], [dy]) = self.ptrs("patchify_backward", [(dpixels, n)], [(dout, n)])?;
+        launch!(self, "patchify_backward_f32", elem_cfg(n), dx, dy, args.0, args.1, args.2, n as i64)
+    }
+
+    fn vision_embed_forward(
+        &mut self, out: Buf, patch_out: Buf, class_emb: Buf, pos: Buf, b: usize, t: usize, c: usize,
+    ) -> Result<(), Error> {
+        let op = "vision_embed_forward";
+        if t == 0 {
+            return Err(Error::Buffer { op, reason: "no tokens" });
+        }
+        let n = b * t * c;
+        let ([o], [p, ce, ps]) =
+            self.ptrs(op, [(out, n)], [(patch_out, b * (t - 1) * c), (class_emb, c), (pos, t * c)])?;
+        launch!(self, "vision_embed_forward_f32", elem_cfg(n), o, p, ce, ps, i32_of(op, t)?, i32_of(op, c)?, n as i64)
+    }
+
+    fn vision_embed_backward(
+        &mut self, dpatch_out: Buf, dclass_emb: Buf, dpos: Buf, dout: Buf, b: usize, t: usize, c: usize,
+    ) -> Result<(), Error> {
+        let op = "vision_embed_backward";
+        if t == 0 {
+            return Err(Error::Buffer { op, reason: "no tokens" });
+        }
+        let np = b * (t - 1) * c;
+        let ([dp, dc, dps], [dy]) =
+            self.ptrs(op, [(dpatch_out, np), (dclass_emb, c), (dpos, t * c)], [(dout, b * t * c)])?;
+        if np > 0 {
+            let (ti, ci) = (i32_of(op, t)?, i32_of(op, c)?);
+            launch!(self, "vision_embed_backward_patches_f32", elem_cfg(np), dp, dy, ti, ci, np as i64)?;
+        }
+        self.column_sum(dps, dy, b, t * c, t * c)?;
+        self.column_sum(dc, dy, b, t * c, c)
+    }
+
+    fn l2_normalize_forward(&mut self, out: Buf, norm: Buf, inp: Buf, d: Rows) -> Result<(), Error> {
+        let op = "l2_normalize_forward";
+        let rc = d.rows * d.c;
+        let ([o, n], [x]) = self.ptrs(op, [(out, rc), (norm, d.rows)], [(inp, rc)])?;
+        launch!(self, "l2_normalize_forward_f32", row_cfg(d.rows, d.c), o, n, x, i32_of(op, d.c)?, d.eps as f32)
+    }
+
+    fn l2_normalize_backward(&mut self, dinp: Buf, dout: Buf, out: Buf, norm: Buf, d: Rows) -> Result<(), Error> {
+        let op = "l2_normalize_backward";
+        let rc = d.rows * d.c;
+        let ([dx], [dy, y, n]) = self.ptrs(op, [(dinp, rc)], [(dout, rc), (out, rc), (norm, d.rows)])?;
+        let cfg = row_cfg(d.rows, d.c);
+        launch!(self, "l2_normalize_backward_f32", cfg, dx, dy, y, n, i32_of(op, d.c)?, d.eps as f32)
+    }
+
+    fn row_dot_forward(&mut self, out: Buf, a: Buf, b: Buf, d: Rows) -> Result<(), Error> {
+        let op = "row_dot_forward";
+        let rc = d.rows * d.c;
+        let ([o], [pa, pb]) = self.ptrs(op, [(out, d.rows)], [(a, rc), (b, rc)])?;
+        launch!(self, "row_dot_f32", row_cfg(d.rows, d.c), o, pa, pb, i32_of(op, d.c)?)
+    }
+
+    fn row_dot_backward(
+        &mut self, da: Option<Buf>, db: Option<Buf>, dout: Buf, a: Buf, b: Buf, d: Rows,
+    ) -> Result<(), Error> {
+        let op = "row_dot_backward";
+        let rc = d.rows * d.c;
+        for (dst, src) in [(da, b), (db, a)] {
+            if let Some(dst) = dst {
+                let ([g], [dy, s]) = self.ptrs(op, [(dst, rc)], [(dout, d.rows), (src, rc)])?;
+                launch!(self, "row_scaled_add_f32", elem_cfg(rc), g, dy, s, i32_of(op, d.c)?, rc as i64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn row_kl_forward(&mut self, out: Buf, p_log: Buf, q_log: Buf, d: Rows) -> Result<(), Error> {
+        let op = "row_kl_forward";
+        let rc = d.rows * d.c;
+        let ([o], [lp, lq]) = self.ptrs(op, [(out, d.rows)], [(p_log, rc), (q_log, rc)])?;
+        launch!(self, "row_kl_f32", row_cfg(d.rows, d.c), o, lp, lq, i32_of(op, d.c)?)
+    }
+
+    fn row_kl_backward(
+        &mut self, dp_log: Option<Buf>, dq_log: Option<Buf>, dout: Buf, p_log: Buf, q_log: Buf, d: Rows,
+    ) -> Result<(), Error> {
+        let op = "row_kl_backward";
+        let rc = d.rows * d.c;
+        for (dst, teacher) in [(dp_log, 1i32), (dq_log, 0)] {
+            if let Some(dst) = dst {
+                let ([g], [dy, lp, lq]) = self.ptrs(op, [(dst, rc)], [(dout, d.rows), (p_log, rc), (q_log, rc)])?;
+                let ci = i32_of(op, d.c)?;
+                launch!(self, "kl_backward_f32", elem_cfg(rc), g, dy, lp, lq, teacher, ci, rc as i64)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn cross_entropy_forward(
+        &mut self, loss: Buf, lse: Buf, logits: Buf, targets: IdxBuf, d: Ce,
+    ) -> Result<(), Error> {
+        let op = "cross_entropy_forward";
+        let pt = self.targets(op, targets, d)?;
+        let ([l, s], [z]) = self.ptrs(op, [(loss, d.rows), (lse, d.rows)], [(logits, d.rows * d.nc)])?;
+        let nc = i32_of(op, d.nc)?;
+        launch!(self, "cross_entropy_forward_f32", row_cfg(d.rows, d.nc), l, s, z, pt, nc, d.smoothing as f32)
+    }
+
+    fn cross_entropy_backward(
+        &mut self, dlogits: Buf, dloss: Buf, logits: Buf, lse: Buf, targets: IdxBuf, d: Ce,
+    ) -> Result<(), Error> {
+        let op = "cross_entropy_backward";
+        let pt = self.targets(op, targets, d)?;
+        let rn = d.rows * d.nc;
+        let ([dz], [dl, z, s]) = self.ptrs(op, [(dlogits, rn)], [(dloss, d.rows), (logits, rn), (lse, d.rows)])?;
+        let nc = i32_of(op, d.nc)?;
+        launch!(self, "cross_entropy_backward_f32", row_cfg(d.rows, d.nc), dz, dl, z, s, pt, nc, d.smoothing as f32)
+    }
+
+    fn teacher_weights(
+        &mut self, alpha: Buf, stat: Buf, rule: WeightRule, teachers: usize, b: usize,
+    ) -> Result<(), Error> {
+        let op = "teacher_weights";
+        let (code, p0, p1, stat_len) = match rule {
+            WeightRule::Confidence { tau } => (0i32, tau, 0.0, teachers * b),
+            WeightRule::Discrepancy { scale, threshold } => {
+                if teachers != 2 {
+                    return Err(Error::Buffer { op, reason: "the discrepancy rule needs two teachers" });
+                }
+                (1, scale, threshold, b)
+            }
+        };
+        let ([a], [s]) = self.ptrs(op, [(alpha, teachers * b)], [(stat, stat_len)])?;
+        let (ti, bi) = (i32_of(op, teachers)?, i32_of(op, b)?);
+        launch!(self, "teacher_weights_f32", elem_cfg(b), a, s, code, p0, p1, ti, bi)
+    }
+
+    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, d: Rows) -> Result<(), Error> {
+        let op = "prototype_ema";
+        let rc = d.rows * d.c;
+        let ([p], [s, n]) = self.ptrs(op, [(protos, rc)], [(sums, rc), (counts, d.rows)])?;
+        let cfg = row_cfg(d.rows, d.c);
+        launch!(self, "prototype_ema_f32", cfg, p, s, n, momentum as f32, i32_of(op, d.c)?, d.eps as f32)
+    }
+
+    fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error> {
+        let ([py], []) = self.ptrs("scale", [(y, 0)], [])?;
+        launch!(self, "scale_f32", elem_cfg(y.len), py, a as f32, y.len as i64)
+    }
+
+    fn axpby(&mut self, y: Buf, x: Buf, a: f64, b: f64) -> Result<(), Error> {
+        let ([py], [px]) = self.ptrs("axpby", [(y, 0)], [(x, y.len)])?;
+        launch!(self, "axpby_f32", elem_cfg(y.len), py, px, a as f32, b as f32, y.len as i64)
+    }
+
+    fn adamw(&mut self, params: Buf, grads: Buf, m: Buf, v: Buf, hp: AdamW) -> Result<(), Error> {
+        let n = params.len;
+        let ([p, pm, pv], [g]) = self.ptrs("adamw", [(params, 0), (m, n), (v, n)], [(grads, n)])?;
+        // The same f32 constants as the CPU backend (bias corrections in f64, then rounded).
+        let bc1 = 1.0 - hp.beta1.powf(hp.step as f64);
+        let bc2_sqrt = (1.0 - hp.beta2.powf(hp.step as f64)).sqrt();
+        let decay = (1.0 - hp.lr * hp.weight_decay) as f32;
+        let step_size = (hp.lr / bc1) as f32;
+        let (b1, b2, bc2s, eps) = (hp.beta1 as f32, hp.beta2 as f32, bc2_sqrt as f32, hp.eps as f32);
+        launch!(self, "adamw_f32", elem_cfg(n), p, g, pm, pv, decay, b1, b2, step_size, bc2s, eps, n as i64)
+    }
+
+    fn device_memory(&mut self) -> Option<u64> {
+        self.memory_in_use().ok()
+    }
+}
+
+impl CudaBackend {
+    fn softmax_fwd(&mut self, op: &'static str, out: Buf, inp: Buf, d: Rows, log: i32) -> Result<(), Error> {
+        let rc = d.rows * d.c;
+        let ([o], [x]) = self.ptrs(op, [(out, rc)], [(inp, rc)])?;
+        launch!(self, "softmax_forward_f32", row_cfg(d.rows, d.c), o, x, i32_of(op, d.c)?, log)
+    }
+
+    fn softmax_bwd(&mut self, op: &'static str, dinp: Buf, dout: Buf, out: Buf, d: Rows, log: i32) -> Result<(), Error> {
+        let rc = d.rows * d.c;
+        let ([dx], [dy, y]) = self.ptrs(op, [(dinp, rc)], [(dout, rc), (out, rc)])?;
+        launch!(self, "softmax_backward_f32", row_cfg(d.rows, d.c), dx, dy, y, i32_of(op, d.c)?, log)
+    }
+
+    /// Device pointer of the targets, after checking them against `nc` on the host mirror.
+    fn targets(&self, op: &'static str, targets: IdxBuf, d: Ce) -> Result<u64, Error> {
+        let (pt, host) = self.ids(op, targets)?;
+        let host = host.get(..d.rows).ok_or(Error::Buffer { op, reason: "fewer targets than rows" })?;
+        if let Some(&bad) = host.iter().find(|&&y| y as usize >= d.nc) {
+            return Err(Error::Index { what: "class label", index: bad as usize, bound: d.nc });
+        }
+        Ok(pt)
+    }
+}
+
+fn act_code(act: HiddenAct) -> i32 {
+    match act {
+        HiddenAct::QuickGelu => 0,
+        HiddenAct::Gelu => 1,
+    }
+}
+
+type AttnLaunch = (LaunchConfig, i32, i32, i32, f32);
+
+/// Launch shape of the per-row attention kernels: one block per (batch, head, row), shared
+/// memory for a row of scores and one head vector.
+fn attn_launch(op: &'static str, d: Attn) -> Result<AttnLaunch, Error> {
+    let blocks = u32::try_from(d.b * d.nh * d.t).map_err(|_| too_big(op))?;
+    let shared = u32::try_from(4 * (d.t + d.hs)).map_err(|_| too_big(op))?;
+    if shared > 48 * 1024 {
+        return Err(too_big(op));
+    }
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (ATTN_THREADS, 1, 1), shared_mem_bytes: shared };
+    let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
+    Ok((cfg, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?, scale))
+}
+
+/// Element count and (channels, side, patch) of a patch layout, checked.
+fn patch_args(op: &'static str, d: Patches) -> Result<(usize, (i32, i32, i32)), Error> {
+    if d.patch == 0 || !d.side.is_multiple_of(d.patch) {
+        return Err(Error::Buffer { op, reason: "patch must divide the image side" });
+    }
+    let n = d.b * d.channels * d.side * d.side;
+    Ok((n, (i32_of(op, d.channels)?, i32_of(op, d.side)?, i32_of(op, d.patch)?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::extent;
+
+    #[test]
+    fn extent_covers_strided_and_broadcast_batches() {
+        assert_eq!(extent(0, 10, 6), 0);
+        assert_eq!(extent(1, 10, 6), 6);
+        assert_eq!(extent(3, 10, 6), 26);
+        assert_eq!(extent(3, 0, 6), 6);
+    }
+}

@@ -1,0 +1,51 @@
+// Shared device helpers. No #include: NVRTC compiles these sources without the CUDA headers.
+// Every kernel is `extern "C"` so its name survives unmangled for `load_function`.
+// Reductions are fixed trees over a block of a fixed size, so every result is deterministic.
+
+#define FULL_MASK 0xffffffffu
+#define INF_F __int_as_float(0x7f800000)
+
+typedef unsigned short bf16_bits;
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32), returned to every thread.
+__device__ float block_sum(float v) {
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();  // an earlier call may still be reading `part`
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < warps ? part[lane] : 0.0f);
+}
+
+__device__ float block_max(float v) {
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    return warp_max(lane < warps ? part[lane] : -INF_F);
+}
+
+// f32 -> bf16 with round-to-nearest-even, by bit operations (NVRTC has no cuda_bf16.h).
+__device__ __forceinline__ bf16_bits f32_to_bf16(float x) {
+    unsigned int u = __float_as_uint(x);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_bits)((u >> 16) | 0x40u);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (bf16_bits)(u >> 16);
+}
+
+// Grid-stride loop over `n` elements.
+#define FOR_EACH(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
+                            i += (long long)gridDim.x * blockDim.x)

@@ -1,0 +1,44 @@
+//! Every CUDA kernel compiles with NVRTC (no GPU needed, only libnvrtc). Without NVRTC the test
+//! is skipped and says so, unless `MULKI_REQUIRE_NVRTC=1` (CI installs NVRTC and sets it), under
+//! which a missing NVRTC fails: a kernel that does not compile must fail CI.
+use mulki_cuda::kernels::{compile, source, NAMES};
+use mulki_cuda::{CudaError, CudaLibrary};
+
+fn required() -> bool {
+    std::env::var("MULKI_REQUIRE_NVRTC").is_ok_and(|v| v == "1")
+}
+
+#[test]
+fn every_kernel_compiles_for_each_architecture() {
+    if !CudaLibrary::Nvrtc.is_present() {
+        let msg = format!("libnvrtc not found (tried {})", CudaLibrary::Nvrtc.candidates().join(", "));
+        assert!(!required(), "MULKI_REQUIRE_NVRTC=1 but {msg}");
+        println!("skipped: {msg}");
+        return;
+    }
+    for arch in ["compute_80", "compute_90"] {
+        let ptx = match compile(arch) {
+            Ok(p) => p.to_src(),
+            Err(CudaError::Compile(log)) => panic!("kernels do not compile for {arch}:\n{log}"),
+            Err(e) => panic!("{e}"),
+        };
+        for name in NAMES {
+            assert!(ptx.contains(&format!(".entry {name}(")), "{arch}: kernel {name} missing from the PTX");
+        }
+    }
+}
+
+#[test]
+fn names_list_exactly_the_kernels_of_the_sources() {
+    let src = source();
+    let defined: Vec<&str> = src
+        .split("extern \"C\" __global__ void ")
+        .skip(1)
+        .filter_map(|rest| rest.split('(').next())
+        .collect();
+    let mut a = defined.clone();
+    let mut b = NAMES.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "kernels::NAMES and the .cu sources disagree");
+}
