@@ -11,7 +11,9 @@
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
 //! bf16 and accumulates in f32. Master weights, optimiser state, normalisation, the similarity
 //! GEMMs and every loss kernel stay f32 in both modes.
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{result, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
@@ -68,6 +70,8 @@ pub struct CudaBackend {
     scratch: [Option<Arena<f32>>; 2],
     bf16: [Option<Arena<u16>>; 2],
     groups: Option<Arena<u32>>,
+    /// Per-kernel (calls, seconds) when profiling (see [`CudaBackend::set_profiling`]).
+    profile: Option<HashMap<&'static str, (u64, f64)>>,
 }
 
 fn driver(call: &'static str) -> impl FnOnce(result::DriverError) -> Error {
@@ -100,13 +104,21 @@ fn i32_of(op: &'static str, x: usize) -> Result<i32, Error> {
 /// so the launch sees stable addresses).
 macro_rules! launch {
     ($be:expr, $name:literal, $cfg:expr, $($arg:expr),+ $(,)?) => {{
-        let f = $be.k.get($name);
-        let mut l = $be.stream.launch_builder(f);
-        $(let a = $arg; l.arg(&a);)+
-        // SAFETY: every pointer argument was bounds-checked against its arena (and outputs
-        // against overlap) by the caller; the argument order and types follow the kernel's
-        // signature in kernels/*.cu.
-        unsafe { l.launch($cfg) }.map(|_| ()).map_err(driver($name))
+        let cfg: LaunchConfig = $cfg;
+        // No rows (or no blocks) to work on: a zero-sized grid is a launch error in CUDA.
+        if cfg.grid_dim.0 == 0 {
+            Ok(())
+        } else {
+            let t0 = $be.profile_start()?;
+            let f = $be.k.get($name);
+            let mut l = $be.stream.launch_builder(f);
+            $(let a = $arg; l.arg(&a);)+
+            // SAFETY: every pointer argument was bounds-checked against its arena (and outputs
+            // against overlap) by the caller; the argument order and types follow the kernel's
+            // signature in kernels/*.cu.
+            unsafe { l.launch(cfg) }.map(|_| ()).map_err(driver($name))?;
+            $be.profile_end($name, t0)
+        }
     }};
 }
 
@@ -137,7 +149,39 @@ impl CudaBackend {
             scratch: [None, None],
             bf16: [None, None],
             groups: None,
+            profile: None,
         })
+    }
+
+    /// Turns per-kernel timing on (each launch is then synchronised, so the whole run is
+    /// slower: use it for a breakdown, not for throughput) and clears earlier counts.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(HashMap::new);
+    }
+
+    /// Per kernel: (name, calls, seconds), most time first.
+    pub fn profile(&self) -> Vec<(&'static str, u64, f64)> {
+        let mut v: Vec<_> = self.profile.iter().flatten().map(|(k, (n, s))| (*k, *n, *s)).collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v
+    }
+
+    fn profile_start(&self) -> Result<Option<Instant>, Error> {
+        if self.profile.is_none() {
+            return Ok(None);
+        }
+        self.synchronize()?;
+        Ok(Some(Instant::now()))
+    }
+
+    fn profile_end(&mut self, name: &'static str, t0: Option<Instant>) -> Result<(), Error> {
+        if let Some(t0) = t0 {
+            self.synchronize()?;
+            let e = self.profile.get_or_insert_with(HashMap::new).entry(name).or_insert((0, 0.0));
+            e.0 += 1;
+            e.1 += t0.elapsed().as_secs_f64();
+        }
+        Ok(())
     }
 
     pub fn precision(&self) -> Precision {
@@ -361,6 +405,7 @@ impl Backend for CudaBackend {
         let (alpha, beta) = (d.alpha as f32, d.beta as f32);
         let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
         let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, n, i32_of(op, d.batch)?);
+        let t0 = self.profile_start()?;
         // SAFETY: the operand extents were checked against their arenas; alpha and beta are
         // host f32 (cuBLAS's default pointer mode); the handle is bound to this stream.
         unsafe {
@@ -390,7 +435,8 @@ impl Backend for CudaBackend {
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
-        .map_err(cublas("cublasGemmStridedBatchedEx"))
+        .map_err(cublas("cublasGemmStridedBatchedEx"))?;
+        self.profile_end(if low { "cublas_gemm_bf16" } else { "cublas_gemm_f32" }, t0)
     }
 
     fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {

@@ -66,6 +66,43 @@ pub struct EmbedArgs {
 pub enum BenchCommand {
     /// CPU: FMA peak, GEMM GFLOP/s, ViT-B/16 forward and tiny training step images/s.
     Cpu(BenchCpuArgs),
+    /// The whole MulKI training step (both teachers) on random ViT-B/16 weights, per K, on any
+    /// device; `bench/gpu_step.py` puts it beside PyTorch.
+    Step(BenchStepArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchStepArgs {
+    /// Device: `cpu` or `cuda[:N][:bf16|:fp32]`.
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
+    /// Classes per task (one run each).
+    #[arg(long, num_args = 1.., default_values_t = [100, 397])]
+    pub classes: Vec<usize>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Tokens per prompt (random ids ending in EOT; CLIP's context is 77).
+    #[arg(long, default_value_t = 77)]
+    pub text_len: usize,
+    /// `vit-b-16` or `tiny`.
+    #[arg(long, default_value = "vit-b-16")]
+    pub model: String,
+    /// Timed steps per K.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 5)]
+    pub warmup: usize,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Then run the steps again with per-kernel timing (CUDA) and print the breakdown.
+    #[arg(long)]
+    pub profile: bool,
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -108,7 +145,8 @@ pub struct TrainArgs {
     /// CPU threads (default: the config's `threads`, 0 = all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Device: `cpu` (default) or `cuda[:N]`.
+    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fp32]` (GPU N, default
+    /// 0; tower GEMMs in bf16 unless `:fp32`).
     #[arg(long)]
     pub device: Option<String>,
     /// Evaluate over every dataset's classes at once (default: each dataset's own classes).
@@ -238,6 +276,9 @@ pub struct EvalArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fp32]`.
+    #[arg(long)]
+    pub device: Option<String>,
     /// Replace unreadable images by the next readable one (with a warning) instead of failing.
     #[arg(long)]
     pub skip_bad_images: bool,

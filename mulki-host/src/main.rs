@@ -18,6 +18,7 @@ fn main() {
         Command::Data(DataCommand::Check(args)) => commands::data::check(&args).map(|()| 0),
         Command::Embed(args) => commands::embed::run(&args).map(|()| 0),
         Command::Bench(BenchCommand::Cpu(args)) => commands::bench::run_cpu(&args).map(|()| 0),
+        Command::Bench(BenchCommand::Step(args)) => commands::bench_step::run(&args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -23,6 +23,7 @@ fn log(name: &str, loss: f64) -> TaskLog {
         drift: 1.5,
         wall_seconds: 12.25,
         peak_memory_bytes: 3 << 20,
+        device_memory_bytes: None,
         final_loss: loss,
     }
 }

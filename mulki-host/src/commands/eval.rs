@@ -10,6 +10,9 @@ pub fn run(args: &EvalArgs, zero_shot: bool) -> Result<()> {
     if let Some(t) = args.threads {
         cfg.threads = t;
     }
+    if let Some(d) = &args.device {
+        cfg.device = d.clone();
+    }
     let model = match (&args.checkpoint, zero_shot) {
         (Some(_), true) => bail!("zero-shot evaluates the config's model; use `mulki eval --checkpoint` for another"),
         (Some(dir), false) => dir.clone(),

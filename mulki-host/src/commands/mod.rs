@@ -1,5 +1,6 @@
 //! One module per subcommand.
 pub mod bench;
+pub mod bench_step;
 pub mod config;
 pub mod data;
 pub mod demo;

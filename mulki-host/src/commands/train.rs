@@ -29,9 +29,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
     if args.task_agnostic {
         cfg.train.task_agnostic = true;
     }
-    if cfg.device != "cpu" {
-        bail!("device `{}`: this build trains on the CPU only (`--device cpu`); the CUDA backend is not wired into the runner yet", cfg.device);
-    }
+    crate::run::device::Device::parse(&cfg.device)?;
     let dir = run_dir(args, &cfg);
     if args.resume.is_some() && !dir.is_dir() {
         bail!("--resume {}: no such run directory", dir.display());

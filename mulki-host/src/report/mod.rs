@@ -60,6 +60,10 @@ pub struct TaskLog {
     #[serde(deserialize_with = "json::f64_or_nan")]
     pub wall_seconds: f64,
     pub peak_memory_bytes: u64,
+    /// Device memory in use when the task ended (GPU backends; absent on the CPU): equal after
+    /// every task once the largest shapes have run, since all buffers are allocated up front.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory_bytes: Option<u64>,
     /// NaN when training diverged; kept so the report shows it.
     #[serde(deserialize_with = "json::f64_or_nan")]
     pub final_loss: f64,

@@ -139,6 +139,7 @@ pub fn run_demo(
                         drift: 0.0,
                         wall_seconds: 0.0,
                         peak_memory_bytes: 0,
+                        device_memory_bytes: None,
                         final_loss: 0.0,
                     };
                     rep.push(rep.rows[0].clone(), log);

@@ -1,6 +1,7 @@
 //! The continual-learning run: its config, the training loop, evaluation and checkpoints.
 pub mod config;
 pub mod demo;
+pub mod device;
 pub mod folders;
 pub mod pretrain;
 pub mod progress;

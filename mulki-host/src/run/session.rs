@@ -1,4 +1,4 @@
-//! A whole run on the CPU backend: opens the model, tokenizer and data, restores the newest
+//! A whole run on the configured device (see [`super::device`]): opens the model, tokenizer and data, restores the newest
 //! checkpoint of the run directory (or starts with the zero-shot row), trains every task, and
 //! after each task commits a checkpoint and rewrites the reports. Periodic checkpoints rotate
 //! (last two per task); SIGINT/SIGTERM finish the step, commit, and exit 130/143.
@@ -10,10 +10,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use mulki_core::backend::Backend;
 use mulki_core::clip::layout::Group;
-use mulki_core::cpu::CpuBackend;
 use serde::{Deserialize, Serialize};
 
 use super::config::RunConfig;
+use super::device::Device;
 use super::folders::FolderSource;
 use super::progress::Progress;
 use super::source::DataSource;
@@ -203,14 +203,27 @@ pub fn run_with(
     tok: &dyn Tokenize, data: &mut dyn DataSource, threads: usize, progress: &mut Progress,
 ) -> Result<Outcome> {
     let hash = cfg.hash();
-    let method_name = cfg.method.get("preset").and_then(|v| v.as_str()).unwrap_or("mulki").to_string();
     let (found, warnings) = checkpoint::find_latest(run_dir, Some(&hash))?;
     for w in warnings {
         progress.say(&format!("warning: {w}"));
     }
     let captions = data.reference_captions().to_vec();
-    let be = CpuBackend::<f32>::new(threads);
-    let mut tr = Trainer::new(be, cfg.clone(), &theta0.config, &theta0.params, tok, &captions)?;
+    let device = Device::parse(&cfg.device)?;
+    crate::with_backend!(device, threads, be => {
+        let tr = Trainer::new(be, cfg.clone(), &theta0.config, &theta0.params, tok, &captions)?;
+        train(tr, device, run_dir, opts, signals, data, progress, found)
+    })
+}
+
+/// The body of [`run_with`] on one backend.
+#[allow(clippy::too_many_arguments)]
+fn train<B: Backend<E = f32>>(
+    mut tr: Trainer<B>, device: Device, run_dir: &Path, opts: &SessionOptions, signals: Option<&Signals>,
+    data: &mut dyn DataSource, progress: &mut Progress, found: Option<checkpoint::Found>,
+) -> Result<Outcome> {
+    let cfg = tr.cfg.clone();
+    let hash = cfg.hash();
+    let method_name = cfg.method.get("preset").and_then(|v| v.as_str()).unwrap_or("mulki").to_string();
     let layout = &tr.student.layout;
     let count = |g| layout.group_range(g).len() as u64;
     let trainable = TrainableParameters {
@@ -222,9 +235,9 @@ pub fn run_with(
     let info = RunInfo::new(
         serde_json::to_value(&cfg)?,
         hash.clone(),
-        "cpu",
+        &device.label(),
         cfg.seed,
-        "cpu: bit-identical for a given seed and config, whatever --threads",
+        device.determinism(),
         trainable,
     );
     report::write_run_json(run_dir, &info)?;
@@ -268,7 +281,7 @@ pub fn run_with(
             tr.state.task_done = true;
         }
     }
-    let write_reports = |tr: &Trainer<CpuBackend<f32>>| -> Result<()> {
+    let write_reports = |tr: &Trainer<B>| -> Result<()> {
         let mut rep = RunReport::new(method_name.clone(), task_names.clone(), tr.state.rows[0].clone());
         for (row, log) in tr.state.rows.iter().skip(1).zip(&tr.state.logs) {
             rep.push(row.clone(), log.clone());
@@ -343,7 +356,9 @@ pub fn evaluate(cfg: RunConfig, model_dir: &Path, skip_bad_images: bool) -> Resu
     let side = model.config.vision_config.image_size;
     let mut data = FolderSource::open(&cfg, side, threads, skip_bad_images)?;
     let captions = data.reference_captions().to_vec();
-    let be = CpuBackend::<f32>::new(threads);
-    let mut tr = Trainer::new(be, cfg, &model.config, &model.params, &tok, &captions)?;
-    tr.evaluate(&mut data)
+    let device = Device::parse(&cfg.device)?;
+    crate::with_backend!(device, threads, be => {
+        let mut tr = Trainer::new(be, cfg, &model.config, &model.params, &tok, &captions)?;
+        tr.evaluate(&mut data)
+    })
 }

@@ -546,6 +546,7 @@ impl<B: Backend> Trainer<B> {
             drift,
             wall_seconds,
             peak_memory_bytes: peak_memory_bytes(),
+            device_memory_bytes: self.be.device_memory(),
             final_loss: self.state.last_loss,
         });
         self.state.rows.push(row.clone());
