@@ -43,7 +43,11 @@ impl Buf {
     }
     /// Whether the two handles share at least one element.
     pub fn overlaps(&self, other: &Buf) -> bool {
-        self.arena == other.arena && self.len > 0 && other.len > 0 && self.offset < other.end() && other.offset < self.end()
+        self.arena == other.arena
+            && self.len > 0
+            && other.len > 0
+            && self.offset < other.end()
+            && other.offset < self.end()
     }
 }
 

@@ -36,8 +36,8 @@ pub enum Precision {
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
 const ELEM_THREADS: u32 = 256;
-/// Threads per block of the attention kernels (one block per query or key row).
-const ATTN_THREADS: u32 = 128;
+/// Elements of a long row summed by one block of the two-pass row dot product.
+const LONG_ROW_CHUNK: usize = 1 << 16;
 /// Row chunks of the two-pass column sums.
 const COLUMN_CHUNKS: usize = 64;
 
@@ -54,8 +54,14 @@ struct Arena<T> {
 enum Slot {
     /// Per-element temporaries of one kernel (LayerNorm's dy·x̂, attention's dS).
     Temp = 0,
-    /// Column-sum partials.
+    /// Column-sum and long-row partials.
     Partial = 1,
+    /// Attention: q, k, v head-major [3, b, nh, t, hs].
+    Heads = 2,
+    /// Attention backward: dq, dk, dv head-major.
+    HeadGrads = 3,
+    /// Attention: O (forward) or dO (backward) head-major [b, nh, t, hs].
+    HeadRows = 4,
 }
 
 pub struct CudaBackend {
@@ -67,7 +73,7 @@ pub struct CudaBackend {
     arenas: Vec<Arena<f32>>,
     idx: Vec<Arena<u32>>,
     idx_host: Vec<Vec<u32>>,
-    scratch: [Option<Arena<f32>>; 2],
+    scratch: [Option<Arena<f32>>; 5],
     bf16: [Option<Arena<u16>>; 2],
     groups: Option<Arena<u32>>,
     /// Per-kernel (calls, seconds) when profiling (see [`CudaBackend::set_profiling`]).
@@ -146,7 +152,7 @@ impl CudaBackend {
             arenas: Vec::new(),
             idx: Vec::new(),
             idx_host: Vec::new(),
-            scratch: [None, None],
+            scratch: [None, None, None, None, None],
             bf16: [None, None],
             groups: None,
             profile: None,
@@ -222,7 +228,7 @@ impl CudaBackend {
     ) -> Result<([u64; O], [u64; I]), Error> {
         let resolve = |(b, need): (Buf, usize)| -> Result<u64, Error> {
             let a = self.arenas.get(b.arena as usize).ok_or(Error::Buffer { op, reason: "unknown arena" })?;
-            if !b.offset.checked_add(b.len).is_some_and(|end| end <= a.len) {
+            if b.offset.checked_add(b.len).is_none_or(|end| end > a.len) {
                 return Err(Error::Buffer { op, reason: "buffer handle outside its arena" });
             }
             if b.len < need {
@@ -301,12 +307,93 @@ impl CudaBackend {
         i64::try_from(n).map_err(|_| too_big(op))
     }
 
+    /// [`Backend::gemm`] on device pointers whose extents the caller checked.
+    fn gemm_ptrs(&mut self, pc: u64, mut pa: u64, mut pb: u64, d: Gemm) -> Result<(), Error> {
+        let op = "gemm";
+        if d.batch == 0 || d.m == 0 || d.n == 0 {
+            return Ok(());
+        }
+        let (na, nb, _) = gemm_extents(d);
+        let low = self.precision == Precision::Bf16 && d.low_precision;
+        let ty = if low {
+            pa = self.round_to_bf16(0, pa, na)?;
+            pb = self.round_to_bf16(1, pb, nb)?;
+            blas_sys::cudaDataType::CUDA_R_16BF
+        } else {
+            blas_sys::cudaDataType::CUDA_R_32F
+        };
+        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+        let t = |x: bool| {
+            if x {
+                blas_sys::cublasOperation_t::CUBLAS_OP_T
+            } else {
+                blas_sys::cublasOperation_t::CUBLAS_OP_N
+            }
+        };
+        let lda = if d.trans_b { d.k } else { d.n };
+        let ldb = if d.trans_a { d.m } else { d.k };
+        let (alpha, beta) = (d.alpha as f32, d.beta as f32);
+        let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
+        let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, n, i32_of(op, d.batch)?);
+        let t0 = self.profile_start()?;
+        // SAFETY: the operand extents were checked against their arenas (or are scratch sized
+        // for them); alpha and beta are host f32 (cuBLAS's default pointer mode); the handle is
+        // bound to this stream.
+        unsafe {
+            blas::gemm_strided_batched_ex(
+                *self.blas.handle(),
+                t(d.trans_b),
+                t(d.trans_a),
+                n,
+                m,
+                k,
+                &alpha as *const f32 as *const _,
+                pb as *const _,
+                ty,
+                lda,
+                d.stride_b as i64,
+                pa as *const _,
+                ty,
+                ldb,
+                d.stride_a as i64,
+                &beta as *const f32 as *const _,
+                pc as *mut _,
+                blas_sys::cudaDataType::CUDA_R_32F,
+                ldc,
+                d.stride_c as i64,
+                batch,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(cublas("cublasGemmStridedBatchedEx"))?;
+        self.profile_end(if low { "cublas_gemm_bf16" } else { "cublas_gemm_f32" }, t0)
+    }
+
+    /// Permutes packed qkv at `x` to head-major q, k, v in the `Heads` scratch; returns its base.
+    fn heads_of(&mut self, op: &'static str, x: u64, d: Attn) -> Result<u64, Error> {
+        let n = 3 * d.b * d.t * d.nh * d.hs;
+        let heads = self.scratch(Slot::Heads, n)?;
+        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        launch!(self, "qkv_to_heads_f32", elem_cfg(n), heads, x, b, t, nh, hs, n as i64)?;
+        Ok(heads)
+    }
+
     /// Rounds `n` f32 at `src` to bf16 into bf16 slot `slot`.
-    fn to_bf16(&mut self, slot: usize, src: u64, n: usize) -> Result<u64, Error> {
+    fn round_to_bf16(&mut self, slot: usize, src: u64, n: usize) -> Result<u64, Error> {
         let dst = self.bf16_scratch(slot, n)?;
         launch!(self, "to_bf16", elem_cfg(n), dst, src, n as i64)?;
         Ok(dst)
     }
+}
+
+/// Elements of A, B and C a GEMM touches.
+fn gemm_extents(d: Gemm) -> (usize, usize, usize) {
+    (
+        extent(d.batch, d.stride_a, d.m * d.k),
+        extent(d.batch, d.stride_b, d.k * d.n),
+        extent(d.batch, d.stride_c, d.m * d.n),
+    )
 }
 
 /// Elements spanned by `batch` matrices of `each` elements `stride` apart.
@@ -383,60 +470,9 @@ impl Backend for CudaBackend {
     }
 
     fn gemm(&mut self, c: Buf, a: Buf, b: Buf, d: Gemm) -> Result<(), Error> {
-        let op = "gemm";
-        let (na, nb, nc) =
-            (extent(d.batch, d.stride_a, d.m * d.k), extent(d.batch, d.stride_b, d.k * d.n), extent(d.batch, d.stride_c, d.m * d.n));
-        let ([pc], [mut pa, mut pb]) = self.ptrs(op, [(c, nc)], [(a, na), (b, nb)])?;
-        if d.batch == 0 || d.m == 0 || d.n == 0 {
-            return Ok(());
-        }
-        let low = self.precision == Precision::Bf16 && d.low_precision;
-        let ty = if low {
-            pa = self.to_bf16(0, pa, na)?;
-            pb = self.to_bf16(1, pb, nb)?;
-            blas_sys::cudaDataType::CUDA_R_16BF
-        } else {
-            blas_sys::cudaDataType::CUDA_R_32F
-        };
-        // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
-        let t = |x: bool| if x { blas_sys::cublasOperation_t::CUBLAS_OP_T } else { blas_sys::cublasOperation_t::CUBLAS_OP_N };
-        let lda = if d.trans_b { d.k } else { d.n };
-        let ldb = if d.trans_a { d.m } else { d.k };
-        let (alpha, beta) = (d.alpha as f32, d.beta as f32);
-        let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
-        let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, n, i32_of(op, d.batch)?);
-        let t0 = self.profile_start()?;
-        // SAFETY: the operand extents were checked against their arenas; alpha and beta are
-        // host f32 (cuBLAS's default pointer mode); the handle is bound to this stream.
-        unsafe {
-            blas::gemm_strided_batched_ex(
-                *self.blas.handle(),
-                t(d.trans_b),
-                t(d.trans_a),
-                n,
-                m,
-                k,
-                &alpha as *const f32 as *const _,
-                pb as *const _,
-                ty,
-                lda,
-                d.stride_b as i64,
-                pa as *const _,
-                ty,
-                ldb,
-                d.stride_a as i64,
-                &beta as *const f32 as *const _,
-                pc as *mut _,
-                blas_sys::cudaDataType::CUDA_R_32F,
-                ldc,
-                d.stride_c as i64,
-                batch,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .map_err(cublas("cublasGemmStridedBatchedEx"))?;
-        self.profile_end(if low { "cublas_gemm_bf16" } else { "cublas_gemm_f32" }, t0)
+        let (na, nb, nc) = gemm_extents(d);
+        let ([pc], [pa, pb]) = self.ptrs("gemm", [(c, nc)], [(a, na), (b, nb)])?;
+        self.gemm_ptrs(pc, pa, pb, d)
     }
 
     fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {
@@ -455,15 +491,14 @@ impl Backend for CudaBackend {
         &mut self, out: Buf, mean: Buf, rstd: Buf, inp: Buf, weight: Buf, bias: Buf, d: Rows,
     ) -> Result<(), Error> {
         let (rc, c, r) = (d.rows * d.c, d.c, d.rows);
-        let ([o, m, s], [x, w, b]) = self
-            .ptrs("layer_norm_forward", [(out, rc), (mean, r), (rstd, r)], [(inp, rc), (weight, c), (bias, c)])?;
+        let ([o, m, s], [x, w, b]) =
+            self.ptrs("layer_norm_forward", [(out, rc), (mean, r), (rstd, r)], [(inp, rc), (weight, c), (bias, c)])?;
         let ci = i32_of("layer_norm_forward", c)?;
         launch!(self, "layer_norm_forward_f32", row_cfg(r, c), o, m, s, x, w, b, ci, d.eps as f32)
     }
 
     fn layer_norm_backward(
-        &mut self, dinp: Buf, dweight: Buf, dbias: Buf, dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf,
-        d: Rows,
+        &mut self, dinp: Buf, dweight: Buf, dbias: Buf, dout: Buf, inp: Buf, weight: Buf, mean: Buf, rstd: Buf, d: Rows,
     ) -> Result<(), Error> {
         let (rc, c, r) = (d.rows * d.c, d.c, d.rows);
         let ([dx, dw, db], [dy, x, w, m, s]) = self.ptrs(
@@ -496,26 +531,41 @@ impl Backend for CudaBackend {
 
     fn attention_forward(&mut self, out: Buf, probs: Buf, qkv: Buf, d: Attn) -> Result<(), Error> {
         let op = "attention_forward";
-        let btc = d.b * d.t * d.nh * d.hs;
-        let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, d.b * d.nh * d.t * d.t)], [(qkv, 3 * btc)])?;
-        let (cfg, t, nh, hs, scale) = attn_launch(op, d)?;
-        launch!(self, "attention_forward_f32", cfg, o, p, x, t, nh, hs, d.causal as i32, scale)
+        let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
+        let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
+        let heads = self.heads_of(op, x, d)?;
+        let g = HeadGemms::new(d);
+        let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
+        self.gemm_ptrs(p, q, k, g.scores)?;
+        let (t, causal) = (i32_of(op, d.t)?, d.causal as i32);
+        launch!(self, "attention_softmax_f32", row_cfg(d.b * d.nh * d.t, d.t), p, t, causal)?;
+        let oh = self.scratch(Slot::HeadRows, btc)?;
+        self.gemm_ptrs(oh, p, v, g.pv)?;
+        let (nh, hs) = (i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        launch!(self, "heads_rows_f32", elem_cfg(btc), o, oh, t, nh, hs, 1i32, btc as i64)
     }
 
     fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
         let op = "attention_backward";
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
-        let (cfg, t, nh, hs, scale) = attn_launch(op, d)?;
+        let heads = self.heads_of(op, x, d)?;
+        let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
+        let (t, nh, hs) = (i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let doh = self.scratch(Slot::HeadRows, btc)?;
+        launch!(self, "heads_rows_f32", elem_cfg(btc), doh, dy, t, nh, hs, 0i32, btc as i64)?;
+        let g = HeadGemms::new(d);
         let ds = self.scratch(Slot::Temp, bhtt)?;
-        let causal = d.causal as i32;
-        launch!(self, "attention_backward_query_f32", cfg, dx, ds, dy, x, p, t, nh, hs, causal, scale)?;
-        let key_cfg = LaunchConfig {
-            grid_dim: cfg.grid_dim,
-            block_dim: ((d.hs.div_ceil(32) * 32).clamp(32, 1024) as u32, 1, 1),
-            shared_mem_bytes: 0,
-        };
-        launch!(self, "attention_backward_key_f32", key_cfg, dx, ds, dy, x, p, t, nh, hs, causal)
+        self.gemm_ptrs(ds, doh, v, g.scores_like)?;
+        let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
+        launch!(self, "attention_softmax_backward_f32", row_cfg(d.b * d.nh * d.t, d.t), ds, p, t, scale)?;
+        let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
+        let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
+        self.gemm_ptrs(dq, ds, k, g.pv)?;
+        self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
+        self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
+        let b = i32_of(op, d.b)?;
+        launch!(self, "heads_to_qkv_add_f32", elem_cfg(3 * btc), dx, grads, b, t, nh, hs, 3 * btc as i64)
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
@@ -638,7 +688,24 @@ impl Backend for CudaBackend {
         let op = "row_dot_forward";
         let rc = d.rows * d.c;
         let ([o], [pa, pb]) = self.ptrs(op, [(out, d.rows)], [(a, rc), (b, rc)])?;
-        launch!(self, "row_dot_f32", row_cfg(d.rows, d.c), o, pa, pb, i32_of(op, d.c)?)
+        if d.c < LONG_ROW_CHUNK {
+            return launch!(self, "row_dot_f32", row_cfg(d.rows, d.c), o, pa, pb, i32_of(op, d.c)?);
+        }
+        // A few very long rows (‖θ − θ_{t−1}‖² over all parameters): many blocks per row.
+        let chunks = d.c.div_ceil(LONG_ROW_CHUNK);
+        let partial = self.scratch(Slot::Partial, d.rows * chunks)?;
+        let cfg = LaunchConfig {
+            grid_dim: (
+                u32::try_from(chunks).map_err(|_| too_big(op))?,
+                u32::try_from(d.rows).map_err(|_| too_big(op))?,
+                1,
+            ),
+            block_dim: (ROW_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (c, len, ch) = (d.c as i64, LONG_ROW_CHUNK as i64, i32_of(op, chunks)?);
+        launch!(self, "row_dot_partial_f32", cfg, partial, pa, pb, c, len, ch)?;
+        launch!(self, "row_sum_f32", row_cfg(d.rows, chunks), o, partial, ch)
     }
 
     fn row_dot_backward(
@@ -677,9 +744,7 @@ impl Backend for CudaBackend {
         Ok(())
     }
 
-    fn cross_entropy_forward(
-        &mut self, loss: Buf, lse: Buf, logits: Buf, targets: IdxBuf, d: Ce,
-    ) -> Result<(), Error> {
+    fn cross_entropy_forward(&mut self, loss: Buf, lse: Buf, logits: Buf, targets: IdxBuf, d: Ce) -> Result<(), Error> {
         let op = "cross_entropy_forward";
         let pt = self.targets(op, targets, d)?;
         let ([l, s], [z]) = self.ptrs(op, [(loss, d.rows), (lse, d.rows)], [(logits, d.rows * d.nc)])?;
@@ -758,7 +823,9 @@ impl CudaBackend {
         launch!(self, "softmax_forward_f32", row_cfg(d.rows, d.c), o, x, i32_of(op, d.c)?, log)
     }
 
-    fn softmax_bwd(&mut self, op: &'static str, dinp: Buf, dout: Buf, out: Buf, d: Rows, log: i32) -> Result<(), Error> {
+    fn softmax_bwd(
+        &mut self, op: &'static str, dinp: Buf, dout: Buf, out: Buf, d: Rows, log: i32,
+    ) -> Result<(), Error> {
         let rc = d.rows * d.c;
         let ([dx], [dy, y]) = self.ptrs(op, [(dinp, rc)], [(dout, rc), (out, rc)])?;
         launch!(self, "softmax_backward_f32", row_cfg(d.rows, d.c), dx, dy, y, i32_of(op, d.c)?, log)
@@ -782,19 +849,36 @@ fn act_code(act: HiddenAct) -> i32 {
     }
 }
 
-type AttnLaunch = (LaunchConfig, i32, i32, i32, f32);
+/// The strided batched GEMMs of attention over b·nh head-major matrices (see kernels/attention.cu).
+struct HeadGemms {
+    /// S = q·kᵀ/√hs: [t, hs]·[t, hs]ᵀ.
+    scores: Gemm,
+    /// dP = dO·vᵀ: as `scores` without the scale.
+    scores_like: Gemm,
+    /// O = P·v and dq = dS·k: [t, t]·[t, hs].
+    pv: Gemm,
+    /// dk = dSᵀ·q and dv = Pᵀ·dO.
+    transposed_pv: Gemm,
+}
 
-/// Launch shape of the per-row attention kernels: one block per (batch, head, row), shared
-/// memory for a row of scores and one head vector.
-fn attn_launch(op: &'static str, d: Attn) -> Result<AttnLaunch, Error> {
-    let blocks = u32::try_from(d.b * d.nh * d.t).map_err(|_| too_big(op))?;
-    let shared = u32::try_from(4 * (d.t + d.hs)).map_err(|_| too_big(op))?;
-    if shared > 48 * 1024 {
-        return Err(too_big(op));
+impl HeadGemms {
+    fn new(d: Attn) -> Self {
+        let (t, hs, heads) = (d.t, d.hs, d.b * d.nh);
+        let batched = |g: Gemm, sa: usize, sb: usize, sc: usize| Gemm {
+            batch: heads,
+            stride_a: sa,
+            stride_b: sb,
+            stride_c: sc,
+            ..g.low_precision()
+        };
+        let scale = 1.0 / (hs as f64).sqrt();
+        HeadGemms {
+            scores: batched(Gemm::new(t, t, hs, false, true, scale, 0.0), t * hs, t * hs, t * t),
+            scores_like: batched(Gemm::new(t, t, hs, false, true, 1.0, 0.0), t * hs, t * hs, t * t),
+            pv: batched(Gemm::new(t, hs, t, false, false, 1.0, 0.0), t * t, t * hs, t * hs),
+            transposed_pv: batched(Gemm::new(t, hs, t, true, false, 1.0, 0.0), t * t, t * hs, t * hs),
+        }
     }
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (ATTN_THREADS, 1, 1), shared_mem_bytes: shared };
-    let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
-    Ok((cfg, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?, scale))
 }
 
 /// Element count and (channels, side, patch) of a patch layout, checked.

@@ -21,7 +21,7 @@ const SOURCES: [(&str, &str); 5] = [
 ];
 
 /// Every kernel of [`SOURCES`].
-pub const NAMES: [&str; 33] = [
+pub const NAMES: [&str; 37] = [
     "fill_f32",
     "scale_f32",
     "axpby_f32",
@@ -52,9 +52,13 @@ pub const NAMES: [&str; 33] = [
     "vision_embed_forward_f32",
     "vision_embed_backward_patches_f32",
     "broadcast_add_f32",
-    "attention_forward_f32",
-    "attention_backward_query_f32",
-    "attention_backward_key_f32",
+    "row_dot_partial_f32",
+    "row_sum_f32",
+    "qkv_to_heads_f32",
+    "heads_to_qkv_add_f32",
+    "heads_rows_f32",
+    "attention_softmax_f32",
+    "attention_softmax_backward_f32",
 ];
 
 /// The whole translation unit.
@@ -66,7 +70,10 @@ pub fn source() -> String {
 /// virtual architecture serves to check that the sources compile). Needs only NVRTC.
 pub fn compile(arch: &'static str) -> Result<Ptx, CudaError> {
     if !CudaLibrary::Nvrtc.is_present() {
-        return Err(CudaError::LibraryMissing { library: CudaLibrary::Nvrtc, candidates: CudaLibrary::Nvrtc.candidates() });
+        return Err(CudaError::LibraryMissing {
+            library: CudaLibrary::Nvrtc,
+            candidates: CudaLibrary::Nvrtc.candidates(),
+        });
     }
     let opts = CompileOptions {
         arch: Some(arch),
@@ -101,12 +108,15 @@ pub struct Kernels {
 impl Kernels {
     /// Compiles for the context's device and loads every function.
     pub fn load(ctx: &Arc<CudaContext>) -> Result<Self, CudaError> {
-        let cc = ctx.compute_capability().map_err(|source| CudaError::Driver { call: "cuDeviceGetAttribute", source })?;
+        let cc =
+            ctx.compute_capability().map_err(|source| CudaError::Driver { call: "cuDeviceGetAttribute", source })?;
         let ptx = compile(arch_for(cc))?;
         let module = ctx.load_module(ptx).map_err(|source| CudaError::Driver { call: "cuModuleLoadData", source })?;
         let mut functions = HashMap::new();
         for name in NAMES {
-            let f = module.load_function(name).map_err(|source| CudaError::Driver { call: "cuModuleGetFunction", source })?;
+            let f = module
+                .load_function(name)
+                .map_err(|source| CudaError::Driver { call: "cuModuleGetFunction", source })?;
             functions.insert(name, f);
         }
         Ok(Kernels { functions })

@@ -31,11 +31,8 @@ fn every_kernel_compiles_for_each_architecture() {
 #[test]
 fn names_list_exactly_the_kernels_of_the_sources() {
     let src = source();
-    let defined: Vec<&str> = src
-        .split("extern \"C\" __global__ void ")
-        .skip(1)
-        .filter_map(|rest| rest.split('(').next())
-        .collect();
+    let defined: Vec<&str> =
+        src.split("extern \"C\" __global__ void ").skip(1).filter_map(|rest| rest.split('(').next()).collect();
     let mut a = defined.clone();
     let mut b = NAMES.to_vec();
     a.sort_unstable();

@@ -5,14 +5,14 @@
 //!
 //! Tolerances (fp32 mode, no TF32): each kernel max|Δ| ≤ 1e-5·max|ref| + 1e-7; the step's losses
 //! and every gradient tensor within the f32 bound of the HF parity test (1e-4·max|ref| + 2e-6);
-//! post-step weights within 2·lr. bf16 mode: a tower GEMM within 2⁻⁷·(|A|·|B|) elementwise (the
-//! rounding of both operands), each gradient tensor within 5e-2·max|ref|, and the loss curve
-//! of 20 steps within 2% of the CPU one at every step.
+//! post-step weights within 2·lr. bf16 mode (tower and attention GEMMs on bf16 operands): a
+//! GEMM within 2⁻⁷·(|A|·|B|) elementwise (the rounding of both operands), the step's losses
+//! within 2%, each gradient tensor within 5e-2·max|ref| + 1e-2·(largest gradient of the model)
+//! (the floor is for `k_proj.bias`, exactly 0 in exact arithmetic), post-step weights within 2·lr + 4 f32
+//! ulps of max|w|, and the loss curve of 20 steps within 2% of the CPU one at every step.
 use std::path::PathBuf;
 
-use mulki_core::backend::{
-    AdamW, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
-};
+use mulki_core::backend::{AdamW, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule};
 use mulki_core::clip::config::HiddenAct;
 use mulki_core::cpu::CpuBackend;
 use mulki_cuda::{CudaBackend, Precision};
@@ -53,6 +53,11 @@ struct Case {
 
 fn no_fix(_: usize, _: &mut [f64]) {}
 
+/// `d ≤ tol`, false for a NaN `d` (a non-finite difference fails).
+fn within(d: f64, tol: f64) -> bool {
+    d.partial_cmp(&tol).is_some_and(|o| o.is_le())
+}
+
 const R: usize = 37;
 const C: usize = 70;
 const WIDE: usize = 1000;
@@ -68,7 +73,13 @@ fn gemm_dims(name: &str) -> Gemm {
         "gemm_tn" => Gemm::new(19, 23, 300, true, false, 1.0, 1.0).low_precision(),
         "gemm_tt" => Gemm::new(19, 23, 31, true, true, -2.0, 0.25),
         // batched, B broadcast (stride 0), C strided past its matrix
-        _ => Gemm { batch: 3, stride_a: 19 * 31, stride_b: 0, stride_c: 19 * 23 + 5, ..Gemm::new(19, 23, 31, false, true, 1.0, 0.0) },
+        _ => Gemm {
+            batch: 3,
+            stride_a: 19 * 31,
+            stride_b: 0,
+            stride_c: 19 * 23 + 5,
+            ..Gemm::new(19, 23, 31, false, true, 1.0, 0.0)
+        },
     }
 }
 
@@ -84,7 +95,11 @@ fn cases() -> Vec<Case> {
     for g in ["gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_batched"] {
         let d = gemm_dims(g);
         let ext = |stride: usize, each: usize| (d.batch - 1) * stride + each;
-        v.push(case(g, vec![ext(d.stride_c, d.m * d.n), ext(d.stride_a, d.m * d.k), ext(d.stride_b, d.k * d.n)], vec![0]));
+        v.push(case(
+            g,
+            vec![ext(d.stride_c, d.m * d.n), ext(d.stride_a, d.m * d.k), ext(d.stride_b, d.k * d.n)],
+            vec![0],
+        ));
     }
     v.push(case("broadcast_add_forward", vec![5 * 7 * C, 7 * C], vec![0]));
     v.push(case("broadcast_add_backward", vec![7 * C, 5 * 7 * C], vec![0]));
@@ -104,7 +119,21 @@ fn cases() -> Vec<Case> {
             "attention_causal" => "attention_causal_backward",
             _ => "attention_vit_backward",
         };
-        v.push(case(bwd, vec![qkv, out, qkv, probs], vec![0]));
+        let mut c = case(bwd, vec![qkv, out, qkv, probs], vec![0]);
+        if d.causal {
+            // The backward reads probs as the forward saves them: masked entries exactly 0.
+            c.fix = |i, x| {
+                if i == 3 {
+                    let t = ATTN_CAUSAL.t;
+                    for (e, p) in x.iter_mut().enumerate() {
+                        if e % t > (e / t) % t {
+                            *p = 0.0;
+                        }
+                    }
+                }
+            };
+        }
+        v.push(c);
     }
     for a in ["act_quick_gelu", "act_gelu"] {
         v.push(case(a, vec![rc, rc], vec![0]));
@@ -206,7 +235,9 @@ fn apply<B: Backend>(be: &mut B, name: &str, b: &[Buf], ix: &[IdxBuf]) -> Result
         "row_dot_backward" => be.row_dot_backward(Some(b[0]), Some(b[1]), b[2], b[3], b[4], rows),
         "row_kl_forward" => be.row_kl_forward(b[0], b[1], b[2], rows),
         "row_kl_backward" => be.row_kl_backward(Some(b[0]), Some(b[1]), b[2], b[3], b[4], rows),
-        "cross_entropy_forward" => be.cross_entropy_forward(b[0], b[1], b[2], ix[0], Ce { rows: R, nc: C, smoothing: 0.1 }),
+        "cross_entropy_forward" => {
+            be.cross_entropy_forward(b[0], b[1], b[2], ix[0], Ce { rows: R, nc: C, smoothing: 0.1 })
+        }
         "cross_entropy_backward" => {
             be.cross_entropy_backward(b[0], b[1], b[2], b[3], ix[0], Ce { rows: R, nc: C, smoothing: 0.1 })
         }
@@ -288,7 +319,7 @@ fn every_kernel_matches_the_cpu_backend_in_fp32() {
             let (d, at) = max_abs_diff(w, g);
             let tol = 1e-5 * scale + 1e-7;
             println!("{:<30} out {k}: max|Δ| {d:.3e} (tol {tol:.3e}) at {at}", case.name);
-            if !(d <= tol) {
+            if !within(d, tol) {
                 failures.push(format!("{} output {k}: max|Δ| {d:e} > {tol:e} at {at}", case.name));
             }
         }
@@ -341,9 +372,14 @@ fn read<B: Backend<E = f32>>(tr: &mut Trainer<B>, grads: bool) -> Vec<f64> {
 }
 
 /// One mulki step (task 1, two teachers) on the CPU (f32) and on the GPU: losses within
-/// `loss_rel`·|ref| + 2e-6, each gradient tensor within `grad_rel`·max|ref| + 2e-6, post-step
-/// weights within 2·lr.
-fn compare_step(precision: Precision, loss_rel: f64, grad_rel: f64) {
+/// `loss_rel`·|ref| + 2e-6, each gradient tensor within `grad_rel`·max|ref| + `floor`·(the
+/// largest gradient of the model) + 2e-6 (the floor matters only for `k_proj.bias`, whose exact
+/// gradient is 0 by the softmax's shift invariance, which bf16 attention products break), post-step
+/// weights within 2·lr + `rounding`·max|w|. (AdamW's first step moves every weight by about
+/// ±lr whatever the gradient's size, so a gradient that is pure rounding noise, e.g.
+/// `k_proj.bias`'s, can flip a weight's direction: 2·lr apart. In bf16 mode the two weights are
+/// also rounded in f32 on different sides, hence the `rounding` slack of a few ulps.)
+fn compare_step(precision: Precision, loss_rel: f64, grad_rel: f64, floor: f64, rounding: f64) {
     let Some(gpu) = cuda(precision) else { return };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (mut cpu, mut cpu_data) = trainer(CpuBackend::<f32>::new(threads));
@@ -362,35 +398,42 @@ fn compare_step(precision: Precision, loss_rel: f64, grad_rel: f64) {
     let (gc, gd) = (read(&mut cpu, true), read(&mut dev, true));
     let mut worst = (0.0f64, String::new());
     let mut failures = Vec::new();
+    let gmax = gc.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for e in &entries {
         let r = e.view.offset..e.view.offset + e.view.len;
         let (w, g) = (&gc[r.clone()], &gd[r]);
         let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let (d, _) = max_abs_diff(w, g);
-        let tol = grad_rel * scale + 2e-6;
-        if !(d / tol <= worst.0) {
+        let tol = grad_rel * scale + floor * gmax + 2e-6;
+        if !within(d / tol, worst.0) {
             worst = (d / tol, e.name.clone());
         }
-        if !(d <= tol) {
+        if !within(d, tol) {
             failures.push(format!("gradient {}: max|Δ| {d:e} > {tol:e}", e.name));
         }
     }
-    println!("{precision:?} gradients: worst tensor {} at {:.3} of its bound", worst.1, worst.0);
+    println!(
+        "{precision:?} gradients: worst tensor {} at {:.3} of its bound (largest gradient {gmax:e})",
+        worst.1, worst.0
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     let (pc, pd) = (read(&mut cpu, false), read(&mut dev, false));
     let (d, at) = max_abs_diff(&pc, &pd);
-    println!("{precision:?} post-step weights: max|Δ| {d:e} (lr {:e}, largest move {:e})", a.lr, max_abs_diff(&pc, &theta_before).0);
-    assert!(d <= 2.0 * a.lr, "post-step weight {at} differs by {d:e} > 2·lr");
+    let moved = max_abs_diff(&pc, &theta_before).0;
+    println!("{precision:?} post-step weights: max|Δ| {d:e} (lr {:e}, largest move {moved:e})", a.lr);
+    let wmax = pc.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let tol = 2.0 * a.lr + rounding * wmax;
+    assert!(d <= tol, "post-step weight {at} differs by {d:e} > 2·lr + {rounding:e}·max|w| = {tol:e}");
 }
 
 #[test]
 fn a_mulki_step_matches_the_cpu_backend_in_fp32() {
-    compare_step(Precision::Fp32, 1e-4, 1e-4);
+    compare_step(Precision::Fp32, 1e-4, 1e-4, 0.0, 0.0);
 }
 
 #[test]
 fn a_mulki_step_in_bf16_stays_within_its_tolerance() {
-    compare_step(Precision::Bf16, 2e-2, 5e-2);
+    compare_step(Precision::Bf16, 2e-2, 5e-2, 1e-2, 4.0 * f32::EPSILON as f64);
 }
 
 #[test]

@@ -87,3 +87,35 @@ fn results_are_bit_identical_for_any_thread_count() {
         assert!(same, "parameters differ for run {i}");
     }
 }
+
+/// A frozen model (teachers: two sets of block activations, no gradient arenas) encodes images
+/// and texts bit for bit as the full model does, and refuses a backward with an error.
+#[test]
+fn a_frozen_model_encodes_exactly_like_the_full_one() {
+    let cfg = ClipConfig {
+        text_config: mulki_core::clip::TextConfig { num_hidden_layers: 3, ..ClipConfig::tiny().text_config },
+        ..ClipConfig::tiny()
+    };
+    let (b, t) = (3, cfg.text_config.max_position_embeddings);
+    let mut be = CpuBackend::<f32>::new(2);
+    let cap = Capacity { images: b, texts: b };
+    let mut full = Clip::new(&mut be, &cfg, cap).unwrap();
+    let mut frozen = Clip::new_frozen(&mut be, &cfg, cap).unwrap();
+    let theta = init_params::<f32>(&cfg, &full.layout, 4);
+    let mut rng = Rng::new(9);
+    let pixels: Vec<f32> = (0..full.pixels(b).unwrap().len).map(|_| rng.normal() as f32).collect();
+    let ids: Vec<u32> = (0..b * t).map(|i| if i % t == t - 1 { 63 } else { 1 + (i % 50) as u32 }).collect();
+    let mut feats = Vec::new();
+    for m in [&mut full, &mut frozen] {
+        be.write(m.params(), &theta).unwrap();
+        be.write(m.pixels(b).unwrap(), &pixels).unwrap();
+        let v = m.encode_image(&mut be, b).unwrap();
+        let w = m.encode_text(&mut be, &ids, b, t).unwrap();
+        let mut out = vec![0f32; v.len + w.len];
+        be.read(v, &mut out[..v.len]).unwrap();
+        be.read(w, &mut out[v.len..]).unwrap();
+        feats.push(out);
+    }
+    assert_eq!(feats[0], feats[1], "frozen features differ from the full model's");
+    assert!(frozen.backward_image(&mut be).is_err(), "a frozen model must refuse a backward");
+}

@@ -38,21 +38,32 @@ pub struct Clip {
 impl Clip {
     /// Validates the config, then allocates every buffer the model will use.
     pub fn new<B: Backend>(be: &mut B, config: &ClipConfig, cap: Capacity) -> Result<Self, Error> {
+        Self::build(be, config, cap, false)
+    }
+
+    /// A forward-only model (a teacher): no gradient arenas, and block activations for two
+    /// layers instead of all (a backward on it fails with a buffer error).
+    pub fn new_frozen<B: Backend>(be: &mut B, config: &ClipConfig, cap: Capacity) -> Result<Self, Error> {
+        Self::build(be, config, cap, true)
+    }
+
+    fn build<B: Backend>(be: &mut B, config: &ClipConfig, cap: Capacity, frozen: bool) -> Result<Self, Error> {
         config.validate()?;
         let layout = ClipLayout::new(config);
         let (tc, vc, proj) = (&config.text_config, &config.vision_config, config.projection_dim);
         let idx_len = TextTower::idx_len(cap.texts, tc) + VisionTower::idx_len(cap.images);
         let plan = |p: &mut Planner, idx: ArenaId| {
-            let text = TextTower::plan(tc, proj, p, idx, 0, cap.texts);
-            let vision = VisionTower::plan(vc, proj, p, idx, TextTower::idx_len(cap.texts, tc), cap.images);
+            let text = TextTower::plan(tc, proj, p, idx, 0, cap.texts, frozen);
+            let vision = VisionTower::plan(vc, proj, p, idx, TextTower::idx_len(cap.texts, tc), cap.images, frozen);
             (text, vision)
         };
         let mut sizing = Planner::new(ArenaId::MAX);
         plan(&mut sizing, ArenaId::MAX);
+        let trained = |n: usize| if frozen { 0 } else { n };
         let params = be.alloc(layout.len)?;
-        let grads = be.alloc(layout.len)?;
+        let grads = be.alloc(trained(layout.len))?;
         let acts = be.alloc(sizing.used())?;
-        let dacts = be.alloc(sizing.used())?;
+        let dacts = be.alloc(trained(sizing.used()))?;
         let idx = be.alloc_idx(idx_len)?;
         let (text, vision) = plan(&mut Planner::new(acts), idx);
         vision.init(be)?;

@@ -51,8 +51,11 @@ pub struct TextTower {
 }
 
 impl TextTower {
-    /// Plans the activations in `p` and the token ids at `idx_offset` of index arena `idx`.
-    pub fn plan(cfg: &TextConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize) -> Self {
+    /// Plans the activations in `p` and the token ids at `idx_offset` of index arena `idx`;
+    /// `frozen`: forward only (see [`BlockActs::plan_layers`]).
+    pub fn plan(
+        cfg: &TextConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize, frozen: bool,
+    ) -> Self {
         let max_t = cfg.max_position_embeddings;
         let c = cfg.hidden_size;
         let dims = BlockDims {
@@ -64,7 +67,7 @@ impl TextTower {
             causal: true,
         };
         let x0 = p.take(max_b * max_t * c);
-        let blocks = (0..cfg.num_hidden_layers).map(|_| BlockActs::plan(p, &dims, max_b, max_t)).collect();
+        let blocks = BlockActs::plan_layers(p, &dims, max_b, max_t, cfg.num_hidden_layers, frozen);
         TextTower {
             cfg: cfg.clone(),
             proj,

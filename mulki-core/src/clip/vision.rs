@@ -35,8 +35,9 @@ pub struct VisionTower {
 }
 
 impl VisionTower {
+    /// `frozen`: forward only (see [`BlockActs::plan_layers`]).
     pub fn plan(
-        cfg: &VisionConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize,
+        cfg: &VisionConfig, proj: usize, p: &mut Planner, idx: ArenaId, idx_offset: usize, max_b: usize, frozen: bool,
     ) -> Self {
         let (c, t) = (cfg.hidden_size, cfg.tokens());
         let dims = BlockDims {
@@ -61,7 +62,7 @@ impl VisionTower {
             x0: p.take(max_b * t * c),
             x0_mean: p.take(max_b * t),
             x0_rstd: p.take(max_b * t),
-            blocks: (0..cfg.num_hidden_layers).map(|_| BlockActs::plan(p, &dims, max_b, t)).collect(),
+            blocks: BlockActs::plan_layers(p, &dims, max_b, t, cfg.num_hidden_layers, frozen),
             pooled: p.take(max_b * c),
             post: p.take(max_b * c),
             post_mean: p.take(max_b),
@@ -109,7 +110,12 @@ impl VisionTower {
         let np = t - 1;
         let (patches, patch_out) = (head(self.patches, b * np * pd), head(self.patch_out, b * np * c));
         be.patchify_forward(patches, pixels, self.patch_dims(b))?;
-        be.gemm(patch_out, patches, p.patch_w.at(params), Gemm::new(b * np, c, pd, false, true, 1.0, 0.0).low_precision())?;
+        be.gemm(
+            patch_out,
+            patches,
+            p.patch_w.at(params),
+            Gemm::new(b * np, c, pd, false, true, 1.0, 0.0).low_precision(),
+        )?;
         let embed = head(self.embed, b * t * c);
         be.vision_embed_forward(embed, patch_out, p.class_emb.at(params), p.pos_emb.at(params), b, t, c)?;
         let x0 = head(self.x0, b * t * c);

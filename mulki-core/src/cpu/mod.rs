@@ -96,7 +96,6 @@ fn need(op: &'static str, buf: &[impl Sized], len: usize) -> Result<(), Error> {
     Ok(())
 }
 
-
 impl<E: CpuElem> Backend for CpuBackend<E> {
     type E = E;
 

@@ -1,6 +1,8 @@
 //! One pre-LN transformer block, HF `CLIPEncoderLayer`:
 //! `h = x + out_proj(attn(ln1(x)))`, `y = h + fc2(act(fc1(ln2(h))))`.
 //! Dims legend: `b` sequences, `t` tokens, `c` width, `nh` heads, `hs = c/nh`, `inter` MLP width.
+use alloc::vec::Vec;
+
 use crate::arena::{head, Planner};
 use crate::backend::{ArenaId, Attn, Backend, Buf, Rows};
 use crate::clip::config::HiddenAct;
@@ -39,6 +41,20 @@ pub struct BlockActs {
 }
 
 impl BlockActs {
+    /// The activations of `layers` blocks. A frozen model (a teacher: forward only, never a
+    /// backward) keeps only two sets and alternates them, so each block still reads its input
+    /// from the other set: memory of two layers instead of all.
+    pub fn plan_layers(
+        p: &mut Planner, d: &BlockDims, max_b: usize, max_t: usize, layers: usize, frozen: bool,
+    ) -> Vec<Self> {
+        if frozen {
+            let sets: Vec<Self> = (0..layers.min(2)).map(|_| Self::plan(p, d, max_b, max_t)).collect();
+            (0..layers).map(|l| sets[l % 2]).collect()
+        } else {
+            (0..layers).map(|_| Self::plan(p, d, max_b, max_t)).collect()
+        }
+    }
+
     pub fn plan(p: &mut Planner, d: &BlockDims, max_b: usize, max_t: usize) -> Self {
         let r = max_b * max_t;
         BlockActs {

@@ -102,6 +102,26 @@ extern "C" __global__ void row_dot_f32(float* out, const float* a, const float* 
     if (threadIdx.x == 0) out[r] = s;
 }
 
+// Long rows (a whole parameter vector): block (ch, r) sums a[r]·b[r] over elements
+// [ch·len, (ch+1)·len) into partial[r·chunks + ch]; `row_sum_f32` then adds the chunks in order.
+extern "C" __global__ void row_dot_partial_f32(float* partial, const float* a, const float* b, long long c,
+                                               long long len, int chunks) {
+    long long r = blockIdx.y, lo = (long long)blockIdx.x * len;
+    long long hi = lo + len < c ? lo + len : c;
+    float s = 0.0f;
+    for (long long i = lo + threadIdx.x; i < hi; i += blockDim.x) s += a[r * c + i] * b[r * c + i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) partial[r * chunks + blockIdx.x] = s;
+}
+
+extern "C" __global__ void row_sum_f32(float* out, const float* x, int c) {
+    long long r = blockIdx.x;
+    float s = 0.0f;
+    ROW_LOOP(i, c) s += x[r * c + i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) out[r] = s;
+}
+
 // KL(p‖q) = Σ e^lp·(lp − lq), terms with e^lp = 0 skipped (0·log 0 = 0).
 extern "C" __global__ void row_kl_f32(float* out, const float* lp, const float* lq, int c) {
     long long r = blockIdx.x;

@@ -116,7 +116,8 @@ fn measure<B: Backend<E = f32>>(
 ) -> Result<(Trainer<B>, RandomImages, StepResult)> {
     let run = run_config(&args.device, k, args.batch)?;
     let t = &cfg.text_config;
-    let tok = RandomPrompts { len: args.text_len, bos: t.bos_token_id, eot: t.eos_token_id, vocab: t.vocab_size as u32 };
+    let tok =
+        RandomPrompts { len: args.text_len, bos: t.bos_token_id, eot: t.eos_token_id, vocab: t.vocab_size as u32 };
     let mut tr = Trainer::new(be, run, cfg, theta0, &tok, &[])?;
     let side = cfg.vision_config.image_size;
     let mut rng = Rng::new(3);
@@ -185,11 +186,16 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                 r.text_len,
                 1e3 * r.seconds_per_step,
                 r.images_per_second,
-                r.device_memory_bytes.map_or(String::new(), |m| format!(", device memory {:.2} GiB", m as f64 / 1073741824.0))
+                r.device_memory_bytes
+                    .map_or(String::new(), |m| format!(", device memory {:.2} GiB", m as f64 / 1073741824.0))
             );
             let total: f64 = r.profile.iter().map(|p| p.2).sum();
             for (name, calls, s) in &r.profile {
-                println!("    {name:<36} {calls:>7} calls {:>9.2} ms/step {:>5.1}%", 1e3 * s / args.steps as f64, 100.0 * s / total);
+                println!(
+                    "    {name:<36} {calls:>7} calls {:>9.2} ms/step {:>5.1}%",
+                    1e3 * s / args.steps as f64,
+                    100.0 * s / total
+                );
             }
         }
         results.push(r);

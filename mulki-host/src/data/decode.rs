@@ -50,7 +50,8 @@ pub fn to_rgb8(img: DynamicImage) -> RgbImage {
         }
         out
     };
-    // 16-bit samples keep their high byte (PIL's `RGB;16B` raw mode).
+    // 16-bit samples keep their high byte (PIL's `RGB;16B` raw mode). The indexing below stays
+    // in bounds: an `ImageBuffer` holds at least `w·h·channels` samples.
     let hi = |x: u16| (x >> 8) as u8;
     match img {
         DynamicImage::ImageRgb8(im) => im,

@@ -35,11 +35,13 @@ impl IdxImages {
     /// Reads and validates an idx3 ubyte file (gzipped if its name ends in `.gz`).
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let (dims, pixels) = read_idx(path, 3)?;
+        // `read_idx` returns exactly 3 dimensions, each within its limit, and `count·rows·cols`
+        // pixels.
         let (count, rows, cols) = (dims[0] as usize, dims[1] as usize, dims[2] as usize);
         Ok(IdxImages { path: path.to_path_buf(), count, rows, cols, pixels })
     }
 
-    /// Record `i`'s pixels, row-major.
+    /// Record `i`'s pixels, row-major. Panics if `i >= count` (splits only hold valid indices).
     pub fn record(&self, i: usize) -> &[u8] {
         let n = self.rows * self.cols;
         &self.pixels[i * n..(i + 1) * n]
@@ -91,6 +93,7 @@ fn read_idx(path: &Path, ndims: u8) -> Result<(Vec<u64>, Vec<u8>), DataError> {
     if (header.len() as u64) < header_len {
         return Err(bad(header.len() as u64, format!("truncated: the header needs {header_len} bytes")));
     }
+    // `header_len` bytes were read, so there are exactly `ndims` (1 or 3) dimensions.
     let dims: Vec<u64> =
         header[4..].chunks_exact(4).map(|b| u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))).collect();
     if dims[0] > MAX_RECORDS {
@@ -101,6 +104,7 @@ fn read_idx(path: &Path, ndims: u8) -> Result<(Vec<u64>, Vec<u8>), DataError> {
             return Err(bad(4 + 4 * k as u64, format!("dimension {k} is {d} (must be 1..={MAX_SIDE})")));
         }
     }
+    // At most 2^26 · 4096² = 2^50: no overflow.
     let len: u64 = dims.iter().product();
     // Grows with what is actually read, so a lying header cannot make us allocate.
     let mut data = Vec::new();

@@ -235,7 +235,7 @@ fn train<B: Backend<E = f32>>(
     let info = RunInfo::new(
         serde_json::to_value(&cfg)?,
         hash.clone(),
-        &device.label(),
+        device.label(),
         cfg.seed,
         device.determinism(),
         trainable,
@@ -323,7 +323,7 @@ fn train<B: Backend<E = f32>>(
                 },
             }
             let every = cfg.train.checkpoint_every;
-            if every > 0 && k % every == 0 && k < steps {
+            if every > 0 && k.is_multiple_of(every) && k < steps {
                 save(&mut tr, run_dir, Kind::Periodic)?;
             }
             if let Some(code) = signals.and_then(|s| s.exit_code()) {

@@ -121,8 +121,8 @@ impl<B: Backend> Trainer<B> {
         let images = micro.max(cfg.train.eval_batch_size).max(refs);
         let cap = Capacity { images, texts: kmax };
         let mut student = Clip::new(&mut be, clip_cfg, cap)?;
-        let mut z = Clip::new(&mut be, clip_cfg, cap)?;
-        let mut p = Clip::new(&mut be, clip_cfg, cap)?;
+        let mut z = Clip::new_frozen(&mut be, clip_cfg, cap)?;
+        let mut p = Clip::new_frozen(&mut be, clip_cfg, cap)?;
         for m in [&mut student, &mut z, &mut p] {
             be.write(m.params(), theta0)?;
         }
@@ -383,13 +383,14 @@ impl<B: Backend> Trainer<B> {
             let wp = self.wp.slice(0, tp_classes * pd);
             let mut kd = Vec::with_capacity(2);
             if n_kd > 0 || lwf_on {
-                self.be.write(self.z.pixels(b)?, &px)?;
+                // The same images: a device copy of the student's input, not a second upload.
+                self.be.copy(self.z.pixels(b)?, self.student.pixels(b)?)?;
                 let vz = self.z.encode_image(&mut self.be, b)?;
                 kd.push(Features { v: vz, w: wz });
             }
             let needs_p = n_kd == 2 || (lwf_on && t > 0);
             if needs_p {
-                self.be.write(self.p.pixels(b)?, &px)?;
+                self.be.copy(self.p.pixels(b)?, self.student.pixels(b)?)?;
                 let vp = self.p.encode_image(&mut self.be, b)?;
                 kd.push(Features { v: vp, w: wp });
             }
@@ -470,10 +471,10 @@ impl<B: Backend> Trainer<B> {
         let batch = data.reference_batch(t, k, r)?;
         let px = to_elems::<B::E>(&batch.pixels);
         let pd = self.student.config.projection_dim;
-        self.be.write(self.z.pixels(r)?, &px)?;
+        self.be.write(self.student.pixels(r)?, &px)?;
+        self.be.copy(self.z.pixels(r)?, self.student.pixels(r)?)?;
         let rz = self.z.encode_image(&mut self.be, r)?;
         self.be.copy(self.ref_teacher.slice(0, r * pd), rz)?;
-        self.be.write(self.student.pixels(r)?, &px)?;
         let rs = self.student.encode_image(&mut self.be, r)?;
         self.be.copy(self.ref_student.slice(0, r * pd), rs)?;
         let rows = IdxBuf { len: r, ..self.caption_rows };
