@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One GPU session: records the machine and its CUDA libraries, runs the CUDA test suite, the
+# end-to-end run and the benchmark against PyTorch, with every log written to $OUT.
+#
+# Run from the repository root on a GPU machine that has no Rust toolchain, after building on
+# another machine and copying into carry/ (an ignored folder):
+#   cargo build --release -p mulki-host                      -> carry/mulki
+#   cargo test -p mulki-tests --test cuda --no-run           -> carry/cuda-tests
+#   cargo test -p mulki-cuda --no-run                        -> carry/kernels-compile, carry/probe
+# (the test binaries' paths are printed by `--message-format=json`; `strip` them to save space).
+set -u
+export MULKI_REPO=$PWD
+OUT=${OUT:-/tmp/mulki-gpu-session}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/session.log") 2>&1
+date -u; nvidia-smi; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+libdirs=$( (ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/*/lib 2>/dev/null; python -c "import nvidia, os; [print(os.path.join(p, d, 'lib')) for p in nvidia.__path__ for d in os.listdir(p)]" 2>/dev/null; python -c "import nvidia, os; [print(os.path.join(p, 'cu13', 'lib')) for p in nvidia.__path__]" 2>/dev/null) | while read -r d; do [ -d "$d" ] && echo "$d"; done | tr '\n' ':')
+export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+for l in libcuda.so libnvrtc.so libcublas.so; do echo "== $l"; ldconfig -p | grep "$l" | head -3; for d in ${libdirs//:/ }; do ls "$d"/$l* 2>/dev/null; done; done
+python -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+chmod +x carry/*
+echo "== probe"; timeout 60 carry/probe --nocapture
+echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
+echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
+echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
+echo "== bench"; timeout 200 python bench/gpu_step.py --mulki carry/mulki --profile --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench.json"
+date -u
