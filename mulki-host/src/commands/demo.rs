@@ -6,19 +6,19 @@ use anyhow::Result;
 
 use crate::cli::DemoArgs;
 use crate::report;
-use crate::run::demo::{run_demo, DemoSize, DEMO_METHODS};
+use crate::run::demo::{run_demo, test_images, SharedKnobs, DEMO_METHODS};
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let methods: Vec<&str> =
         if args.methods.is_empty() { DEMO_METHODS.to_vec() } else { args.methods.iter().map(|s| s.as_str()).collect() };
-    let seeds: Vec<u64> = (1..=args.seeds.max(1)).collect();
+    let seeds: Vec<u64> = (args.first_seed..args.first_seed + args.seeds.max(1)).collect();
     let start = Instant::now();
-    let default = DemoSize::new(args.quick);
-    let size = DemoSize {
-        steps: args.steps.unwrap_or(default.steps),
-        test_images: args.test_images.unwrap_or(default.test_images),
-    };
-    let results = run_demo(&args.model, &args.out, &methods, &seeds, size, super::threads(args.threads), args.quiet)?;
+    let mut knobs = SharedKnobs::new(args.quick);
+    knobs.steps = args.steps.unwrap_or(knobs.steps);
+    knobs.lr = args.lr.unwrap_or(knobs.lr);
+    let images = args.test_images.unwrap_or(test_images(args.quick));
+    let threads = super::threads(args.threads);
+    let results = run_demo(&args.model, &args.out, &methods, &seeds, knobs, images, threads, args.quiet)?;
     let (md, csv) = report::compare_seeds(&results);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("summary.md"), &md)?;

@@ -91,28 +91,24 @@ pub fn demo_config(
     Ok(RunConfig::parse(&text, Path::new("<demo>"))?)
 }
 
-/// The size of a demo run: steps per task and test images per task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DemoSize {
-    pub steps: usize,
-    pub test_images: usize,
-}
-
-impl DemoSize {
-    pub fn new(quick: bool) -> Self {
-        DemoSize { steps: SharedKnobs::new(quick).steps, test_images: if quick { QUICK_TEST_SIZE } else { TEST_SIZE } }
+/// Test images per task: 1000, or 250 under `--quick`.
+pub fn test_images(quick: bool) -> usize {
+    if quick {
+        QUICK_TEST_SIZE
+    } else {
+        TEST_SIZE
     }
 }
 
 /// Runs `methods` for every seed into `out/seed-S/METHOD`; returns the reports per method.
 #[allow(clippy::too_many_arguments)]
 pub fn run_demo(
-    model: &Path, out: &Path, methods: &[&str], seeds: &[u64], size: DemoSize, threads: usize, quiet: bool,
+    model: &Path, out: &Path, methods: &[&str], seeds: &[u64], knobs: SharedKnobs, test_images: usize, threads: usize,
+    quiet: bool,
 ) -> Result<Vec<(String, Vec<RunReport>)>> {
     let theta0 = load_clip_dir(model)?;
     let vocab = WordVocab::new();
-    let knobs = SharedKnobs { steps: size.steps, ..SharedKnobs::new(false) };
-    let tasks = default_stream(size.test_images);
+    let tasks = default_stream(test_images);
     let side = theta0.config.vision_config.image_size;
     let mut results: Vec<(String, Vec<RunReport>)> = methods.iter().map(|m| (m.to_string(), Vec::new())).collect();
     for &seed in seeds {

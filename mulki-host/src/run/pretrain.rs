@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Result;
 use mulki_core::backend::Backend;
 use mulki_core::clip::init::init_params;
-use mulki_core::clip::{Capacity, Clip, ClipConfig, TextConfig, VisionConfig};
+use mulki_core::clip::{Capacity, Clip, ClipConfig, ClipLayout, TextConfig, VisionConfig};
 use mulki_core::cpu::CpuBackend;
 use mulki_core::loss::soft_contrastive::SoftContrastive;
 use mulki_core::optim::{lr_at, AdamWConfig, Optimizer};
@@ -78,6 +78,28 @@ pub struct PretrainRecord {
     pub logit_scale: f64,
     pub wall_seconds: f64,
     pub threads: usize,
+    /// SHA-256 of the parameters (f32 little-endian, layout order) after step `check_step`: a
+    /// reproduction check that takes seconds instead of the whole run.
+    #[serde(default)]
+    pub check_step: usize,
+    #[serde(default)]
+    pub check_sha256: String,
+    /// SHA-256 of the final parameters.
+    #[serde(default)]
+    pub weights_sha256: String,
+}
+
+/// Steps after which `pretrain.json` records the parameters' hash.
+pub const CHECK_STEP: usize = 20;
+
+/// SHA-256 (hex) of parameters as f32 little-endian bytes.
+pub fn params_sha256(params: &[f32]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for x in params {
+        h.update(x.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The widest SIMD level matrixmultiply's kernels can use here: results can differ across
@@ -98,6 +120,43 @@ pub fn cpu_features() -> String {
 pub fn pretrain(
     cfg: &PretrainConfig, out: &Path, threads: usize, command: &str, progress: &mut Progress,
 ) -> Result<PretrainRecord> {
+    let start = Instant::now();
+    let run = run_steps(cfg, cfg.steps, threads, progress)?;
+    let model_cfg = demo_model_config();
+    crate::import::save_clip_dir(out, &model_cfg, &ClipLayout::new(&model_cfg), &run.params)?;
+    let record = PretrainRecord {
+        config: cfg.clone(),
+        command: command.to_string(),
+        cpu_features: cpu_features(),
+        mulki_version: env!("CARGO_PKG_VERSION").into(),
+        final_loss: run.last_loss,
+        logit_scale: run.logit_scale,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        threads,
+        check_step: CHECK_STEP.min(cfg.steps),
+        check_sha256: run.check_sha256,
+        weights_sha256: params_sha256(&run.params),
+    };
+    std::fs::write(out.join("pretrain.json"), serde_json::to_string_pretty(&record)?)?;
+    Ok(record)
+}
+
+/// The parameters after the first `stop` steps of the pretraining `cfg` (its schedule over
+/// `cfg.steps`): the reproduction test compares them with `pretrain.json`'s hash.
+pub fn pretrain_prefix(cfg: &PretrainConfig, stop: usize, threads: usize) -> Result<Vec<f32>> {
+    Ok(run_steps(cfg, stop, threads, &mut Progress::new(true, None)?)?.params)
+}
+
+struct Pretrained {
+    params: Vec<f32>,
+    last_loss: f64,
+    logit_scale: f64,
+    /// [`params_sha256`] after step [`CHECK_STEP`] (empty if the run stopped before it).
+    check_sha256: String,
+}
+
+/// Steps 1..=stop of the schedule of `cfg`.
+fn run_steps(cfg: &PretrainConfig, stop: usize, threads: usize, progress: &mut Progress) -> Result<Pretrained> {
     let model_cfg = demo_model_config();
     let vocab = WordVocab::new();
     let mut be = CpuBackend::<f32>::new(threads);
@@ -111,11 +170,12 @@ pub fn pretrain(
         AdamWConfig { weight_decay: cfg.weight_decay, ..AdamWConfig::default() },
     )?;
     let (side, ctx) = (model_cfg.vision_config.image_size, model_cfg.text_config.max_position_embeddings);
-    let start = Instant::now();
     progress.begin_task(0, "pretraining", cfg.steps, 0);
     let mut last = f64::NAN;
     let mut ls = [0f32];
-    for k in 1..=cfg.steps {
+    let mut params = vec![0f32; clip.layout.len];
+    let mut check_sha256 = String::new();
+    for k in 1..=stop.min(cfg.steps) {
         let batch = pretrain_batch(cfg.seed, k as u64, b, side);
         let ids = vocab.tokenize_rows(&batch.captions, ctx);
         be.write(clip.pixels(b)?, &batch.pixels)?;
@@ -132,6 +192,10 @@ pub fn pretrain(
         clip.backward_image(&mut be)?;
         clip.backward_text(&mut be)?;
         opt.step(&mut be, clip.params(), clip.grads(), lr_at(cfg.lr, k, cfg.steps, cfg.warmup))?;
+        if k == CHECK_STEP.min(cfg.steps) {
+            be.read(clip.params(), &mut params)?;
+            check_sha256 = params_sha256(&params);
+        }
         progress.step(&super::trainer::StepReport {
             task: 0,
             step: k,
@@ -142,20 +206,7 @@ pub fn pretrain(
             ..Default::default()
         });
     }
-    let mut params = vec![0f32; clip.layout.len];
     be.read(clip.params(), &mut params)?;
-    crate::import::save_clip_dir(out, &model_cfg, &clip.layout, &params)?;
     be.read(clip.logit_scale(), &mut ls)?;
-    let record = PretrainRecord {
-        config: cfg.clone(),
-        command: command.to_string(),
-        cpu_features: cpu_features(),
-        mulki_version: env!("CARGO_PKG_VERSION").into(),
-        final_loss: last,
-        logit_scale: ls[0] as f64,
-        wall_seconds: start.elapsed().as_secs_f64(),
-        threads,
-    };
-    std::fs::write(out.join("pretrain.json"), serde_json::to_string_pretty(&record)?)?;
-    Ok(record)
+    Ok(Pretrained { params, last_loss: last, logit_scale: ls[0] as f64, check_sha256 })
 }
