@@ -424,6 +424,9 @@ impl<B: Backend> Trainer<B> {
         if self.zscl.is_some() {
             zscl_value = self.zscl_step(t, k, data)?;
         }
+        // A finite loss can still leave non-finite gradients (an overflow in a backward pass, or
+        // L_C's 2·λ_C·(θ − θ_{t−1}) with a huge λ_C); applied, they would make the weights NaN.
+        self.check_finite(t, k, ("zscl", zscl_value), "gradient")?;
         let mut connection = 0.0;
         if self.method.lambda_c != 0.0 {
             let (params, grads) = (self.student.params(), self.student.grads());
@@ -436,6 +439,7 @@ impl<B: Backend> Trainer<B> {
                 self.one,
                 self.method.lambda_c,
             )?;
+            self.check_finite(t, k, ("connection", connection), "connection")?;
         }
         let warm = self.cfg.train.warmup.unwrap_or_else(|| default_warmup(n_steps));
         let lr = lr_at(self.cfg.lr(t), k, n_steps, warm);
@@ -464,6 +468,21 @@ impl<B: Backend> Trainer<B> {
             connection,
             images: b * acc,
         })
+    }
+
+    /// Fails the step (before anything is applied) when a loss term's value is not finite, or
+    /// any trainable gradient so far (named `grad_term` then): ‖g‖², one reduction on the
+    /// device, is NaN or infinite then (or when the gradient overflows the float range).
+    fn check_finite(&mut self, t: usize, k: usize, value: (&'static str, f64), grad_term: &'static str) -> Result<()> {
+        if !value.1.is_finite() {
+            return Err(NonFinite { task: t, step: k, term: value.0 }.into());
+        }
+        let (_, g) = self.trainable();
+        self.be.row_dot_forward(self.one, g, g, mulki_core::backend::Rows { rows: 1, c: g.len, eps: 0.0 })?;
+        if !read_f64(&mut self.be, self.one)?.first().is_some_and(|g2| g2.is_finite()) {
+            return Err(NonFinite { task: t, step: k, term: grad_term }.into());
+        }
+        Ok(())
     }
 
     fn zscl_step(&mut self, t: usize, k: usize, data: &mut dyn DataSource) -> Result<f64> {
