@@ -115,7 +115,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let out = train(&cfg, &run, &["--quiet"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    let msg = "error: non-finite loss at task 0, step 2, in term `ce`: the step was not applied";
+    let msg = "error: non-finite loss at task 1, step 2, in term `ce`: the step was not applied";
     assert!(err.contains(msg), "{err}");
     // The step-1 checkpoint is the newest and verifies; nothing of step 2 is on disk.
     let good = latest(&run).expect("the step-1 checkpoint");
@@ -138,11 +138,11 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     for (step, n) in [(2, 1), (3, 2)] {
         let warn = format!(
-            "warning: non-finite loss at task 0, step {step}, in term `ce`: the step was not applied; skipped ({n} of at most 2)"
+            "warning: non-finite loss at task 1, step {step}, in term `ce`: the step was not applied; skipped ({n} of at most 2)"
         );
         assert!(err.contains(&warn), "{err}");
     }
-    assert!(err.contains("error: non-finite loss at task 0, step 4, in term `ce`"), "{err}");
+    assert!(err.contains("error: non-finite loss at task 1, step 4, in term `ce`"), "{err}");
     for step in [2, 3] {
         let dir = run.join(format!("task-00/step-{step:06}"));
         let now = files(&dir);
@@ -166,7 +166,7 @@ fn a_non_finite_gradient_of_a_finite_loss_is_never_applied() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("error: non-finite loss at task 0, step 1, in term `connection`: the step was not applied"),
+        err.contains("error: non-finite loss at task 1, step 1, in term `connection`: the step was not applied"),
         "{err}"
     );
     assert_eq!(latest(&run), None);
@@ -203,7 +203,7 @@ fn skipped_non_finite_steps_let_the_run_continue() {
     let out = train(&cfg, &run, &["--quiet"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("error: non-finite loss at task 0, step 3, in term `ei`: the step was not applied"), "{err}");
+    assert!(err.contains("error: non-finite loss at task 1, step 3, in term `ei`: the step was not applied"), "{err}");
     assert_eq!(latest(&run).unwrap(), dir);
 
     let out = train(&cfg, &run, &["--skip-nonfinite", "2"]);

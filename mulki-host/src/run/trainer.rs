@@ -599,10 +599,12 @@ impl<B: Backend> Trainer<B> {
     }
 }
 
-/// Values of a non-finite step, naming where it happened.
+/// Values of a non-finite step, naming where it happened (the message counts tasks from 1, as
+/// the progress lines and `mulki inspect` do).
 #[derive(Debug, thiserror::Error)]
-#[error("non-finite loss at task {task}, step {step}, in term `{term}`: the step was not applied")]
+#[error("non-finite loss at task {}, step {step}, in term `{term}`: the step was not applied", task + 1)]
 pub struct NonFinite {
+    /// 0-based task index.
     pub task: usize,
     pub step: usize,
     pub term: &'static str,
