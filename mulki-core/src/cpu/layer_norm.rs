@@ -1,5 +1,6 @@
 //! LayerNorm over the last axis (HF `nn.LayerNorm`). Dims legend: `rows` × `c`.
 use super::pool::{Pool, SyncPtr};
+use super::vmath::{sum_zip, sum_zip3};
 use crate::backend::Rows;
 use crate::elem::Elem;
 
@@ -22,9 +23,9 @@ pub(crate) fn forward<E: Elem>(
         };
         for (j, r) in rows.enumerate() {
             let x = &inp[r * c..(r + 1) * c];
-            let mu = x.iter().fold(E::zero(), |s, &v| s + v) / cn;
+            let mu = sum_zip(x, x, |v, _| v) / cn;
             // Two-pass variance: no cancellation for rows with a large mean.
-            let var = x.iter().fold(E::zero(), |s, &v| s + (v - mu) * (v - mu)) / cn;
+            let var = sum_zip(x, x, |v, _| (v - mu) * (v - mu)) / cn;
             let rs = E::one() / (var + eps).sqrt();
             for (i, o) in out[j * c..(j + 1) * c].iter_mut().enumerate() {
                 *o = (x[i] - mu) * rs * w[i] + b[i];
@@ -52,12 +53,8 @@ pub(crate) fn backward<E: Elem>(
             let (x, dy) = (&inp[r * c..(r + 1) * c], &dout[r * c..(r + 1) * c]);
             let (mu, rs) = (mean[r], rstd[r]);
             // dxhat = dy·w; dx = rstd·(dxhat − mean(dxhat) − xhat·mean(dxhat·xhat))
-            let (mut s1, mut s2) = (E::zero(), E::zero());
-            for i in 0..c {
-                let dxhat = dy[i] * w[i];
-                s1 = s1 + dxhat;
-                s2 = s2 + dxhat * (x[i] - mu) * rs;
-            }
+            let s1 = sum_zip(dy, w, |g, wi| g * wi);
+            let s2 = sum_zip3(dy, w, x, |g, wi, xi| g * wi * (xi - mu) * rs);
             let (m1, m2) = (s1 / cn, s2 / cn);
             for (i, dx) in dinp[j * c..(j + 1) * c].iter_mut().enumerate() {
                 let xhat = (x[i] - mu) * rs;

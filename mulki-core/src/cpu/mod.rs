@@ -11,6 +11,7 @@ mod optim;
 mod patchify;
 pub mod pool;
 mod softmax;
+mod vmath;
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -144,7 +145,7 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
 
     fn fill(&mut self, dst: Buf, value: f64) -> Result<(), Error> {
         let ([d], []) = self.args("fill", [dst], [])?;
-        d.fill(E::from_f64(value));
+        act::fill(&self.pool, d, E::from_f64(value));
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! `--threads`. With feature `std`, tasks run on scoped OS threads that pull task indices from
 //! an atomic counter and block in `join` (no spin-waiting); without it they run in order.
 
-/// Below this many scalar operations a kernel runs on the calling thread: spawning costs more.
-const MIN_PARALLEL_WORK: usize = 1 << 15;
+/// Below this many scalar operations a kernel runs on the calling thread: spawning a thread
+/// (tens of µs) costs more than it saves. Task boundaries do not change, only who runs them.
+const MIN_PARALLEL_WORK: usize = 1 << 16;
 
 /// How many threads the CPU kernels may use.
 #[derive(Clone, Copy, Debug)]
