@@ -81,7 +81,9 @@ pub fn demo_config(
             batch_size: knobs.batch,
             iterations: knobs.steps,
             lr: knobs.lr,
-            eval_batch_size: 250,
+            // The training batch: activations are sized for the largest batch and a step zeroes
+            // their gradients, so a larger evaluation batch would cost every step.
+            eval_batch_size: knobs.batch,
             ..TrainConfig::default()
         },
         reference,
