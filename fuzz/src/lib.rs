@@ -566,42 +566,11 @@ fn safetensors_bytes(tensors: &[(String, &str, Vec<usize>, Vec<u8>)], metadata: 
     out
 }
 
-/// The 512 byte symbols in `bytes_to_unicode` order, the first merges of the CLIP merges file
-/// whose parts are present, and the two specials.
+/// A tiny CLIP vocabulary: [`mulki_host::tokenizer::reduced_vocab`] of the first 40 merges.
 fn tiny_vocab_and_merges() -> (Vec<u8>, Vec<u8>) {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut chars = ['\0'; 256];
-    let mut shifted = 0u32;
-    for b in 0..=255u8 {
-        chars[usize::from(b)] = if printable(b) {
-            char::from(b)
-        } else {
-            shifted += 1;
-            char::from_u32(255 + shifted).expect("below the surrogates")
-        };
-    }
-    let order: Vec<u8> = (0..=255u8).filter(|&b| printable(b)).chain((0..=255u8).filter(|&b| !printable(b))).collect();
-    let mut tokens: Vec<String> = order.iter().map(|&b| chars[usize::from(b)].to_string()).collect();
-    tokens.extend(order.iter().map(|&b| format!("{}</w>", chars[usize::from(b)])));
     let merges_txt = std::fs::read_to_string(fixtures_dir().join("tokenizer/merges.txt")).unwrap_or_default();
-    let mut merges = String::from("#version: 0.2\n");
-    for line in merges_txt.lines().skip(1).take(40) {
-        let mut parts = line.split(' ');
-        let (Some(l), Some(r)) = (parts.next(), parts.next()) else { continue };
-        if tokens.iter().any(|t| t == l) && tokens.iter().any(|t| t == r) {
-            let joined = format!("{l}{r}");
-            if !tokens.contains(&joined) {
-                tokens.push(joined);
-            }
-            merges.push_str(line);
-            merges.push('\n');
-        }
-    }
-    tokens.push("<|startoftext|>".into());
-    tokens.push("<|endoftext|>".into());
-    let map: serde_json::Map<String, serde_json::Value> =
-        tokens.into_iter().enumerate().map(|(i, t)| (t, serde_json::Value::from(i))).collect();
-    (serde_json::to_vec(&map).expect("vocab JSON"), merges.into_bytes())
+    let (tokens, merges) = mulki_host::tokenizer::reduced_vocab(&merges_txt, 40);
+    (mulki_host::tokenizer::vocab_json(&tokens).into_bytes(), merges.into_bytes())
 }
 
 fn idx_images(count: u32, rows: u32, cols: u32) -> Vec<u8> {

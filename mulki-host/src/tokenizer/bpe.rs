@@ -28,7 +28,7 @@ fn is_printable(b: u8) -> bool {
 
 /// The bytes in the order `bytes_to_unicode()` lists them (printable ones first), which is
 /// also the order of the first 256 vocab ids.
-fn byte_order() -> Vec<u8> {
+pub(super) fn byte_order() -> Vec<u8> {
     let printable = (0..=255u8).filter(|&b| is_printable(b));
     printable.chain((0..=255u8).filter(|&b| !is_printable(b))).collect()
 }

@@ -21,6 +21,38 @@ pub use error::TokenizerError;
 /// and its attention is causal, so what follows the eot never matters.
 pub const PAD_ID: u32 = 0;
 
+/// A small CLIP-compatible vocabulary for tiny models: the 512 byte symbols (plain and `</w>`)
+/// in `bytes_to_unicode` order, then each of the first `max_merges` lines of `merges_txt` (a
+/// CLIP `merges.txt`) whose two parts are already symbols and whose join is new, then
+/// `<|startoftext|>` and `<|endoftext|>`. Returns the tokens in id order and the `merges.txt`
+/// text; every string the full tokenizer accepts still tokenizes (down to bytes).
+pub fn reduced_vocab(merges_txt: &str, max_merges: usize) -> (Vec<String>, String) {
+    let chars = bpe::bytes_to_unicode();
+    let order = bpe::byte_order();
+    let mut tokens: Vec<String> = order.iter().map(|&b| chars[usize::from(b)].to_string()).collect();
+    tokens.extend(order.iter().map(|&b| format!("{}</w>", chars[usize::from(b)])));
+    let mut merges = String::from("#version: 0.2\n");
+    for line in merges_txt.lines().skip(1).take(max_merges) {
+        let Some((l, r)) = line.split_once(' ') else { continue };
+        let joined = format!("{l}{r}");
+        if tokens.iter().any(|t| t == l) && tokens.iter().any(|t| t == r) && !tokens.contains(&joined) {
+            tokens.push(joined);
+            merges.push_str(line);
+            merges.push('\n');
+        }
+    }
+    tokens.push("<|startoftext|>".into());
+    tokens.push("<|endoftext|>".into());
+    (tokens, merges)
+}
+
+/// `vocab.json` text of tokens in id order.
+pub fn vocab_json(tokens: &[String]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        tokens.iter().enumerate().map(|(i, t)| (t.clone(), serde_json::Value::from(i))).collect();
+    serde_json::Value::Object(map).to_string()
+}
+
 /// Context length of every OpenAI CLIP text tower.
 pub const DEFAULT_CONTEXT_LENGTH: usize = 77;
 

@@ -100,35 +100,9 @@ pub fn write_small_model(dir: &Path) {
 
 /// [`write_small_model`] with a changed config (e.g. another size).
 pub fn write_small_model_with(dir: &Path, change: impl FnOnce(&mut ClipConfig)) {
-    let printable = |b: u8| matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
-    let mut chars = ['\0'; 256];
-    let mut shifted = 0u32;
-    for b in 0..=255u8 {
-        chars[usize::from(b)] = if printable(b) {
-            char::from(b)
-        } else {
-            shifted += 1;
-            char::from_u32(255 + shifted).unwrap()
-        };
-    }
-    let order: Vec<u8> = (0..=255u8).filter(|&b| printable(b)).chain((0..=255u8).filter(|&b| !printable(b))).collect();
-    let mut tokens: Vec<String> = order.iter().map(|&b| chars[usize::from(b)].to_string()).collect();
-    tokens.extend(order.iter().map(|&b| format!("{}</w>", chars[usize::from(b)])));
     let all_merges = std::fs::read_to_string(fixtures_dir().join("tokenizer/merges.txt")).unwrap();
-    let mut merges = String::from("#version: 0.2\n");
-    for line in all_merges.lines().skip(1).take(200) {
-        let (l, r) = line.split_once(' ').unwrap();
-        if tokens.iter().any(|t| t == l) && tokens.iter().any(|t| t == r) && !tokens.contains(&format!("{l}{r}")) {
-            tokens.push(format!("{l}{r}"));
-            merges.push_str(line);
-            merges.push('\n');
-        }
-    }
-    tokens.push("<|startoftext|>".into());
-    tokens.push("<|endoftext|>".into());
+    let (tokens, merges) = mulki_host::tokenizer::reduced_vocab(&all_merges, 200);
     let n = tokens.len();
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        tokens.into_iter().enumerate().map(|(i, t)| (t, serde_json::Value::from(i))).collect();
     let mut cfg = ClipConfig::tiny();
     cfg.text_config.vocab_size = n;
     cfg.text_config.bos_token_id = (n - 2) as u32;
@@ -138,7 +112,7 @@ pub fn write_small_model_with(dir: &Path, change: impl FnOnce(&mut ClipConfig)) 
     let layout = ClipLayout::new(&cfg);
     let params = init_params::<f32>(&cfg, &layout, 3);
     mulki_host::import::save_clip_dir(dir, &cfg, &layout, &params).unwrap();
-    std::fs::write(dir.join("vocab.json"), serde_json::to_vec(&vocab).unwrap()).unwrap();
+    std::fs::write(dir.join("vocab.json"), mulki_host::tokenizer::vocab_json(&tokens)).unwrap();
     std::fs::write(dir.join("merges.txt"), merges).unwrap();
 }
 
