@@ -161,8 +161,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda { ordinal, bf16 } => {
-                let precision = if bf16 { mulki_cuda::Precision::Bf16 } else { mulki_cuda::Precision::Fp32 };
-                let be = mulki_cuda::CudaBackend::new(ordinal, precision)?;
+                let be = crate::run::device::cuda_backend(ordinal, bf16)?;
                 let (mut tr, mut data, mut r) = measure(be, args, k, &cfg, &theta0)?;
                 if args.profile {
                     tr.be.set_profiling(true);

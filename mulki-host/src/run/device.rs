@@ -51,6 +51,13 @@ impl Device {
     }
 }
 
+/// The CUDA backend of `--device cuda:ORDINAL[:bf16|:fp32]`.
+#[cfg(feature = "cuda")]
+pub fn cuda_backend(ordinal: usize, bf16: bool) -> Result<mulki_cuda::CudaBackend> {
+    let precision = if bf16 { mulki_cuda::Precision::Bf16 } else { mulki_cuda::Precision::Fp32 };
+    Ok(mulki_cuda::CudaBackend::new(ordinal, precision)?)
+}
+
 /// Evaluates `$body` with `$be` bound to the backend of `$device` (the body is compiled once per
 /// backend type, so it may be generic code over `Backend<E = f32>`).
 #[macro_export]
@@ -63,8 +70,7 @@ macro_rules! with_backend {
             }
             #[cfg(feature = "cuda")]
             $crate::run::device::Device::Cuda { ordinal, bf16 } => {
-                let precision = if bf16 { mulki_cuda::Precision::Bf16 } else { mulki_cuda::Precision::Fp32 };
-                let $be = mulki_cuda::CudaBackend::new(ordinal, precision)?;
+                let $be = $crate::run::device::cuda_backend(ordinal, bf16)?;
                 $body
             }
             #[cfg(not(feature = "cuda"))]
