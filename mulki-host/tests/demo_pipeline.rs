@@ -19,11 +19,11 @@ fn model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/synth-clip")
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-demo-pipeline-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+#[path = "../../tests/src/scratch.rs"]
+mod scratch;
+
+fn tmp(name: &str) -> scratch::Scratch {
+    scratch::Scratch::new("demo-pipeline", name)
 }
 
 fn knobs() -> SharedKnobs {
@@ -75,7 +75,6 @@ fn the_summary_has_a_row_per_method_and_the_four_metrics() {
         assert_eq!(rows, 7, "{method}: zero-shot row and one row per task of the six");
         assert!(reports[0].rows.iter().flatten().all(|a| (0.0..=100.0).contains(a)), "{method}");
     }
-    let _ = std::fs::remove_dir_all(out);
 }
 
 #[test]
@@ -97,7 +96,4 @@ fn one_thread_and_two_threads_and_a_resumed_run_give_the_same_bits() {
     std::fs::remove_file(resumed.join("accuracy.csv")).unwrap();
     assert_eq!(run(&resumed, 1), Outcome::Finished);
     assert_eq!(result(&resumed), result(&one), "the resumed run differs from the fresh one");
-    for d in [one, two, resumed] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }

@@ -28,7 +28,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// Generated tasks and the small tiny CLIP under a fresh folder.
-fn setup(name: &str) -> PathBuf {
+fn setup(name: &str) -> common::Scratch {
     let root = common::tmp(name);
     common::write_datasets(&root);
     common::write_small_model(&root.join("model"));
@@ -152,7 +152,6 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     }
     assert_eq!(latest(&run).unwrap(), run.join("task-00/step-000003"));
     assert!(!entries(&run, 0).iter().any(|e| e.contains('.')), "leftovers: {:?}", entries(&run, 0));
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// λ_C = 1e39 overflows L_C's gradient 2·λ_C·(θ − θ_{t−1}) (∞·0 = NaN at step 1) while the loss
@@ -179,7 +178,6 @@ fn a_non_finite_gradient_of_a_finite_loss_is_never_applied() {
         assert_eq!(non_finite(&end), Vec::<String>::new(), "task {t}");
         assert_eq!(run_state(&end).optimizer_steps, 0);
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A checkpoint whose prototypes are NaN (re-committed with valid hashes): every remaining step
@@ -222,7 +220,6 @@ fn skipped_non_finite_steps_let_the_run_continue() {
     }
     // Task 0's end keeps the corrupted prototypes it was resumed with, and finite weights.
     assert_eq!(non_finite(&checkpoint::task_end(&run, 0).unwrap()), ["state.safetensors: prototypes"]);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A checkpoint of a model of another size: resumed (the model folder replaced, same config;
@@ -276,7 +273,6 @@ fn a_checkpoint_of_another_model_size() {
     let out = mulki(&["eval", "--config", cfg.to_str().unwrap(), "--checkpoint", last.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("mean"));
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// A tokenizer folder with `vocab.json` but no `merges.txt`.
@@ -291,7 +287,6 @@ fn a_tokenizer_folder_without_merges_is_named() {
     let path = root.join("model/merges.txt");
     let want = format!("error: missing merges: {}: No such file or directory (os error 2)", path.display());
     assert!(err.contains(&want), "{err}");
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// ENOSPC during `mulki train`: the run directory on a tmpfs (in a private mount namespace,
@@ -348,5 +343,4 @@ fn a_full_disk_during_a_checkpoint_write_keeps_the_previous_checkpoint() {
     assert!(inspect.starts_with(&newest) && !inspect.contains("warning"), "{inspect}");
     assert_eq!(read("rc2").trim(), "0", "{}", read("err2"));
     assert_eq!(read("accuracy.csv").lines().count(), 5);
-    let _ = std::fs::remove_dir_all(&root);
 }

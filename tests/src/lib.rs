@@ -2,6 +2,7 @@
 
 pub mod fd;
 pub mod fixture;
+pub mod scratch;
 
 pub use mulki_core::rng::Rng;
 

@@ -2,6 +2,7 @@
 //! unfinished and damaged checkpoints with a warning, ENOSPC and crash injection at every point
 //! (simulated, and a real `abort()` in a child process), rotation, and the `state.postcard`
 //! header. Every test works in its own temporary run directory.
+use mulki_tests::scratch::Scratch;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,11 +14,8 @@ use mulki_host::checkpoint::{
 const HASH: &str = "c0ffee";
 
 /// A fresh, empty folder unique to this test (and process).
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-ckpt-{}-{test}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(test: &str) -> Scratch {
+    Scratch::new("ckpt", test)
 }
 
 /// Deterministic bytes that differ with `seed`.
@@ -263,7 +261,7 @@ fn enospc_in_a_new_task_leaves_no_checkpoint() {
 }
 
 /// Where the run stands after a commit of `step` crashed at `point`, as (found, warnings).
-fn crash_scenario(test: &str, point: CrashPoint, replace: bool) -> (PathBuf, Option<(usize, usize)>, Vec<String>) {
+fn crash_scenario(test: &str, point: CrashPoint, replace: bool) -> (Scratch, Option<(usize, usize)>, Vec<String>) {
     let run = temp_dir(test);
     commit_real(&run, 0, 5, Kind::Periodic, 1);
     commit_real(&run, 0, 10, Kind::Periodic, 2);
@@ -361,7 +359,7 @@ fn real_abort_at_each_crash_point() {
                 .arg("ulimit -c 0; exec \"$0\" --exact crash_child --nocapture --test-threads=1")
                 .arg(&exe)
                 .env("MULKI_CRASH_AT", name)
-                .env("MULKI_TEST_CRASH_RUN", &run)
+                .env("MULKI_TEST_CRASH_RUN", run.as_os_str())
                 .env("MULKI_TEST_CRASH_STEP", step.to_string())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -10,13 +10,11 @@ use mulki_host::data::{
     Loader, LoaderConfig, RandomResizedCrop, ReferenceSet, Source, Split, Transform,
 };
 use mulki_host::run::config::{DatasetFormat, TaskConfig};
+use mulki_tests::scratch::Scratch;
 use mulki_tests::Rng;
 
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-data-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(test: &str) -> Scratch {
+    Scratch::new("data", test)
 }
 
 /// A `w`×`h` PNG whose pixels depend on `seed`.

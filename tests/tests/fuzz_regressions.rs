@@ -6,6 +6,7 @@
 //!
 //! To add a crash found by `cargo fuzz run <target>`: copy `fuzz/artifacts/<target>/crash-*` to
 //! `fuzz/regressions/<target>/`, fix the parser, and this test replays it from then on.
+use mulki_tests::scratch::Scratch;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
@@ -102,13 +103,11 @@ fn seeds_reach_the_success_path() {
 
     let tok = seed("tokenizer", "tiny_vocab_nul_merges");
     let nul = tok.iter().position(|&b| b == 0).unwrap();
-    let dir = std::env::temp_dir().join(format!("mulki-fuzz-seeds-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("fuzz", "seeds");
     std::fs::write(dir.join("vocab.json"), &tok[..nul]).unwrap();
     std::fs::write(dir.join("merges.txt"), &tok[nul + 1..]).unwrap();
     let t = mulki_host::tokenizer::Tokenizer::from_hf_dir(&dir).expect("the tiny vocab loads");
     assert_eq!(t.tokenize("in the", 4).len(), 4);
-    let _ = std::fs::remove_dir_all(&dir);
 
     for name in ["tiny_3x5.png", "palette_trns.png", "rgb_8x6.jpg", "la_5x3.png", "rgba16_3x4.png"] {
         mulki_host::data::decode::decode_rgb8(&seed("image", name)).expect(name);
@@ -190,9 +189,7 @@ fn pytorch_zip_as_weights_is_refused_as_not_safetensors() {
 /// `pytorch_model.bin` is refused with how to convert it.
 #[test]
 fn missing_model_files_are_named() {
-    let dir = std::env::temp_dir().join(format!("mulki-fuzz-missing-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("fuzz", "missing");
     let err = |dir: &Path| mulki_host::import::load_clip_dir(dir).unwrap_err().to_string();
     let msg = err(&dir);
     assert!(msg.starts_with(&format!("{}: read: ", dir.join("config.json").display())), "{msg}");
@@ -201,7 +198,6 @@ fn missing_model_files_are_named() {
     let msg = err(&dir);
     assert!(msg.starts_with(&format!("{}: pickled PyTorch weights", dir.join("pytorch_model.bin").display())), "{msg}");
     assert!(msg.contains("safetensors"), "{msg}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A PNG that declares 40000×40000 RGB (4.8 GB decoded) is refused by the decoder's memory
@@ -211,13 +207,11 @@ fn decompression_bomb_header_is_refused_by_the_memory_limit() {
     let bomb = targets::png_header_only(40_000, 40_000);
     let msg = mulki_host::data::decode::decode_rgb8(&bomb).unwrap_err().to_string();
     assert_eq!(msg, "Memory limit exceeded", "{msg}");
-    let dir = std::env::temp_dir().join(format!("mulki-fuzz-bomb-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("fuzz", "bomb");
     let path = dir.join("bomb.png");
     std::fs::write(&path, &bomb).unwrap();
     let msg = mulki_host::data::load_rgb8(&path).unwrap_err().to_string();
     assert!(msg.starts_with(&format!("{}: cannot decode image: ", path.display())), "{msg}");
-    let _ = std::fs::remove_dir_all(&dir);
     // A small header-only PNG is an error too (no image data), not a panic.
     assert!(mulki_host::data::decode::decode_rgb8(&targets::png_header_only(2, 2)).is_err());
 }

@@ -1,8 +1,9 @@
 //! HF folder import and export (`mulki_host::import`): save -> load round trips, half-precision
 //! tensors, and one test per kind of bad file, each checking that the error names the file and the
 //! tensor or field. Every input here is also checked not to panic.
+use mulki_tests::scratch::Scratch;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mulki_core::clip::{ClipConfig, ClipLayout, HiddenAct};
 use mulki_host::import::{
@@ -36,11 +37,8 @@ fn tiny_config() -> ClipConfig {
 }
 
 /// A fresh, empty folder unique to this test (and process).
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-import-{}-{test}", std::process::id()));
-    let _ = fs::remove_dir_all(&dir);
-    fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(test: &str) -> Scratch {
+    Scratch::new("import", test)
 }
 
 /// Deterministic values in [-1, 1) (xorshift64*).
@@ -57,7 +55,7 @@ fn random_params(n: usize, mut seed: u64) -> Vec<f32> {
 }
 
 /// The tiny model saved with random parameters into a fresh folder.
-fn saved(test: &str) -> (PathBuf, ClipConfig, ClipLayout, Vec<f32>) {
+fn saved(test: &str) -> (Scratch, ClipConfig, ClipLayout, Vec<f32>) {
     let dir = temp_dir(test);
     let cfg = tiny_config();
     let layout = ClipLayout::new(&cfg);
@@ -144,7 +142,6 @@ fn round_trip_is_bit_identical() {
     let weights = fs::read(dir.join(WEIGHTS_FILE)).unwrap();
     let from_bytes = load_clip_bytes(&config_json, &weights).unwrap();
     assert_eq!(bits(&from_bytes.params), bits(&params));
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -182,7 +179,6 @@ fn half_precision_and_f64_tensors_load_as_f32() {
     assert_eq!(loaded.params, expected);
     assert_eq!(loaded.skipped, ["extra.weight", "text_model.embeddings.position_ids"]);
     assert_eq!(loaded.unexpected().collect::<Vec<_>>(), ["extra.weight"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 /// IEEE half-precision bits of `v`, which must be zero or a normal f16 with at most 11
@@ -212,7 +208,6 @@ fn truncated_in_the_data_names_the_cut_tensor() {
     fs::write(&path, &bytes[..data_start + (bytes.len() - data_start) / 2]).unwrap();
     let msg = load_error(&dir);
     assert_mentions(&msg, &[&path.display().to_string(), "tensor `", "truncated"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -223,7 +218,6 @@ fn truncated_in_the_header_is_reported() {
     fs::write(&path, &bytes[..8 + header_len(&bytes) / 2]).unwrap();
     let msg = load_error(&dir);
     assert_mentions(&msg, &[&path.display().to_string(), "header", "truncated"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -231,7 +225,6 @@ fn every_prefix_and_byte_flip_is_an_error_not_a_panic() {
     let (dir, ..) = saved("prefixes");
     let config_json = fs::read(dir.join(CONFIG_FILE)).unwrap();
     let weights = fs::read(dir.join(WEIGHTS_FILE)).unwrap();
-    fs::remove_dir_all(&dir).unwrap();
     let data_start = 8 + header_len(&weights);
     // Every cut through the header, then a stride through the data.
     let cuts = (0..data_start + 64).chain((data_start + 64..weights.len()).step_by(97));
@@ -279,7 +272,6 @@ fn unsupported_dtype_names_tensor_and_dtype() {
     let msg = load_error(&dir);
     let path = dir.join(WEIGHTS_FILE).display().to_string();
     assert_mentions(&msg, &[&path, name, "I32"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -294,7 +286,6 @@ fn wrong_shape_names_tensor_and_both_shapes() {
     let msg = load_error(&dir);
     let path = dir.join(WEIGHTS_FILE).display().to_string();
     assert_mentions(&msg, &[&path, name, "[5, 16]", "[16, 5]"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -306,7 +297,6 @@ fn missing_tensor_is_named() {
     let msg = load_error(&dir);
     let path = dir.join(WEIGHTS_FILE).display().to_string();
     assert_mentions(&msg, &[&path, "`visual_projection.weight`", "missing"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -317,7 +307,6 @@ fn malformed_config_json_gives_line_and_column() {
     let msg = load_error(&dir);
     assert_mentions(&msg, &[&path.display().to_string(), "line 2 column"]);
     assert!(load_config(&path).is_err());
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -329,7 +318,6 @@ fn unknown_hidden_act_names_the_field() {
     write_json(&path, &json);
     let msg = load_error(&dir);
     assert_mentions(&msg, &[&path.display().to_string(), "text_config.hidden_act", "unknown variant `relu`", "line"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -341,7 +329,6 @@ fn wrong_type_names_the_field() {
     write_json(&path, &json);
     let msg = load_config(&path).unwrap_err().to_string();
     assert_mentions(&msg, &[&path.display().to_string(), "vision_config.image_size", "invalid type"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -353,7 +340,6 @@ fn zero_sized_field_is_named() {
     write_json(&path, &json);
     let msg = load_error(&dir);
     assert_mentions(&msg, &[&path.display().to_string(), "vision_config.patch_size", "positive"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -365,7 +351,6 @@ fn config_larger_than_the_weights_is_refused_before_allocating() {
     write_json(&path, &json);
     let msg = load_error(&dir);
     assert_mentions(&msg, &[WEIGHTS_FILE, CONFIG_FILE, "parameters"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -396,7 +381,6 @@ fn nulls_config_dicts_and_extra_keys() {
     assert_eq!(cfg.vision_config.patch_size, 16);
     assert_eq!(cfg.vision_config.image_size, d.vision_config.image_size);
     assert_eq!(cfg.projection_dim, d.projection_dim);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -417,7 +401,6 @@ fn deep_nesting_neither_overflows_the_stack_nor_loads() {
     bad.extend_from_slice(header.as_bytes());
     let msg = load_clip_bytes(config_json.as_bytes(), &bad).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "header", "recursion limit"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -434,7 +417,6 @@ fn save_refuses_mismatched_params_and_layout() {
     let msg = save_clip_dir(&dir, &other, &layout, &params).unwrap_err().to_string();
     assert_mentions(&msg, &[WEIGHTS_FILE, "layout", "visual_projection.weight"]);
     assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -458,12 +440,10 @@ fn loads_the_hf_fixture_folders() {
 
 #[test]
 fn pickled_weights_are_refused_with_how_to_convert() {
-    let dir = std::env::temp_dir().join(format!("mulki-import-pickle-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("pickle");
     std::fs::write(dir.join("config.json"), "{}").unwrap();
     std::fs::write(dir.join("pytorch_model.bin"), b"PK\x03\x04 pickle").unwrap();
-    for path in [dir.clone(), dir.join("pytorch_model.bin")] {
+    for path in [dir.to_path_buf(), dir.join("pytorch_model.bin")] {
         let err = mulki_host::import::load_clip_dir(&path).unwrap_err().to_string();
         assert!(err.contains("pytorch_model.bin") && err.contains("safetensors"), "{err}");
     }

@@ -1,7 +1,8 @@
 //! Run reports: metrics.json against hand-computed metrics (full and partial matrices), the
 //! accuracy.csv round trip and quoting, report.md and heatmap.svg contents, errors on bad input
 //! (file, line, field; no panic), run.json, and the compare tables.
-use std::path::{Path, PathBuf};
+use mulki_tests::scratch::Scratch;
+use std::path::Path;
 
 use mulki_host::report::{
     compare, compare_seeds, heatmap_svg, read_run, report_markdown, write_reports, write_run_json, ReportError,
@@ -9,10 +10,8 @@ use mulki_host::report::{
 };
 use serde_json::Value;
 
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-report-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+fn temp_dir(test: &str) -> Scratch {
+    Scratch::new("report", test)
 }
 
 fn log(name: &str, loss: f64) -> TaskLog {
@@ -79,7 +78,6 @@ fn metrics_json_matches_hand_computation() {
     close(&after[1]["last"], 208.0 / 3.0);
     close(&after[1]["bwt"], -10.0);
     close(&after[2]["bwt"], -15.0);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -110,7 +108,6 @@ fn metrics_json_on_partial_matrices() {
     assert!(md.contains("No per-task log recorded."));
     let back = read_run(&dir).unwrap();
     assert_eq!(back.rows, zero.rows);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -142,7 +139,6 @@ fn write_then_read_round_trips() {
     assert_eq!(back.method, dir.file_name().unwrap().to_string_lossy());
     assert!(back.tasks.is_empty());
     assert_eq!(back.rows, report.rows);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -160,7 +156,6 @@ fn csv_quotes_names_with_commas_and_quotes() {
     let back = read_run(&dir).unwrap();
     assert_eq!(back.task_names, report.task_names);
     assert_eq!(back.rows, report.rows);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -297,7 +292,6 @@ fn read_err(test: &str, csv: &[u8]) -> String {
     std::fs::write(dir.join("accuracy.csv"), csv).unwrap();
     let err = read_run(&dir).expect_err("bad CSV accepted");
     assert!(matches!(err, ReportError::Parse { .. }), "{err:?}");
-    let _ = std::fs::remove_dir_all(&dir);
     err.to_string()
 }
 
@@ -350,12 +344,12 @@ fn bad_csv_names_file_line_and_field() {
     std::fs::write(dir.join("metrics.json"), "{\n  \"per_task\": []\n}\n").unwrap();
     let err = read_run(&dir).unwrap_err().to_string();
     assert!(err.contains("metrics.json: missing field `method` at line 3"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn inconsistent_reports_are_refused_before_writing() {
-    let dir = temp_dir("invalid");
+    let scratch = temp_dir("invalid");
+    let dir = scratch.join("reports");
     let mut bad = sample(NAMES);
     bad.rows[2].pop();
     let err = write_reports(&dir, &bad).unwrap_err();
@@ -399,7 +393,6 @@ fn run_json_has_the_provenance_fields() {
     }
     let back: RunInfo = serde_json::from_value(j).unwrap();
     assert_eq!(back, info);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The sample with `d` added to every accuracy after training (Transfer, Avg. and Last shift by

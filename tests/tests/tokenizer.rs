@@ -3,6 +3,7 @@
 //! both loaders (HF vocab.json + merges.txt, and the original .txt.gz), loader error messages,
 //! and random text that must never panic.
 
+use mulki_tests::scratch::Scratch;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -141,11 +142,8 @@ fn truncation_and_short_context_lengths() {
 // Loader errors
 
 /// A fresh scratch folder for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mulki-tokenizer-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+fn scratch(name: &str) -> Scratch {
+    Scratch::new("tokenizer", name)
 }
 
 fn write(path: &Path, contents: impl AsRef<[u8]>) {
@@ -153,13 +151,12 @@ fn write(path: &Path, contents: impl AsRef<[u8]>) {
 }
 
 /// Loads `vocab` + `merges` from a scratch folder and returns the error message.
-fn hf_error(name: &str, vocab: impl AsRef<[u8]>, merges: impl AsRef<[u8]>) -> (TokenizerError, String, PathBuf) {
+fn hf_error(name: &str, vocab: impl AsRef<[u8]>, merges: impl AsRef<[u8]>) -> (TokenizerError, String, Scratch) {
     let dir = scratch(name);
     write(&dir.join("vocab.json"), vocab);
     write(&dir.join("merges.txt"), merges);
     let err = Tokenizer::from_hf_dir(&dir).expect_err("loading must fail");
     let msg = err.to_string();
-    let _ = std::fs::remove_dir_all(&dir);
     (err, msg, dir)
 }
 
@@ -182,7 +179,6 @@ fn error_missing_vocab_file() {
     let gz = dir.join("nope.txt.gz");
     let msg = Tokenizer::from_bpe_gz(&gz).expect_err("no gz").to_string();
     assert!(msg.starts_with(&format!("missing BPE file: {}: ", gz.display())), "{msg}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -276,7 +272,6 @@ fn error_bad_gz() {
     write(&path, &enc);
     let err = Tokenizer::from_bpe_gz(&path).expect_err("bad line");
     assert!(matches!(err, TokenizerError::MalformedMerge { line: 3, .. }), "{err:?}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A stored (uncompressed) gzip member, so the test needs no compressor.

@@ -12,11 +12,13 @@ pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
 }
 
-pub fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mulki-runner-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+#[path = "../../../tests/src/scratch.rs"]
+mod scratch;
+pub use scratch::Scratch;
+
+/// A fresh scratch directory, removed when the returned guard drops.
+pub fn tmp(name: &str) -> Scratch {
+    Scratch::new("runner", name)
 }
 
 pub const CLASSES: [[&str; 2]; 3] = [["red", "green"], ["circle", "square"], ["left", "right"]];
@@ -138,7 +140,7 @@ pub fn config_file(root: &Path, preset: &str, steps: usize, every: usize) -> Pat
     root.join(format!("{preset}.toml"))
 }
 
-pub fn setup(name: &str) -> PathBuf {
+pub fn setup(name: &str) -> Scratch {
     let root = tmp(name);
     write_datasets(&root);
     write_model(&root.join("model"));
