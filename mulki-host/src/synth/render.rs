@@ -135,10 +135,8 @@ pub fn render_into(scene: &Scene, side: usize, out: &mut [u8]) {
     let unit = side as f32 / BASE_SIDE;
     let mut rng = Rng::new(scene.detail);
     let mut img = vec![f32::from(scene.grey); side * side * 3];
-    match scene.shift {
-        Shift::Texture => texture(&mut img, side, &mut rng),
-        Shift::Clutter => clutter(&mut img, side, unit, &mut rng),
-        _ => {}
+    if scene.shift == Shift::Clutter {
+        clutter(&mut img, side, unit, &mut rng);
     }
     for &c in &scene.centres {
         draw_object(&mut img, side, unit, scene, [c[0] * unit, c[1] * unit]);
@@ -208,31 +206,6 @@ fn draw_object(img: &mut [f32], side: usize, unit: f32, scene: &Scene, centre: P
             let i = 3 * (y * side + x);
             for c in 0..3 {
                 img[i + c] = img[i + c] * (1.0 - cov) + col[c] * cov;
-            }
-        }
-    }
-}
-
-/// A grating between two low-saturation colours at a random angle and period (4–10 px at 32).
-fn texture(img: &mut [f32], side: usize, rng: &mut Rng) {
-    let unit = side as f32 / BASE_SIDE;
-    let tone = |rng: &mut Rng, base: f32| -> [f32; 3] {
-        let g = base + (rng.uniform() as f32 - 0.5) * 40.0;
-        [0, 1, 2].map(|_| g + (rng.uniform() as f32 - 0.5) * 50.0)
-    };
-    let a = tone(rng, 90.0);
-    let b = tone(rng, 165.0);
-    let angle = rng.uniform() as f32 * std::f32::consts::PI;
-    let period = (4.0 + rng.uniform() as f32 * 6.0) * unit;
-    let phase = rng.uniform() as f32 * std::f32::consts::TAU;
-    let (s, c) = angle.sin_cos();
-    let k = std::f32::consts::TAU / period;
-    for y in 0..side {
-        for x in 0..side {
-            let t = 0.5 + 0.5 * ((x as f32 * c + y as f32 * s) * k + phase).sin();
-            let i = 3 * (y * side + x);
-            for ch in 0..3 {
-                img[i + ch] = a[ch] * (1.0 - t) + b[ch] * t;
             }
         }
     }

@@ -58,7 +58,7 @@ pub fn task(attribute: Attribute) -> TaskSpec {
     let shape = ["a photo of a {}.", "a picture of a {} shape.", "an image of one {}."];
     let (name, shift, classes, templates): (&str, Shift, Vec<String>, [&str; 3]) = match attribute {
         Attribute::NovelShape => {
-            ("novel-shape", Shift::Texture, Shape::RESERVED.iter().map(|s| s.name().into()).collect(), shape)
+            ("novel-shape", Shift::Blur, Shape::RESERVED.iter().map(|s| s.name().into()).collect(), shape)
         }
         Attribute::Shape => ("shape", Shift::Rotation, Shape::SEEN.iter().map(|s| s.name().into()).collect(), shape),
         Attribute::Colour => ("colour", Shift::Noise, Colour::ALL.iter().map(|c| c.name().into()).collect(), object),

@@ -162,18 +162,21 @@ impl Position {
 /// Count words, index = count − 1.
 pub const COUNT_WORDS: [&str; 3] = ["one", "two", "three"];
 
+/// Largest rotation of [`Shift::Rotation`], radians (±20°). Chosen on the tuning seed 100 so
+/// that plain fine-tuning learns the shape task: at ±30° ft reached 76–79% right after 150
+/// steps (zero-shot 75–80%), at ±20° 89.6% (zero-shot 88.8%).
+pub const MAX_ROTATION: f64 = std::f64::consts::PI / 9.0;
+
 /// A domain shift applied at render time. Each keeps the attributes readable: noise and
-/// contrast are mild enough that colours and patterns stay apart, rotation stays within ±30°,
-/// texture and clutter are achromatic-ish and drawn behind the objects.
+/// contrast are mild enough that colours and patterns stay apart, rotation stays within ±20°,
+/// clutter is achromatic and drawn behind the objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shift {
     None,
     /// Pixel noise, σ = 22 grey levels (Irwin–Hall approximation of a Gaussian).
     Noise,
-    /// Objects rotated uniformly within ±30°.
+    /// Objects rotated uniformly within ±[`MAX_ROTATION`].
     Rotation,
-    /// A two-tone sinusoidal grating of low-saturation colours as background.
-    Texture,
     /// All values pulled 60% of the way to a mid grey.
     LowContrast,
     /// 6–9 small black or white strokes and dots scattered behind the objects.
@@ -189,8 +192,7 @@ impl Shift {
         match self {
             Shift::None => "none",
             Shift::Noise => "gaussian noise",
-            Shift::Rotation => "rotation ±30°",
-            Shift::Texture => "textured background",
+            Shift::Rotation => "rotation ±20°",
             Shift::LowContrast => "low contrast",
             Shift::Clutter => "clutter",
             Shift::Palette => "new palette",
@@ -220,7 +222,7 @@ pub struct Scene {
     /// Offset of the fill pattern's grid, pixels.
     pub phase: [u8; 2],
     pub shift: Shift,
-    /// Seed of the render-time randomness (noise, texture, clutter).
+    /// Seed of the render-time randomness (noise, clutter).
     pub detail: u64,
 }
 
@@ -295,7 +297,7 @@ impl Scene {
         };
         let centres = base.iter().map(|c| [c[0] + jitter(rng), c[1] + jitter(rng)]).collect();
         let rotation = if d.shift == Shift::Rotation {
-            ((rng.uniform() * 2.0 - 1.0) * std::f64::consts::PI / 6.0) as f32
+            ((rng.uniform() * 2.0 - 1.0) * MAX_ROTATION) as f32
         } else {
             0.0
         };
