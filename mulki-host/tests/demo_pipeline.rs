@@ -75,6 +75,12 @@ fn the_summary_has_a_row_per_method_and_the_four_metrics() {
         assert_eq!(rows, 7, "{method}: zero-shot row and one row per task of the six");
         assert!(reports[0].rows.iter().flatten().all(|a| (0.0..=100.0).contains(a)), "{method}");
     }
+    // Later methods start from the first one's zero-shot row instead of evaluating again: lwf
+    // run on its own (evaluating itself) gives the same matrix to the bit.
+    let alone = tmp("alone");
+    let lwf_alone = run_demo(&model(), &alone, &["lwf"], &[1], knobs(), TEST_IMAGES, 2, true).unwrap();
+    let bits = |r: &mulki_host::report::RunReport| r.rows.iter().flatten().map(|a| a.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&lwf_alone[0].1[0]), bits(&results[2].1[0]), "lwf after the shared zero-shot row differs");
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub fn run(args: &TrainArgs) -> Result<i32> {
         force: args.force,
         skip_bad_images: args.skip_bad_images,
         skip_nonfinite: args.skip_nonfinite,
+        zero_shot_row: None,
     };
     let signals = Signals::install()?;
     match session::run(cfg, &dir, &opts, Some(&signals))? {

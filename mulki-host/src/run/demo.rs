@@ -114,6 +114,8 @@ pub fn run_demo(
     let side = theta0.config.vision_config.image_size;
     let mut results: Vec<(String, Vec<RunReport>)> = methods.iter().map(|m| (m.to_string(), Vec::new())).collect();
     for &seed in seeds {
+        // Every method starts from the same model on the same test images: evaluated once.
+        let mut zero_shot_row = None;
         for (i, method) in methods.iter().enumerate() {
             let cfg = demo_config(method, seed, knobs, model, &tasks, threads)?;
             let dir = out.join(format!("seed-{seed}")).join(method);
@@ -123,9 +125,10 @@ pub fn run_demo(
             if !quiet {
                 eprintln!("== seed {seed}, {method}");
             }
-            let opts = SessionOptions { quiet, ..SessionOptions::default() };
+            let opts = SessionOptions { quiet, zero_shot_row: zero_shot_row.clone(), ..SessionOptions::default() };
             run_with(cfg, &dir, &opts, None, &theta0, &vocab, &mut data, threads, &mut progress)?;
             let mut rep = report::read_run(&dir)?;
+            zero_shot_row.get_or_insert_with(|| rep.rows[0].clone());
             if rep.rows.len() == 1 {
                 // No training: every row equals the zero-shot row, so the table shows zero-shot's
                 // Transfer, Avg and Last as ZSCL's tables do.

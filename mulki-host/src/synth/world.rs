@@ -296,11 +296,8 @@ impl Scene {
             _ => (None, pick(rng, &LAYOUTS_3).to_vec()),
         };
         let centres = base.iter().map(|c| [c[0] + jitter(rng), c[1] + jitter(rng)]).collect();
-        let rotation = if d.shift == Shift::Rotation {
-            ((rng.uniform() * 2.0 - 1.0) * MAX_ROTATION) as f32
-        } else {
-            0.0
-        };
+        let rotation =
+            if d.shift == Shift::Rotation { ((rng.uniform() * 2.0 - 1.0) * MAX_ROTATION) as f32 } else { 0.0 };
         let grey = 112 + rng.below(33) as u8;
         let phase = [rng.below(4) as u8, rng.below(4) as u8];
         let detail = rng.next_u64();
