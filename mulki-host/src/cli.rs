@@ -234,7 +234,7 @@ pub struct PretrainArgs {
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Shorter run: 40 steps per task and 250 test images per task (default: 150 and 1000).
+    /// Shorter run: 25 steps per task, 1,000 training and 250 test images per task (default: 150 steps, 3,000 and 1,000 images).
     #[arg(long)]
     pub quick: bool,
     /// Seeds to repeat over (1..=N); the table then shows mean ± sample std (default 1).

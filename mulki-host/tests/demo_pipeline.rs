@@ -9,11 +9,12 @@ use mulki_host::run::demo::{demo_config, run_demo, SharedKnobs};
 use mulki_host::run::progress::Progress;
 use mulki_host::run::session::{run_with, Outcome, SessionOptions};
 use mulki_host::synth::source::{SynthSource, REFERENCE_SIZE};
-use mulki_host::synth::tasks::default_stream;
+use mulki_host::synth::tasks::{default_stream, StreamSize};
 use mulki_host::synth::vocab::WordVocab;
 
 const STEPS: usize = 4;
-const TEST_IMAGES: usize = 16;
+/// 200 training images per task, so MulKI's prototypes (which read every one) stay cheap.
+const SIZE: StreamSize = StreamSize { train: 200, test: 16 };
 
 fn model() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../assets/synth-clip")
@@ -33,7 +34,7 @@ fn knobs() -> SharedKnobs {
 /// One mulki run of the demo stream (first two tasks) into `dir`, checkpointing every 2 steps.
 fn run(dir: &Path, threads: usize) -> Outcome {
     let theta0 = load_clip_dir(&model()).unwrap();
-    let tasks: Vec<_> = default_stream(TEST_IMAGES).into_iter().take(2).collect();
+    let tasks: Vec<_> = default_stream(SIZE).into_iter().take(2).collect();
     let mut cfg: RunConfig = demo_config("mulki", 5, knobs(), &model(), &tasks, threads).unwrap();
     cfg.train.checkpoint_every = 2;
     // Prototypes from a few images per class: the initialisation otherwise reads all 3,000.
@@ -57,9 +58,8 @@ fn result(dir: &Path) -> (String, Vec<u8>) {
 #[test]
 fn the_summary_has_a_row_per_method_and_the_four_metrics() {
     let out = tmp("summary");
-    // Methods without prototypes: their initialisation reads every training image.
-    let methods = ["zero-shot", "ft", "lwf"];
-    let results = run_demo(&model(), &out, &methods, &[1], knobs(), TEST_IMAGES, 2, true).unwrap();
+    let methods = ["zero-shot", "ft", "lwf", "mulki"];
+    let results = run_demo(&model(), &out, &methods, &[1], knobs(), SIZE, 2, true).unwrap();
     assert_eq!(results.len(), methods.len());
     let (md, csv) = mulki_host::report::compare_seeds(&results);
     for m in methods {
@@ -78,7 +78,7 @@ fn the_summary_has_a_row_per_method_and_the_four_metrics() {
     // Later methods start from the first one's zero-shot row instead of evaluating again: lwf
     // run on its own (evaluating itself) gives the same matrix to the bit.
     let alone = tmp("alone");
-    let lwf_alone = run_demo(&model(), &alone, &["lwf"], &[1], knobs(), TEST_IMAGES, 2, true).unwrap();
+    let lwf_alone = run_demo(&model(), &alone, &["lwf"], &[1], knobs(), SIZE, 2, true).unwrap();
     let bits = |r: &mulki_host::report::RunReport| r.rows.iter().flatten().map(|a| a.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&lwf_alone[0].1[0]), bits(&results[2].1[0]), "lwf after the shared zero-shot row differs");
 }

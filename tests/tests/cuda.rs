@@ -20,7 +20,7 @@ use mulki_host::import::load_clip_dir;
 use mulki_host::run::demo::{demo_config, SharedKnobs};
 use mulki_host::run::trainer::Trainer;
 use mulki_host::synth::source::{SynthSource, REFERENCE_SIZE};
-use mulki_host::synth::tasks::{default_stream, QUICK_TEST_SIZE};
+use mulki_host::synth::tasks::{default_stream, StreamSize};
 use mulki_host::synth::vocab::WordVocab;
 use mulki_tests::{max_abs_diff, normals};
 
@@ -354,7 +354,7 @@ fn tower_gemms_in_bf16_stay_within_the_operand_rounding() {
 fn trainer<B: Backend<E = f32>>(be: B) -> (Trainer<B>, SynthSource) {
     let model = repo().join("assets/synth-clip");
     let theta0 = load_clip_dir(&model).unwrap();
-    let tasks = default_stream(QUICK_TEST_SIZE);
+    let tasks = default_stream(StreamSize::QUICK);
     let knobs = SharedKnobs { steps: 20, ..SharedKnobs::new(true) };
     let cfg = demo_config("mulki", 3, knobs, &model, &tasks, 1).unwrap();
     let side = theta0.config.vision_config.image_size;

@@ -9,7 +9,7 @@ use mulki_core::rng::Rng;
 use mulki_host::run::source::{DataSource, Split};
 use mulki_host::synth::caption::{caption, matches, soft_targets, soft_targets_text};
 use mulki_host::synth::render::render;
-use mulki_host::synth::tasks::{default_stream, item, scene, task, Attribute, TaskSpec};
+use mulki_host::synth::tasks::{default_stream, item, scene, task, Attribute, StreamSize, TaskSpec};
 use mulki_host::synth::vocab::{WordVocab, PAD_ID, UNK_ID};
 use mulki_host::synth::world::{Draw, Scene, Shape};
 use mulki_host::synth::{pretrain_batch, pretrain_pair, SynthSource};
@@ -91,20 +91,19 @@ fn classes_are_balanced_and_labels_name_the_attribute() {
 
 #[test]
 fn stream_order_and_sizes() {
-    let s = default_stream(250);
+    let s = default_stream(StreamSize { train: 3000, test: 250 });
     assert_eq!(s.len(), 6);
     assert_eq!(s[0].attribute, Attribute::NovelShape, "unseen names come first");
     assert_eq!(s.last().unwrap().attribute, Attribute::Colour);
     let shifts: HashSet<_> = s.iter().map(|t| t.shift).collect();
     assert_eq!(shifts.len(), s.len(), "every task has its own shift");
     for t in &s {
-        assert_eq!(t.test_size, 250);
-        assert!(t.train_size >= 2000);
+        assert_eq!((t.train_size, t.test_size), (3000, 250));
         assert_eq!(t.train_templates.len(), 1);
         assert!((2..=3).contains(&t.eval_templates.len()));
         assert!(t.eval_templates.iter().all(|p| p.contains("{}")));
     }
-    assert!(default_stream(1000).iter().all(|t| t.test_size == 1000));
+    assert!(default_stream(StreamSize::QUICK).iter().all(|t| (t.train_size, t.test_size) == (1000, 250)));
 }
 
 #[test]
@@ -222,7 +221,7 @@ fn tokenizer_knows_every_caption_and_prompt_word() {
 
 #[test]
 fn synth_source_batches() {
-    let tasks = default_stream(250);
+    let tasks = default_stream(StreamSize { train: 3000, test: 250 });
     let mut src = SynthSource::with_reference(tasks.clone(), 3, SIDE, 500);
     let n_px = 3 * SIDE * SIDE;
     assert_eq!(src.len(0, Split::Train), tasks[0].train_size);

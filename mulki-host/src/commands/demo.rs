@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::DemoArgs;
 use crate::report;
-use crate::run::demo::{run_demo, test_images, SharedKnobs, DEMO_METHODS};
+use crate::run::demo::{run_demo, stream_size, SharedKnobs, DEMO_METHODS};
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let methods: Vec<&str> =
@@ -16,9 +16,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let mut knobs = SharedKnobs::new(args.quick);
     knobs.steps = args.steps.unwrap_or(knobs.steps);
     knobs.lr = args.lr.unwrap_or(knobs.lr);
-    let images = args.test_images.unwrap_or(test_images(args.quick));
+    let mut size = stream_size(args.quick);
+    size.test = args.test_images.unwrap_or(size.test);
     let threads = super::threads(args.threads);
-    let results = run_demo(&args.model, &args.out, &methods, &seeds, knobs, images, threads, args.quiet)?;
+    let results = run_demo(&args.model, &args.out, &methods, &seeds, knobs, size, threads, args.quiet)?;
     let (md, csv) = report::compare_seeds(&results);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("summary.md"), &md)?;

@@ -12,7 +12,7 @@ use super::session::{run_with, SessionOptions};
 use crate::import::load_clip_dir;
 use crate::report::{self, RunReport, TaskLog};
 use crate::synth::source::{SynthSource, REFERENCE_SIZE};
-use crate::synth::tasks::{default_stream, TaskSpec, QUICK_TEST_SIZE, TEST_SIZE};
+use crate::synth::tasks::{default_stream, StreamSize, TaskSpec};
 use crate::synth::vocab::WordVocab;
 
 /// The methods the demo compares, in report order.
@@ -32,7 +32,7 @@ pub struct SharedKnobs {
 
 impl SharedKnobs {
     pub fn new(quick: bool) -> Self {
-        SharedKnobs { steps: if quick { 40 } else { 150 }, batch: 32, lr: 3e-4, lambda_c: 0.01, temperature: 2.0 }
+        SharedKnobs { steps: if quick { 25 } else { 150 }, batch: 32, lr: 3e-4, lambda_c: 0.01, temperature: 2.0 }
     }
 }
 
@@ -93,24 +93,24 @@ pub fn demo_config(
     Ok(RunConfig::parse(&text, Path::new("<demo>"))?)
 }
 
-/// Test images per task: 1000, or 250 under `--quick`.
-pub fn test_images(quick: bool) -> usize {
+/// Images per task: [`StreamSize::FULL`], or [`StreamSize::QUICK`] under `--quick`.
+pub fn stream_size(quick: bool) -> StreamSize {
     if quick {
-        QUICK_TEST_SIZE
+        StreamSize::QUICK
     } else {
-        TEST_SIZE
+        StreamSize::FULL
     }
 }
 
 /// Runs `methods` for every seed into `out/seed-S/METHOD`; returns the reports per method.
 #[allow(clippy::too_many_arguments)]
 pub fn run_demo(
-    model: &Path, out: &Path, methods: &[&str], seeds: &[u64], knobs: SharedKnobs, test_images: usize, threads: usize,
+    model: &Path, out: &Path, methods: &[&str], seeds: &[u64], knobs: SharedKnobs, size: StreamSize, threads: usize,
     quiet: bool,
 ) -> Result<Vec<(String, Vec<RunReport>)>> {
     let theta0 = load_clip_dir(model)?;
     let vocab = WordVocab::new();
-    let tasks = default_stream(test_images);
+    let tasks = default_stream(size);
     let side = theta0.config.vision_config.image_size;
     let mut results: Vec<(String, Vec<RunReport>)> = methods.iter().map(|m| (m.to_string(), Vec::new())).collect();
     for &seed in seeds {

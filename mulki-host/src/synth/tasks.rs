@@ -10,10 +10,20 @@ use crate::run::source::Split;
 const TRAIN_SALT: u64 = 0x7472_6169_6e2d_7472; // "train-tr"
 const TEST_SALT: u64 = 0x7465_7374_2d74_6573; // "test-tes"
 
-/// Training images per task (≈ two epochs at 150–200 steps of 32).
-pub const TRAIN_SIZE: usize = 3000;
-pub const TEST_SIZE: usize = 1000;
-pub const QUICK_TEST_SIZE: usize = 250;
+/// Images per task in each split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSize {
+    pub train: usize,
+    pub test: usize,
+}
+
+impl StreamSize {
+    /// The demo: 3,000 training images (1.6 epochs at 150 steps of 32) and 1,000 test images.
+    pub const FULL: StreamSize = StreamSize { train: 3000, test: 1000 };
+    /// `--quick`: 25 steps of 32 see 800 images, so 1,000 are enough (MulKI's prototypes read
+    /// every one), and 250 test images.
+    pub const QUICK: StreamSize = StreamSize { train: 1000, test: 250 };
+}
 
 /// The attribute a task classifies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,15 +96,14 @@ pub fn task(attribute: Attribute) -> TaskSpec {
         classes,
         train_templates: strings(&templates[..1]),
         eval_templates: strings(&templates),
-        train_size: TRAIN_SIZE,
-        test_size: TEST_SIZE,
+        train_size: StreamSize::FULL.train,
+        test_size: StreamSize::FULL.test,
     }
 }
 
 /// The demo's six tasks: the unseen-name task first and the strongest zero-shot tasks last, so
-/// most Transfer entries measure tasks pretraining can solve. `test_size` is 1000, or 250
-/// under `--quick`.
-pub fn default_stream(test_size: usize) -> Vec<TaskSpec> {
+/// most Transfer entries measure tasks pretraining can solve.
+pub fn default_stream(size: StreamSize) -> Vec<TaskSpec> {
     [
         Attribute::NovelShape,
         Attribute::Shape,
@@ -104,7 +113,7 @@ pub fn default_stream(test_size: usize) -> Vec<TaskSpec> {
         Attribute::Colour,
     ]
     .into_iter()
-    .map(|a| TaskSpec { test_size, ..task(a) })
+    .map(|a| TaskSpec { train_size: size.train, test_size: size.test, ..task(a) })
     .collect()
 }
 
