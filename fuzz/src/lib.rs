@@ -300,7 +300,8 @@ pub fn idx(data: &[u8]) {
     }
 }
 
-/// CSV manifests: RFC 4180 records, then `path,label` rows against 10 classes.
+/// CSV manifests: RFC 4180 records, then `path,label` rows against 10 classes; the same text as
+/// a pretraining pairs TSV.
 pub fn csv(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let path = Path::new("train.csv");
@@ -310,6 +311,11 @@ pub fn csv(data: &[u8]) {
     }
     if let Ok(rows) = csv::parse(&text, path, 10) {
         assert!(rows.iter().all(|(p, label, line)| !p.is_empty() && *label < 10 && *line >= 1));
+    }
+    // The pretraining pairs TSV is the same kind of line format.
+    if let Ok(pairs) = mulki_host::data::pairs::parse_pairs(&text, Path::new("data/pairs.tsv")) {
+        assert!(!pairs.is_empty());
+        assert!(pairs.iter().all(|p| !p.image.as_os_str().is_empty() && !p.caption.trim().is_empty()));
     }
 }
 

@@ -224,6 +224,16 @@ pub struct PretrainArgs {
     /// Seed of the initialisation and the data stream (default 0).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// An HF tokenizer folder (vocab.json, merges.txt, e.g. fixtures/tokenizer): the model uses
+    /// this CLIP BPE vocabulary (context 24) instead of the synthetic world's 64 words, and the
+    /// two files are copied beside the weights (default: the world's words).
+    #[arg(long, value_name = "DIR")]
+    pub tokenizer: Option<PathBuf>,
+    /// A TSV of `image-path<TAB>caption` lines (paths relative to the file), e.g. the
+    /// `pairs.tsv` of scripts/get-offline-data.sh: a quarter of every batch is drawn from it
+    /// (default: synthetic captions only).
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<PathBuf>,
     /// CPU threads (default: all cores; results do not depend on it).
     #[arg(long)]
     pub threads: Option<usize>,

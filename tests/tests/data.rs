@@ -637,3 +637,35 @@ fn extreme_aspect_ratios_stay_cheap() {
     assert!(out.pixels().all(|p| p.0 == [5, 6, 7]));
     assert!(t.elapsed().as_secs_f64() < 5.0, "{:?}", t.elapsed());
 }
+
+#[test]
+fn pairs_tsv_parses_and_names_file_and_line() {
+    use mulki_host::data::pairs::{parse_pairs, PairSet};
+    let root = temp_dir("pairs");
+    let file = root.join("pairs.tsv");
+    let ok = parse_pairs("a.png\tgrinning face\r\nsub/b.png\tkeycap: *\n", &file).unwrap();
+    assert_eq!(ok.len(), 2);
+    assert_eq!(ok[0].image, root.join("a.png"));
+    assert_eq!((ok[1].image.clone(), ok[1].caption.as_str()), (root.join("sub/b.png"), "keycap: *"));
+    for (text, line, want) in [
+        ("a.png\tx\nno tab here\n", 2, "expected `path<TAB>caption`"),
+        ("\tx\n", 1, "empty image path"),
+        ("a.png\tx\nb.png\t  \n", 2, "empty caption"),
+    ] {
+        let msg = parse_pairs(text, &file).unwrap_err().to_string();
+        assert_eq!(msg, format!("{}:{line}: {want}", file.display()), "{text:?}");
+    }
+    assert!(parse_pairs("", &file).unwrap_err().to_string().contains("no images"));
+
+    // Loaded: each image through the eval transform, in file order; a missing image is named.
+    write_png(&root.join("a.png"), 8, 8, 1);
+    write_png(&root.join("b.png"), 40, 20, 2);
+    std::fs::write(&file, "a.png\tone\nb.png\ttwo\n").unwrap();
+    let set = PairSet::load(&file, 16).unwrap();
+    assert_eq!((set.len(), set.captions.clone()), (2, vec!["one".to_string(), "two".to_string()]));
+    let b = mulki_host::data::load_rgb8(&root.join("b.png")).unwrap();
+    assert_eq!(set.image(1), &mulki_host::data::transform::eval_transform(&b, 16)[..]);
+    std::fs::write(&file, "a.png\tone\nc.png\tthree\n").unwrap();
+    let msg = PairSet::load(&file, 16).unwrap_err().to_string();
+    assert!(msg.starts_with(&root.join("c.png").display().to_string()), "{msg}");
+}

@@ -497,3 +497,49 @@ fn every_task_is_readable_through_its_shift() {
     }
     println!("{}", report.join("\n"));
 }
+
+/// Pretraining with real pairs: the targets are block-diagonal, every row a distribution, and a
+/// real image matches exactly the drawn captions equal to its own.
+#[test]
+fn pairs_extend_a_batch_with_block_diagonal_targets() {
+    use mulki_host::data::pairs::PairSet;
+    use mulki_host::run::pretrain::with_pairs;
+    let side = 8;
+    let n = 3 * side * side;
+    // Two distinct captions, so draws repeat some.
+    let pairs = PairSet {
+        pixels: (0..2 * n).map(|i| i as f32).collect(),
+        captions: vec!["red apple".into(), "blue car".into()],
+        side,
+    };
+    let (bs, np) = (6, 5);
+    let syn = pretrain_batch(4, 9, bs, side);
+    let batch = with_pairs(syn.clone(), &pairs, 4, 9, np);
+    let b = bs + np;
+    assert_eq!(batch.captions.len(), b);
+    assert_eq!(batch.pixels.len(), b * n);
+    assert_eq!(&batch.pixels[..bs * n], &syn.pixels[..]);
+    for t in [&batch.soft_targets, &batch.soft_targets_text] {
+        for i in 0..b {
+            let row = &t[i * b..(i + 1) * b];
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "row {i} sums to 1");
+            for j in 0..b {
+                let (real_i, real_j) = (i >= bs, j >= bs);
+                if real_i != real_j {
+                    assert_eq!(row[j], 0.0, "no target across the blocks ({i}, {j})");
+                } else if real_i {
+                    assert_eq!(row[j] > 0.0, batch.captions[i] == batch.captions[j], "({i}, {j})");
+                }
+            }
+        }
+    }
+    for i in 0..bs {
+        assert_eq!(&batch.soft_targets[i * b..i * b + bs], &syn.soft_targets[i * bs..(i + 1) * bs]);
+    }
+    // Each drawn image is its caption's: pixel 0 of pair p is p·n.
+    for k in bs..b {
+        let p = (batch.pixels[k * n] as usize) / n;
+        assert_eq!(batch.captions[k], pairs.captions[p]);
+    }
+    assert_eq!(batch, with_pairs(syn, &pairs, 4, 9, np), "deterministic");
+}

@@ -12,10 +12,12 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         lr: args.lr,
         warmup: args.warmup,
         seed: args.seed,
+        tokenizer: args.tokenizer.clone(),
+        pairs: args.pairs.clone(),
         ..PretrainConfig::default()
     };
     let threads = super::threads(args.threads);
-    let command = format!(
+    let mut command = format!(
         "mulki pretrain --out {} --steps {} --batch {} --lr {} --warmup {} --seed {}",
         args.out.display(),
         args.steps,
@@ -24,6 +26,11 @@ pub fn run(args: &PretrainArgs) -> Result<()> {
         args.warmup,
         args.seed
     );
+    for (flag, path) in [("--tokenizer", &args.tokenizer), ("--pairs", &args.pairs)] {
+        if let Some(p) = path {
+            command += &format!(" {flag} {}", p.display());
+        }
+    }
     let mut progress = Progress::new(args.quiet, None)?;
     let rec = pretrain(&cfg, &args.out, threads, &command, &mut progress)?;
     if !args.quiet {

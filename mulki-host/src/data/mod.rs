@@ -17,6 +17,7 @@ pub mod few_shot;
 pub mod folder;
 pub mod idx;
 pub mod loader;
+pub mod pairs;
 pub mod reference;
 pub mod resize;
 pub mod sampler;

@@ -2,22 +2,33 @@
 //! targets (a caption matches every image it describes). Deterministic: the data are a function
 //! of (seed, step) and the CPU backend gives the same bits for any thread count, so the same
 //! command on a CPU with the same SIMD level reproduces the shipped weights bit for bit.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mulki_core::backend::Backend;
 use mulki_core::clip::init::init_params;
 use mulki_core::clip::{Capacity, Clip, ClipConfig, ClipLayout, TextConfig, VisionConfig};
 use mulki_core::cpu::CpuBackend;
 use mulki_core::loss::soft_contrastive::SoftContrastive;
 use mulki_core::optim::{lr_at, AdamWConfig, Optimizer};
+use mulki_core::rng::Rng;
 use serde::{Deserialize, Serialize};
 
 use super::progress::Progress;
-use crate::synth::pretrain::pretrain_batch;
+use crate::data::pairs::PairSet;
+use crate::synth::pretrain::{pretrain_batch, PretrainBatch};
 use crate::synth::vocab::WordVocab;
-use crate::tokenizer::Tokenize;
+use crate::tokenizer::{Tokenize, Tokenizer};
+
+/// Context length of a model with the CLIP BPE vocabulary: emoji and clip-art names take up to
+/// about 20 BPE tokens with the start and end tokens.
+pub const BPE_CONTEXT: usize = 24;
+
+/// With `--pairs`, one pair in this many of each batch is a real image–caption pair.
+pub const PAIR_SHARE: usize = 4;
+
+const PAIRS_SALT: u64 = 0x7061_6972_732d_2d2d; // "pairs---"
 
 /// The tiny CLIP of the synthetic world: 32×32 images in 4×4 patches, width 96, 3 vision and 2
 /// text layers, the 64-word vocabulary, context 16 (about 0.6M parameters).
@@ -50,6 +61,78 @@ pub fn demo_model_config() -> ClipConfig {
     }
 }
 
+/// [`demo_model_config`] with the vocabulary of `tok` and context [`BPE_CONTEXT`].
+pub fn bpe_model_config(tok: &Tokenizer) -> ClipConfig {
+    let mut cfg = demo_model_config();
+    let t = &mut cfg.text_config;
+    t.vocab_size = tok.vocab_size();
+    t.max_position_embeddings = BPE_CONTEXT;
+    t.pad_token_id = tok.pad_id();
+    t.bos_token_id = tok.sot_id();
+    t.eos_token_id = tok.eot_id();
+    cfg
+}
+
+/// The text side of a pretraining run: the world's words, or a CLIP BPE.
+enum Vocab {
+    Words(WordVocab),
+    Bpe(Tokenizer),
+}
+
+impl Vocab {
+    fn new(cfg: &PretrainConfig) -> Result<Self> {
+        Ok(match &cfg.tokenizer {
+            Some(dir) => Vocab::Bpe(Tokenizer::from_hf_dir(dir)?),
+            None => Vocab::Words(WordVocab::new()),
+        })
+    }
+
+    fn model_config(&self) -> ClipConfig {
+        match self {
+            Vocab::Words(_) => demo_model_config(),
+            Vocab::Bpe(t) => bpe_model_config(t),
+        }
+    }
+
+    fn tokenize(&self, texts: &[String], ctx: usize) -> Vec<u32> {
+        match self {
+            Vocab::Words(v) => v.tokenize_rows(texts, ctx),
+            Vocab::Bpe(t) => t.tokenize_rows(texts, ctx),
+        }
+    }
+}
+
+/// Appends `n` pairs of `pairs` (drawn on their own counter stream for `step`) to a synthetic
+/// batch. The targets become block-diagonal: synthetic images match synthetic captions by the
+/// world's rule; a real image matches every drawn caption equal to its own.
+pub fn with_pairs(mut batch: PretrainBatch, pairs: &PairSet, seed: u64, step: u64, n: usize) -> PretrainBatch {
+    let bs = batch.captions.len();
+    let b = bs + n;
+    let picks: Vec<usize> = (0..n as u64)
+        .map(|i| Rng::for_counter(seed ^ PAIRS_SALT, step, i).below(pairs.len() as u64) as usize)
+        .collect();
+    for &p in &picks {
+        batch.pixels.extend_from_slice(pairs.image(p));
+        batch.captions.push(pairs.captions[p].clone());
+    }
+    let widen = |t: &[f32]| -> Vec<f32> {
+        let mut out = vec![0f32; b * b];
+        for i in 0..bs {
+            out[i * b..i * b + bs].copy_from_slice(&t[i * bs..(i + 1) * bs]);
+        }
+        for i in 0..n {
+            let same: Vec<usize> = (0..n).filter(|&j| batch.captions[bs + j] == batch.captions[bs + i]).collect();
+            for j in &same {
+                out[(bs + i) * b + bs + j] = 1.0 / same.len() as f32;
+            }
+        }
+        out
+    };
+    batch.soft_targets = widen(&batch.soft_targets);
+    batch.soft_targets_text = widen(&batch.soft_targets_text);
+    batch
+}
+
 /// The knobs of `mulki pretrain`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PretrainConfig {
@@ -59,11 +142,28 @@ pub struct PretrainConfig {
     pub warmup: usize,
     pub weight_decay: f64,
     pub seed: u64,
+    /// An HF tokenizer folder (`vocab.json`, `merges.txt`): the model uses this CLIP BPE
+    /// vocabulary, context [`BPE_CONTEXT`], instead of the world's 64 words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer: Option<PathBuf>,
+    /// A TSV of real image–caption pairs ([`crate::data::pairs`]): a [`PAIR_SHARE`]th of every
+    /// batch is drawn from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PathBuf>,
 }
 
 impl Default for PretrainConfig {
     fn default() -> Self {
-        PretrainConfig { steps: 4000, batch: 128, lr: 1e-3, warmup: 200, weight_decay: 0.0, seed: 0 }
+        PretrainConfig {
+            steps: 4000,
+            batch: 128,
+            lr: 1e-3,
+            warmup: 200,
+            weight_decay: 0.0,
+            seed: 0,
+            tokenizer: None,
+            pairs: None,
+        }
     }
 }
 
@@ -122,8 +222,13 @@ pub fn pretrain(
 ) -> Result<PretrainRecord> {
     let start = Instant::now();
     let run = run_steps(cfg, cfg.steps, threads, progress)?;
-    let model_cfg = demo_model_config();
+    let model_cfg = Vocab::new(cfg)?.model_config();
     crate::import::save_clip_dir(out, &model_cfg, &ClipLayout::new(&model_cfg), &run.params)?;
+    if let Some(dir) = &cfg.tokenizer {
+        for f in ["vocab.json", "merges.txt"] {
+            std::fs::copy(dir.join(f), out.join(f)).with_context(|| format!("copying {}", dir.join(f).display()))?;
+        }
+    }
     let record = PretrainRecord {
         config: cfg.clone(),
         command: command.to_string(),
@@ -157,10 +262,16 @@ struct Pretrained {
 
 /// Steps 1..=stop of the schedule of `cfg`.
 fn run_steps(cfg: &PretrainConfig, stop: usize, threads: usize, progress: &mut Progress) -> Result<Pretrained> {
-    let model_cfg = demo_model_config();
-    let vocab = WordVocab::new();
+    let vocab = Vocab::new(cfg)?;
+    let model_cfg = vocab.model_config();
     let mut be = CpuBackend::<f32>::new(threads);
     let b = cfg.batch;
+    let side = model_cfg.vision_config.image_size;
+    let pairs = match &cfg.pairs {
+        Some(p) => Some(PairSet::load(p, side)?),
+        None => None,
+    };
+    let n_pairs = if pairs.is_some() { b / PAIR_SHARE } else { 0 };
     let mut clip = Clip::new(&mut be, &model_cfg, Capacity { images: b, texts: b })?;
     be.write(clip.params(), &init_params::<f32>(&model_cfg, &clip.layout, cfg.seed))?;
     let mut loss = SoftContrastive::new(&mut be, b, model_cfg.projection_dim)?;
@@ -169,15 +280,18 @@ fn run_steps(cfg: &PretrainConfig, stop: usize, threads: usize, progress: &mut P
         clip.layout.len,
         AdamWConfig { weight_decay: cfg.weight_decay, ..AdamWConfig::default() },
     )?;
-    let (side, ctx) = (model_cfg.vision_config.image_size, model_cfg.text_config.max_position_embeddings);
+    let ctx = model_cfg.text_config.max_position_embeddings;
     progress.begin_task(0, "pretraining", cfg.steps, 0);
     let mut last = f64::NAN;
     let mut ls = [0f32];
     let mut params = vec![0f32; clip.layout.len];
     let mut check_sha256 = String::new();
     for k in 1..=stop.min(cfg.steps) {
-        let batch = pretrain_batch(cfg.seed, k as u64, b, side);
-        let ids = vocab.tokenize_rows(&batch.captions, ctx);
+        let mut batch = pretrain_batch(cfg.seed, k as u64, b - n_pairs, side);
+        if let Some(p) = &pairs {
+            batch = with_pairs(batch, p, cfg.seed, k as u64, n_pairs);
+        }
+        let ids = vocab.tokenize(&batch.captions, ctx);
         be.write(clip.pixels(b)?, &batch.pixels)?;
         let v = clip.encode_image(&mut be, b)?;
         let w = clip.encode_text(&mut be, &ids, b, ctx)?;
