@@ -86,16 +86,15 @@ impl Progress {
         let elapsed = self.task_start.elapsed();
         let ips = self.images as f64 / elapsed.as_secs_f64().max(1e-9);
         let l = &r.loss;
-        let terms = format!(
-            "loss {:.4} (ce {:.3} ei {:.3} kd {:.3} lwf {:.3} zscl {:.3} conn {:.3})",
-            l.total + r.zscl + r.connection,
-            l.ce,
-            l.ei,
-            l.kd,
-            l.lwf,
-            r.zscl,
-            r.connection
-        );
+        // The terms the method uses (a zero term is one it does not; pretraining has none).
+        let parts: Vec<String> =
+            [("ce", l.ce), ("ei", l.ei), ("kd", l.kd), ("lwf", l.lwf), ("zscl", r.zscl), ("conn", r.connection)]
+                .iter()
+                .filter(|(_, v)| *v != 0.0)
+                .map(|(k, v)| format!("{k} {v:.3}"))
+                .collect();
+        let total = format!("loss {:.4}", l.total + r.zscl + r.connection);
+        let terms = if parts.is_empty() { total } else { format!("{total} ({})", parts.join(" ")) };
         match &mut self.mode {
             Mode::Bar(bar) => {
                 bar.set_position(r.step as u64);
