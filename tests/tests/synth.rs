@@ -523,12 +523,12 @@ fn pairs_extend_a_batch_with_block_diagonal_targets() {
         for i in 0..b {
             let row = &t[i * b..(i + 1) * b];
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6, "row {i} sums to 1");
-            for j in 0..b {
+            for (j, &t) in row.iter().enumerate() {
                 let (real_i, real_j) = (i >= bs, j >= bs);
                 if real_i != real_j {
-                    assert_eq!(row[j], 0.0, "no target across the blocks ({i}, {j})");
+                    assert_eq!(t, 0.0, "no target across the blocks ({i}, {j})");
                 } else if real_i {
-                    assert_eq!(row[j] > 0.0, batch.captions[i] == batch.captions[j], "({i}, {j})");
+                    assert_eq!(t > 0.0, batch.captions[i] == batch.captions[j], "({i}, {j})");
                 }
             }
         }

@@ -76,13 +76,13 @@ pub fn bpe_model_config(tok: &Tokenizer) -> ClipConfig {
 /// The text side of a pretraining run: the world's words, or a CLIP BPE.
 enum Vocab {
     Words(WordVocab),
-    Bpe(Tokenizer),
+    Bpe(Box<Tokenizer>),
 }
 
 impl Vocab {
     fn new(cfg: &PretrainConfig) -> Result<Self> {
         Ok(match &cfg.tokenizer {
-            Some(dir) => Vocab::Bpe(Tokenizer::from_hf_dir(dir)?),
+            Some(dir) => Vocab::Bpe(Box::new(Tokenizer::from_hf_dir(dir)?)),
             None => Vocab::Words(WordVocab::new()),
         })
     }
