@@ -222,8 +222,7 @@ pub fn pretrain(
 ) -> Result<PretrainRecord> {
     let start = Instant::now();
     let run = run_steps(cfg, cfg.steps, threads, progress)?;
-    let model_cfg = Vocab::new(cfg)?.model_config();
-    crate::import::save_clip_dir(out, &model_cfg, &ClipLayout::new(&model_cfg), &run.params)?;
+    crate::import::save_clip_dir(out, &run.config, &ClipLayout::new(&run.config), &run.params)?;
     if let Some(dir) = &cfg.tokenizer {
         for f in ["vocab.json", "merges.txt"] {
             std::fs::copy(dir.join(f), out.join(f)).with_context(|| format!("copying {}", dir.join(f).display()))?;
@@ -253,6 +252,8 @@ pub fn pretrain_prefix(cfg: &PretrainConfig, stop: usize, threads: usize) -> Res
 }
 
 struct Pretrained {
+    /// The model config the run trained (its vocabulary follows `--tokenizer`).
+    config: ClipConfig,
     params: Vec<f32>,
     last_loss: f64,
     logit_scale: f64,
@@ -322,5 +323,5 @@ fn run_steps(cfg: &PretrainConfig, stop: usize, threads: usize, progress: &mut P
     }
     be.read(clip.params(), &mut params)?;
     be.read(clip.logit_scale(), &mut ls)?;
-    Ok(Pretrained { params, last_loss: last, logit_scale: ls[0] as f64, check_sha256 })
+    Ok(Pretrained { config: model_cfg, params, last_loss: last, logit_scale: ls[0] as f64, check_sha256 })
 }
