@@ -104,6 +104,40 @@ impl Gemm {
     }
 }
 
+/// How a GPU backend runs the towers' GEMMs (those marked [`Gemm::low_precision`]); the CPU
+/// backend computes every GEMM in its element type. Master weights, optimiser state,
+/// normalisation, the similarity GEMMs and the losses stay f32 in every mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// Every GEMM in f32, no TF32: the verification mode.
+    Fp32,
+    /// The backend rounds both operands to bf16 (a pass over each), then multiplies them with
+    /// f32 accumulation.
+    Bf16,
+    /// f32 operands handed to the GEMM library in a mode that may round them to bf16 (or TF32)
+    /// inside the GEMM (cuBLAS `CUBLAS_COMPUTE_32F_FAST_16BF`): no rounding passes, and at least
+    /// bf16's accuracy.
+    FastBf16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Bf16, Precision::FastBf16];
+
+    /// The name in `--device cuda:N:<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+            Precision::FastBf16 => "fast-bf16",
+        }
+    }
+
+    /// The mode called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
 /// `rows` independent rows of `c` elements.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rows {

@@ -9,7 +9,8 @@
 //!
 //! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
-//! bf16 and accumulates in f32. Master weights, optimiser state, normalisation, the similarity
+//! bf16 with a kernel and accumulates in f32; [`Precision::FastBf16`] passes the f32 operands to
+//! cuBLAS with `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master weights, optimiser state, normalisation, the similarity
 //! GEMMs and every loss kernel stay f32 in both modes.
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,20 +19,13 @@ use std::time::Instant;
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{result, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use mulki_core::backend::{
-    check_ids, AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Rows, WeightRule,
+    check_ids, AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Precision, Rows, WeightRule,
 };
 use mulki_core::clip::config::HiddenAct;
 use mulki_core::Error;
 
 use crate::error::CudaError;
 use crate::kernels::Kernels;
-
-/// GEMM precision of the towers (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Precision {
-    Fp32,
-    Bf16,
-}
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -91,6 +85,21 @@ fn cublas(call: &'static str) -> impl FnOnce(cudarc::cublas::result::CublasError
 fn elem_cfg(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(ELEM_THREADS as usize).clamp(1, 1 << 20) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// Largest grid y dimension CUDA allows.
+const MAX_GRID_Y: usize = 65535;
+
+/// A [rows, cols] table: one thread per column, one block row per table row (kernels stride
+/// over rows beyond the grid's y limit).
+fn table_cfg(rows: usize, cols: usize) -> LaunchConfig {
+    // An empty table gets an empty grid, which `launch!` skips.
+    let grid_dim = if rows == 0 || cols == 0 {
+        (0, 0, 1)
+    } else {
+        (cols.div_ceil(ELEM_THREADS as usize) as u32, rows.min(MAX_GRID_Y) as u32, 1)
+    };
+    LaunchConfig { grid_dim, block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
 }
 
 fn row_cfg(rows: usize, c: usize) -> LaunchConfig {
@@ -314,13 +323,15 @@ impl CudaBackend {
             return Ok(());
         }
         let (na, nb, _) = gemm_extents(d);
-        let low = self.precision == Precision::Bf16 && d.low_precision;
-        let ty = if low {
-            pa = self.round_to_bf16(0, pa, na)?;
-            pb = self.round_to_bf16(1, pb, nb)?;
-            blas_sys::cudaDataType::CUDA_R_16BF
-        } else {
-            blas_sys::cudaDataType::CUDA_R_32F
+        use blas_sys::{cublasComputeType_t as Compute, cudaDataType::*};
+        let (ty, compute, label) = match (self.precision, d.low_precision) {
+            (Precision::Bf16, true) => {
+                pa = self.round_to_bf16(0, pa, na)?;
+                pb = self.round_to_bf16(1, pb, nb)?;
+                (CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_bf16")
+            }
+            (Precision::FastBf16, true) => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F_FAST_16BF, "cublas_gemm_fast_bf16"),
+            _ => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_f32"),
         };
         // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
         let t = |x: bool| {
@@ -358,24 +369,24 @@ impl CudaBackend {
                 d.stride_a as i64,
                 &beta as *const f32 as *const _,
                 pc as *mut _,
-                blas_sys::cudaDataType::CUDA_R_32F,
+                CUDA_R_32F,
                 ldc,
                 d.stride_c as i64,
                 batch,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                compute,
                 blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
             )
         }
         .map_err(cublas("cublasGemmStridedBatchedEx"))?;
-        self.profile_end(if low { "cublas_gemm_bf16" } else { "cublas_gemm_f32" }, t0)
+        self.profile_end(label, t0)
     }
 
     /// Permutes packed qkv at `x` to head-major q, k, v in the `Heads` scratch; returns its base.
     fn heads_of(&mut self, op: &'static str, x: u64, d: Attn) -> Result<u64, Error> {
-        let n = 3 * d.b * d.t * d.nh * d.hs;
-        let heads = self.scratch(Slot::Heads, n)?;
+        let heads = self.scratch(Slot::Heads, 3 * d.b * d.t * d.nh * d.hs)?;
         let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
-        launch!(self, "qkv_to_heads_f32", elem_cfg(n), heads, x, b, t, nh, hs, n as i64)?;
+        let cfg = table_cfg(d.b * d.t, 3 * d.nh * d.hs);
+        launch!(self, "qkv_to_heads_f32", cfg, heads, x, b, t, nh, hs)?;
         Ok(heads)
     }
 
@@ -476,9 +487,11 @@ impl Backend for CudaBackend {
     }
 
     fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {
+        let op = "broadcast_add_forward";
         let (inner, n) = (d.inner * d.c, d.outer * d.inner * d.c);
-        let ([o], [a]) = self.ptrs("broadcast_add_forward", [(out, n)], [(add, inner)])?;
-        launch!(self, "broadcast_add_f32", elem_cfg(n), o, a, inner as i64, n as i64)
+        let ([o], [a]) = self.ptrs(op, [(out, n)], [(add, inner)])?;
+        let cfg = table_cfg(d.outer, inner);
+        launch!(self, "broadcast_add_f32", cfg, o, a, i32_of(op, inner)?, d.outer as i64)
     }
 
     fn broadcast_add_backward(&mut self, dadd: Buf, dout: Buf, d: Bcast) -> Result<(), Error> {
@@ -541,8 +554,9 @@ impl Backend for CudaBackend {
         launch!(self, "attention_softmax_f32", row_cfg(d.b * d.nh * d.t, d.t), p, t, causal)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
         self.gemm_ptrs(oh, p, v, g.pv)?;
-        let (nh, hs) = (i32_of(op, d.nh)?, i32_of(op, d.hs)?);
-        launch!(self, "heads_rows_f32", elem_cfg(btc), o, oh, t, nh, hs, 1i32, btc as i64)
+        let (b, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let rows = table_cfg(d.b * d.t, d.nh * d.hs);
+        launch!(self, "heads_rows_f32", rows, o, oh, b, t, nh, hs, 1i32)
     }
 
     fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
@@ -551,9 +565,10 @@ impl Backend for CudaBackend {
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
         let heads = self.heads_of(op, x, d)?;
         let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
-        let (t, nh, hs) = (i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let doh = self.scratch(Slot::HeadRows, btc)?;
-        launch!(self, "heads_rows_f32", elem_cfg(btc), doh, dy, t, nh, hs, 0i32, btc as i64)?;
+        let rows = table_cfg(d.b * d.t, d.nh * d.hs);
+        launch!(self, "heads_rows_f32", rows, doh, dy, b, t, nh, hs, 0i32)?;
         let g = HeadGemms::new(d);
         let ds = self.scratch(Slot::Temp, bhtt)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
@@ -564,8 +579,8 @@ impl Backend for CudaBackend {
         self.gemm_ptrs(dq, ds, k, g.pv)?;
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
-        let b = i32_of(op, d.b)?;
-        launch!(self, "heads_to_qkv_add_f32", elem_cfg(3 * btc), dx, grads, b, t, nh, hs, 3 * btc as i64)
+        let cfg = table_cfg(d.b * d.t, 3 * d.nh * d.hs);
+        launch!(self, "heads_to_qkv_add_f32", cfg, dx, grads, b, t, nh, hs)
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {

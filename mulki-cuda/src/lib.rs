@@ -20,6 +20,7 @@ pub mod error;
 pub mod kernels;
 pub mod probe;
 
-pub use backend::{CudaBackend, Precision};
+pub use backend::CudaBackend;
 pub use error::{CudaError, CudaLibrary};
+pub use mulki_core::backend::Precision;
 pub use probe::{probe, Device, DeviceInfo};

@@ -24,5 +24,10 @@ echo "== probe"; timeout 60 carry/probe --nocapture
 echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
 echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
 echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
-echo "== bench"; timeout 200 python bench/gpu_step.py --mulki carry/mulki --profile --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench.json"
+# Both bf16 modes: operands rounded by mulki's kernel (the default) and rounded inside cuBLAS.
+for precision in bf16 fast-bf16; do
+    echo "== bench $precision"
+    timeout 200 python bench/gpu_step.py --mulki carry/mulki --device "cuda:0:$precision" --profile \
+        --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-$precision.json"
+done
 date -u

@@ -7,54 +7,42 @@
 // Backward: dP = dO·vᵀ, dS = P ⊙ (dP − ⟨P, dP⟩_row)/√hs in place, dq = dS·k, dk = dSᵀ·q,
 //           dv = Pᵀ·dO (GEMMs), then dqkv += the three permuted back.
 
-// Index of element (which, bi, h, i, d) of packed qkv [b, t, 3, nh, hs].
-__device__ __forceinline__ long long packed_at(int which, long long bi, int h, long long i, int d, int t, int nh,
-                                                int hs) {
-    long long c = (long long)nh * hs;
-    return (bi * t + i) * 3 * c + which * c + (long long)h * hs + d;
-}
+// The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
+// packed side and one thread per column: reads and writes are contiguous runs of hs, and the index
+// arithmetic is 32-bit per element (64-bit division per element made them compute-bound).
 
-// dst [3, b, nh, t, hs] = qkv [b, t, 3, nh, hs]; n = 3·b·t·nh·hs, loop over dst order.
-extern "C" __global__ void qkv_to_heads_f32(float* dst, const float* qkv, int b, int t, int nh, int hs,
-                                            long long n) {
-    FOR_EACH(e, n) {
-        int d = (int)(e % hs);
-        long long r = e / hs;
-        long long i = r % t;
-        r /= t;
-        int h = (int)(r % nh);
-        r /= nh;
-        long long bi = r % b;
-        int which = (int)(r / b);
-        dst[e] = qkv[packed_at(which, bi, h, i, d, t, nh, hs)];
+// dst [3, b, nh, t, hs] = qkv [b, t, 3, nh, hs]; rows = b·t.
+extern "C" __global__ void qkv_to_heads_f32(float* dst, const float* qkv, int b, int t, int nh, int hs) {
+    int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= 3 * c) return;
+    int which = col / c, h = (col % c) / hs, d = col % hs;
+    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
+        long long bi = row / t, i = row % t;
+        dst[(((long long)which * b + bi) * nh + h) * t * hs + i * hs + d] = qkv[row * 3 * c + col];
     }
 }
 
-// dqkv [b, t, 3, nh, hs] += src [3, b, nh, t, hs]; loop over dqkv order (coalesced writes).
-extern "C" __global__ void heads_to_qkv_add_f32(float* dqkv, const float* src, int b, int t, int nh, int hs,
-                                                long long n) {
-    long long c = (long long)nh * hs;
-    FOR_EACH(e, n) {
-        long long row = e / (3 * c);
-        int col = (int)(e % (3 * c));
-        int which = (int)(col / c), h = (int)((col % c) / hs), d = (int)(col % hs);
+// dqkv [b, t, 3, nh, hs] += src [3, b, nh, t, hs]; rows = b·t.
+extern "C" __global__ void heads_to_qkv_add_f32(float* dqkv, const float* src, int b, int t, int nh, int hs) {
+    int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= 3 * c) return;
+    int which = col / c, h = (col % c) / hs, d = col % hs;
+    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
         long long bi = row / t, i = row % t;
-        dqkv[e] += src[(((long long)which * b + bi) * nh + h) * t * hs + i * hs + d];
+        dqkv[row * 3 * c + col] += src[(((long long)which * b + bi) * nh + h) * t * hs + i * hs + d];
     }
 }
 
 // to_rows = 1: dst [b, t, nh·hs] = src [b, nh, t, hs]; to_rows = 0: the inverse permutation.
-// n = b·t·nh·hs, loop over the [b, t, c] order.
-extern "C" __global__ void heads_rows_f32(float* dst, const float* src, int t, int nh, int hs, int to_rows,
-                                          long long n) {
-    long long c = (long long)nh * hs;
-    FOR_EACH(e, n) {
-        long long row = e / c;
-        int col = (int)(e % c), h = col / hs, d = col % hs;
+extern "C" __global__ void heads_rows_f32(float* dst, const float* src, int b, int t, int nh, int hs, int to_rows) {
+    int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
+    if (col >= c) return;
+    int h = col / hs, d = col % hs;
+    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
         long long bi = row / t, i = row % t;
         long long head = ((bi * nh + h) * t + i) * hs + d;
-        if (to_rows) dst[e] = src[head];
-        else dst[head] = src[e];
+        if (to_rows) dst[row * c + col] = src[head];
+        else dst[head] = src[row * c + col];
     }
 }
 

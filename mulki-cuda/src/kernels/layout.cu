@@ -65,7 +65,10 @@ extern "C" __global__ void vision_embed_backward_patches_f32(float* dpatch_out, 
     }
 }
 
-// out[o, :] += add[:] with add of `inner` elements (bias, position embeddings).
-extern "C" __global__ void broadcast_add_f32(float* out, const float* add, long long inner, long long n) {
-    FOR_EACH(i, n) out[i] += add[i % inner];
+// out[o, :] += add[:] with add of `inner` elements (bias, position embeddings): one block row per
+// outer index (striding by gridDim.y), so no division per element.
+extern "C" __global__ void broadcast_add_f32(float* out, const float* add, int inner, long long outer) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= inner) return;
+    for (long long o = blockIdx.y; o < outer; o += gridDim.y) out[o * inner + j] += add[j];
 }

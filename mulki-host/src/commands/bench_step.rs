@@ -160,8 +160,8 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                 measure(be, args, k, &cfg, &theta0)?.2
             }
             #[cfg(feature = "cuda")]
-            Device::Cuda { ordinal, bf16 } => {
-                let be = crate::run::device::cuda_backend(ordinal, bf16)?;
+            Device::Cuda { ordinal, precision } => {
+                let be = crate::run::device::cuda_backend(ordinal, precision)?;
                 let (mut tr, mut data, mut r) = measure(be, args, k, &cfg, &theta0)?;
                 if args.profile {
                     tr.be.set_profiling(true);

@@ -1,31 +1,32 @@
-//! `--device`: which backend runs a session. `cpu`, or `cuda[:N][:bf16|:fp32]` (GPU N, default
-//! 0; tower GEMMs in bf16 by default, `fp32` for verification runs).
+//! `--device`: which backend runs a session. `cpu`, or `cuda[:N][:bf16|:fast-bf16|:fp32]` (GPU N,
+//! default 0; tower GEMMs in bf16 by default, `fp32` for verification runs; see [`Precision`]).
 use anyhow::Result;
+use mulki_core::backend::Precision;
 
 /// A parsed `--device`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
-    Cuda { ordinal: usize, bf16: bool },
+    Cuda { ordinal: usize, precision: Precision },
 }
 
 impl Device {
     pub fn parse(s: &str) -> Result<Device> {
         let mut parts = s.split(':');
-        let bad = || anyhow::anyhow!("device `{s}`: expected `cpu` or `cuda[:N][:bf16|:fp32]`, e.g. `cuda:0`");
+        let bad =
+            || anyhow::anyhow!("device `{s}`: expected `cpu` or `cuda[:N][:bf16|:fast-bf16|:fp32]`, e.g. `cuda:0`");
         match parts.next() {
             Some("cpu") if parts.next().is_none() => Ok(Device::Cpu),
             Some("cuda") => {
-                let (mut ordinal, mut bf16) = (0, true);
+                let (mut ordinal, mut precision) = (0, Precision::Bf16);
                 for (i, p) in parts.enumerate() {
-                    match (i, p) {
-                        (0, n) if n.parse::<usize>().is_ok() => ordinal = n.parse().map_err(|_| bad())?,
-                        (0 | 1, "bf16") => bf16 = true,
-                        (0 | 1, "fp32") => bf16 = false,
+                    match (i, p, Precision::from_name(p)) {
+                        (0, n, _) if n.parse::<usize>().is_ok() => ordinal = n.parse().map_err(|_| bad())?,
+                        (0 | 1, _, Some(named)) => precision = named,
                         _ => return Err(bad()),
                     }
                 }
-                Ok(Device::Cuda { ordinal, bf16 })
+                Ok(Device::Cuda { ordinal, precision })
             }
             _ => Err(bad()),
         }
@@ -35,7 +36,7 @@ impl Device {
     pub fn label(self) -> String {
         match self {
             Device::Cpu => "cpu".into(),
-            Device::Cuda { ordinal, bf16 } => format!("cuda:{ordinal}:{}", if bf16 { "bf16" } else { "fp32" }),
+            Device::Cuda { ordinal, precision } => format!("cuda:{ordinal}:{}", precision.name()),
         }
     }
 
@@ -51,10 +52,9 @@ impl Device {
     }
 }
 
-/// The CUDA backend of `--device cuda:ORDINAL[:bf16|:fp32]`.
+/// The CUDA backend of `--device cuda:ORDINAL[:PRECISION]`.
 #[cfg(feature = "cuda")]
-pub fn cuda_backend(ordinal: usize, bf16: bool) -> Result<mulki_cuda::CudaBackend> {
-    let precision = if bf16 { mulki_cuda::Precision::Bf16 } else { mulki_cuda::Precision::Fp32 };
+pub fn cuda_backend(ordinal: usize, precision: Precision) -> Result<mulki_cuda::CudaBackend> {
     Ok(mulki_cuda::CudaBackend::new(ordinal, precision)?)
 }
 
@@ -69,8 +69,8 @@ macro_rules! with_backend {
                 $body
             }
             #[cfg(feature = "cuda")]
-            $crate::run::device::Device::Cuda { ordinal, bf16 } => {
-                let $be = $crate::run::device::cuda_backend(ordinal, bf16)?;
+            $crate::run::device::Device::Cuda { ordinal, precision } => {
+                let $be = $crate::run::device::cuda_backend(ordinal, precision)?;
                 $body
             }
             #[cfg(not(feature = "cuda"))]
@@ -83,15 +83,20 @@ macro_rules! with_backend {
 
 #[cfg(test)]
 mod tests {
-    use super::Device;
+    use super::{Device, Precision};
 
     #[test]
     fn parses_every_form_and_rejects_the_rest() {
         assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
-        assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda { ordinal: 0, bf16: true });
-        assert_eq!(Device::parse("cuda:1").unwrap(), Device::Cuda { ordinal: 1, bf16: true });
-        assert_eq!(Device::parse("cuda:fp32").unwrap(), Device::Cuda { ordinal: 0, bf16: false });
-        assert_eq!(Device::parse("cuda:2:fp32").unwrap(), Device::Cuda { ordinal: 2, bf16: false });
+        let cuda = |ordinal, precision| Device::Cuda { ordinal, precision };
+        assert_eq!(Device::parse("cuda").unwrap(), cuda(0, Precision::Bf16));
+        assert_eq!(Device::parse("cuda:1").unwrap(), cuda(1, Precision::Bf16));
+        assert_eq!(Device::parse("cuda:fp32").unwrap(), cuda(0, Precision::Fp32));
+        assert_eq!(Device::parse("cuda:2:fp32").unwrap(), cuda(2, Precision::Fp32));
+        assert_eq!(Device::parse("cuda:3:fast-bf16").unwrap(), cuda(3, Precision::FastBf16));
+        for p in Precision::ALL {
+            assert_eq!(Device::parse(&cuda(4, p).label()).unwrap(), cuda(4, p), "label of {p:?} parses back");
+        }
         for bad in ["", "gpu", "cpu:0", "cuda:x", "cuda:0:fp16", "cuda:0:fp32:1", "cuda:fp32:0"] {
             let e = Device::parse(bad).unwrap_err().to_string();
             assert!(e.contains("cuda[:N]"), "{bad}: {e}");

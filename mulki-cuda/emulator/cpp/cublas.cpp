@@ -1,0 +1,108 @@
+// A stand-in for cuBLAS: the calls mulki's CUDA backend makes, computed on the CPU from the
+// column-major definitions in NVIDIA's cuBLAS documentation, with its argument checks.
+// Products accumulate in f64; operands of the fast bf16/tf32 compute types are rounded first,
+// as tensor cores see them.
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <vector>
+
+typedef int cublasStatus_t;
+enum : cublasStatus_t { OK = 0, NOT_INITIALIZED = 1, INVALID_VALUE = 7, NOT_SUPPORTED = 15 };
+enum { OP_N = 0, OP_T = 1, OP_C = 2 };
+enum { R_32F = 0, R_16BF = 14 };
+enum { COMPUTE_32F = 68, COMPUTE_32F_PEDANTIC = 69, COMPUTE_32F_FAST_16BF = 75, COMPUTE_32F_FAST_TF32 = 77 };
+
+#define API extern "C" __attribute__((visibility("default")))
+
+static int g_handle;
+
+API cublasStatus_t cublasCreate_v2(void** handle) {
+    *handle = &g_handle;
+    return OK;
+}
+API cublasStatus_t cublasDestroy_v2(void*) { return OK; }
+API cublasStatus_t cublasSetStream_v2(void*, void*) { return OK; }
+API cublasStatus_t cublasSetWorkspace_v2(void*, void*, size_t) { return OK; }
+API cublasStatus_t cublasSetMathMode(void*, int) { return OK; }
+
+static float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint32_t f32_to_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+// Keeps `keep` mantissa bits, rounding to nearest even (bf16: 7, tf32: 10).
+static float round_mantissa(float x, int keep) {
+    if (isnan(x)) return x;
+    uint32_t u = f32_to_bits(x);
+    int drop = 23 - keep;
+    uint32_t half = (1u << (drop - 1)) - 1 + ((u >> drop) & 1u);
+    return bits_to_f32(((u + half) >> drop) << drop);
+}
+
+static float load(const void* p, int type, long long i, int compute) {
+    float x = type == R_16BF ? bits_to_f32((uint32_t)((const uint16_t*)p)[i] << 16) : ((const float*)p)[i];
+    if (compute == COMPUTE_32F_FAST_16BF) x = round_mantissa(x, 7);
+    if (compute == COMPUTE_32F_FAST_TF32) x = round_mantissa(x, 10);
+    return x;
+}
+
+API cublasStatus_t cublasGemmStridedBatchedEx(void* handle, int transa, int transb, int m, int n, int k,
+                                              const void* alpha, const void* A, int atype, int lda,
+                                              long long stride_a, const void* B, int btype, int ldb,
+                                              long long stride_b, const void* beta, void* C, int ctype, int ldc,
+                                              long long stride_c, int batch, int compute, int) {
+    if (handle != &g_handle) return NOT_INITIALIZED;
+    bool ta = transa != OP_N, tb = transb != OP_N;
+    int a_rows = ta ? k : m, b_rows = tb ? n : k;
+    if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (a_rows > 1 ? a_rows : 1) ||
+        ldb < (b_rows > 1 ? b_rows : 1) || ldc < (m > 1 ? m : 1)) {
+        return INVALID_VALUE;
+    }
+    if ((atype != R_32F && atype != R_16BF) || btype != atype || ctype != R_32F) return NOT_SUPPORTED;
+    if (compute != COMPUTE_32F && compute != COMPUTE_32F_PEDANTIC && compute != COMPUTE_32F_FAST_16BF &&
+        compute != COMPUTE_32F_FAST_TF32) {
+        return NOT_SUPPORTED;
+    }
+    float al = *(const float*)alpha, be = *(const float*)beta;
+    // op(A) as rows of k and op(B) as columns of k, contiguous, so the dot products stream.
+    std::vector<float> a((size_t)m * k), b((size_t)n * k);
+    for (int bi = 0; bi < batch; bi++) {
+        for (int i = 0; i < m; i++) {
+            for (int p = 0; p < k; p++) {
+                a[(size_t)i * k + p] = load(A, atype, bi * stride_a + (ta ? p + (long long)i * lda : i + (long long)p * lda), compute);
+            }
+        }
+        for (int j = 0; j < n; j++) {
+            for (int p = 0; p < k; p++) {
+                b[(size_t)j * k + p] = load(B, btype, bi * stride_b + (tb ? j + (long long)p * ldb : p + (long long)j * ldb), compute);
+            }
+        }
+        float* c = (float*)C + bi * stride_c;
+        for (int j = 0; j < n; j++) {
+            for (int i = 0; i < m; i++) {
+                const float *x = &a[(size_t)i * k], *y = &b[(size_t)j * k];
+                // Four partial sums: independent chains the compiler can keep in flight.
+                double part[4] = {0.0, 0.0, 0.0, 0.0};
+                int p = 0;
+                for (; p + 4 <= k; p += 4) {
+                    for (int q = 0; q < 4; q++) part[q] += (double)x[p + q] * y[p + q];
+                }
+                for (; p < k; p++) part[0] += (double)x[p] * y[p];
+                double s = (part[0] + part[1]) + (part[2] + part[3]);
+                float* out = c + i + (long long)j * ldc;
+                // beta = 0: C is not read (it may hold NaN), as cuBLAS documents.
+                *out = be == 0.0f ? (float)(al * s) : (float)(al * s + (double)be * *out);
+            }
+        }
+    }
+    return OK;
+}

@@ -1,0 +1,41 @@
+// Compiles mulki's header-free CUDA C++ kernels as host C++ (see emulator.cpp).
+//
+// Built-in variables are globals that the scheduler sets before it resumes a thread; `__shared__`
+// variables are function statics, shared by all threads of the one block that runs at a time;
+// `__syncthreads` and warp shuffles suspend the calling thread until every thread of the block
+// has reached the same point.
+#pragma once
+#include <math.h>
+#include <string.h>
+
+struct emu_dim3 {
+    unsigned int x, y, z;
+};
+extern emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __shared__ static
+
+void emu_sync_block();
+float emu_shfl_xor(float v, int lane_mask);
+
+inline void __syncthreads() { emu_sync_block(); }
+inline float __shfl_xor_sync(unsigned int, float v, int lane_mask) { return emu_shfl_xor(v, lane_mask); }
+
+inline float __int_as_float(int i) {
+    float f;
+    memcpy(&f, &i, sizeof f);
+    return f;
+}
+inline unsigned int __float_as_uint(float f) {
+    unsigned int u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+inline double __longlong_as_double(long long i) {
+    double d;
+    memcpy(&d, &i, sizeof d);
+    return d;
+}

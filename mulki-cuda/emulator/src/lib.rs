@@ -1,0 +1,46 @@
+//! Runs mulki's CUDA backend on the CPU, for tests on machines without a GPU.
+//!
+//! [`install`] loads three stand-in libraries built from `cpp/`: a CUDA driver that executes the
+//! kernels' CUDA C++ compiled as C++ (blocks one after another, a block's threads as fibers that
+//! meet at `__syncthreads` and warp shuffles), cuBLAS's strided batched GEMM from its
+//! column-major definition, and an NVRTC that compiles nothing. They are loaded under the
+//! SONAMEs cudarc opens first (`libcuda.so`, `libcublas.so`, `libnvrtc.so`), so every later
+//! `dlopen` by cudarc in this process gets them: `CudaBackend` then runs unchanged, the backend
+//! code under test is the code that runs on a GPU.
+//!
+//! What it checks: kernel index arithmetic and reductions, launch configurations and argument
+//! order, cuBLAS leading dimensions, strides and transposes (with cuBLAS's argument checks),
+//! scratch management, and out-of-bounds writes (guard bytes around every allocation, checked at
+//! each synchronisation). What it cannot: speed, races between blocks that a GPU runs at the
+//! same time, and the GPU's own rounding of `expf` and friends (the tests' tolerances cover the
+//! last).
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The libraries in load order (the driver first).
+const LIBRARIES: [&str; 3] = ["libcuda.so", "libcublas.so", "libnvrtc.so"];
+
+/// Loads the stand-in libraries into this process (once; later calls return the first result).
+/// Must run before anything opens the real CUDA libraries in the process.
+pub fn install() -> Result<(), String> {
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            for name in LIBRARIES {
+                let path = PathBuf::from(env!("OUT_DIR")).join(name);
+                // SAFETY: these are our own libraries with no initialisers; RTLD_GLOBAL makes
+                // their SONAMEs match cudarc's later dlopen calls by name.
+                let lib = unsafe {
+                    libloading::os::unix::Library::open(
+                        Some(&path),
+                        libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                    )
+                }
+                .map_err(|e| format!("load the CUDA emulator's {}: {e}", path.display()))?;
+                // Stays loaded for the life of the process, as a real driver would.
+                std::mem::forget(lib);
+            }
+            Ok(())
+        })
+        .clone()
+}

@@ -1,0 +1,19 @@
+//! The CUDA suite (`cuda/suite.rs`) on the CPU: the unchanged CUDA backend over the stand-in
+//! CUDA libraries of `mulki-cuda-emulator`, so kernels, launch configurations and cuBLAS
+//! arguments are checked on every machine, with or without a GPU.
+use mulki_cuda::{CudaBackend, Precision};
+
+#[path = "cuda/suite.rs"]
+mod suite;
+
+/// The CUDA backend on the emulated device; the emulator must always work.
+fn backend(precision: Precision) -> Option<CudaBackend> {
+    mulki_cuda_emulator::install().unwrap_or_else(|e| panic!("{e}"));
+    let be = CudaBackend::new(0, precision).unwrap_or_else(|e| panic!("the CUDA backend on the emulator: {e}"));
+    assert!(be.device_name().contains("emulator"), "the real CUDA driver was loaded: {}", be.device_name());
+    Some(be)
+}
+
+/// Steps of the bf16 loss-curve test: an emulated step takes about half a minute, so 5 here; the
+/// GPU binary runs 20.
+const CURVE_STEPS: usize = 5;
