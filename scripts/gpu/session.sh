@@ -2,12 +2,9 @@
 # One GPU session: records the machine and its CUDA libraries, runs the CUDA test suite, the
 # end-to-end run and the benchmark against PyTorch, with every log written to $OUT.
 #
-# Run from the repository root on a GPU machine that has no Rust toolchain, after building on
-# another machine and copying into carry/ (an ignored folder):
-#   cargo build --release -p mulki-host                      -> carry/mulki
-#   cargo test -p mulki-tests --test cuda --no-run           -> carry/cuda-tests
-#   cargo test -p mulki-cuda --no-run                        -> carry/kernels-compile, carry/probe
-# (the test binaries' paths are printed by `--message-format=json`; `strip` them to save space).
+# Run from the repository root on a GPU machine that has no Rust toolchain, after
+# scripts/gpu/build-carry.sh has built the binaries into carry/ (an ignored folder) on another
+# machine and put this script there as carry/run.sh.
 set -u
 export MULKI_REPO=$PWD
 OUT=${OUT:-/tmp/mulki-gpu-session}

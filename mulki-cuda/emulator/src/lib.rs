@@ -14,14 +14,28 @@
 //! each synchronisation). What it cannot: speed, races between blocks that a GPU runs at the
 //! same time, and the GPU's own rounding of `expf` and friends (the tests' tolerances cover the
 //! last).
+#[cfg(emulator)]
 use std::path::PathBuf;
+#[cfg(emulator)]
 use std::sync::OnceLock;
 
 /// The libraries in load order (the driver first).
+#[cfg(emulator)]
 const LIBRARIES: [&str; 3] = ["libcuda.so", "libcublas.so", "libnvrtc.so"];
+
+/// Whether this platform has the emulator (Linux: the stand-ins are ELF shared objects).
+pub const SUPPORTED: bool = cfg!(emulator);
 
 /// Loads the stand-in libraries into this process (once; later calls return the first result).
 /// Must run before anything opens the real CUDA libraries in the process.
+#[cfg(not(emulator))]
+pub fn install() -> Result<(), String> {
+    Err("the CUDA emulator runs on Linux only".into())
+}
+
+/// Loads the stand-in libraries into this process (once; later calls return the first result).
+/// Must run before anything opens the real CUDA libraries in the process.
+#[cfg(emulator)]
 pub fn install() -> Result<(), String> {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
