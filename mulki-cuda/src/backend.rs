@@ -102,6 +102,15 @@ fn table_cfg(rows: usize, cols: usize) -> LaunchConfig {
     LaunchConfig { grid_dim, block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
 }
 
+/// Rows per block of the warp-per-row kernels (`WARP_ROWS` in kernels/attention.cu).
+const WARP_ROWS: usize = 8;
+
+/// One warp per row, [`WARP_ROWS`] rows per block.
+fn warp_rows_cfg(rows: usize) -> LaunchConfig {
+    let blocks = rows.div_ceil(WARP_ROWS) as u32;
+    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * WARP_ROWS as u32, 1, 1), shared_mem_bytes: 0 }
+}
+
 fn row_cfg(rows: usize, c: usize) -> LaunchConfig {
     let threads = (c.div_ceil(32) * 32).clamp(32, ROW_THREADS as usize) as u32;
     LaunchConfig { grid_dim: (rows as u32, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
@@ -551,7 +560,8 @@ impl Backend for CudaBackend {
         let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
         self.gemm_ptrs(p, q, k, g.scores)?;
         let (t, causal) = (i32_of(op, d.t)?, d.causal as i32);
-        launch!(self, "attention_softmax_f32", row_cfg(d.b * d.nh * d.t, d.t), p, t, causal)?;
+        let rows = d.b * d.nh * d.t;
+        launch!(self, "attention_softmax_f32", warp_rows_cfg(rows), p, t, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
         self.gemm_ptrs(oh, p, v, g.pv)?;
         let (b, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
@@ -573,7 +583,8 @@ impl Backend for CudaBackend {
         let ds = self.scratch(Slot::Temp, bhtt)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
-        launch!(self, "attention_softmax_backward_f32", row_cfg(d.b * d.nh * d.t, d.t), ds, p, t, scale)?;
+        let rows = d.b * d.nh * d.t;
+        launch!(self, "attention_softmax_backward_f32", warp_rows_cfg(rows), ds, p, t, scale, rows as i64)?;
         let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
         let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
         self.gemm_ptrs(dq, ds, k, g.pv)?;

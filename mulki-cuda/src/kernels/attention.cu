@@ -46,27 +46,35 @@ extern "C" __global__ void heads_rows_f32(float* dst, const float* src, int b, i
     }
 }
 
+// The softmax kernels run one warp per row (t is at most a few hundred keys): warp-level
+// reductions only, no __syncthreads, WARP_ROWS rows per block. `rows` = b·nh·t.
+#define WARP_ROWS 8
+
 // In place over rows of `t` scores (row r is query r % t): P = softmax(S [+ causal mask]).
-extern "C" __global__ void attention_softmax_f32(float* s, int t, int causal) {
-    long long r = blockIdx.x;
-    int i = (int)(r % t), keys = causal ? i + 1 : t;
+extern "C" __global__ void attention_softmax_f32(float* s, int t, int causal, long long rows) {
+    long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
+    if (r >= rows) return;  // the whole warp: a row is never split
+    int lane = threadIdx.x & 31, i = (int)(r % t), keys = causal ? i + 1 : t;
     float* x = s + r * t;
     float m = -INF_F;
-    for (int j = threadIdx.x; j < keys; j += blockDim.x) m = fmaxf(m, x[j]);
-    m = block_max(m);
+    for (int j = lane; j < keys; j += 32) m = fmaxf(m, x[j]);
+    m = warp_max(m);
     float sum = 0.0f;
-    for (int j = threadIdx.x; j < keys; j += blockDim.x) sum += expf(x[j] - m);
-    sum = block_sum(sum);
-    for (int j = threadIdx.x; j < t; j += blockDim.x) x[j] = j < keys ? expf(x[j] - m) / sum : 0.0f;
+    for (int j = lane; j < keys; j += 32) sum += expf(x[j] - m);
+    sum = warp_sum(sum);
+    for (int j = lane; j < t; j += 32) x[j] = j < keys ? expf(x[j] - m) / sum : 0.0f;
 }
 
 // In place: ds holds dP on entry, P ⊙ (dP − ⟨P, dP⟩)·scale on exit (0 where P is masked).
-extern "C" __global__ void attention_softmax_backward_f32(float* ds, const float* p, int t, float scale) {
-    long long r = blockIdx.x;
+extern "C" __global__ void attention_softmax_backward_f32(float* ds, const float* p, int t, float scale,
+                                                          long long rows) {
+    long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
+    if (r >= rows) return;
+    int lane = threadIdx.x & 31;
     float* g = ds + r * t;
     const float* y = p + r * t;
     float s = 0.0f;
-    for (int j = threadIdx.x; j < t; j += blockDim.x) s += y[j] * g[j];
-    s = block_sum(s);
-    for (int j = threadIdx.x; j < t; j += blockDim.x) g[j] = y[j] * (g[j] - s) * scale;
+    for (int j = lane; j < t; j += 32) s += y[j] * g[j];
+    s = warp_sum(s);
+    for (int j = lane; j < t; j += 32) g[j] = y[j] * (g[j] - s) * scale;
 }
