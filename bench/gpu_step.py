@@ -5,7 +5,8 @@ teachers) and `bench/torch_mulki_step.py --json` (the same step in PyTorch eager
 autocast) for each K at the same batch and prompt length, then prints, per K: images/s of each,
 their ratio (mulki / PyTorch), model FLOP utilisation of each against the measured dense bf16
 matmul peak and the spec sheet's (FLOPs from bench/flops.py, the same formula for both), and
-memory. With --profile, mulki's per-kernel breakdown (each launch synchronised) follows.
+memory. With --profile, mulki's per-kernel breakdown (GPU time between CUDA events around each
+launch, read in batches) follows.
 
   python bench/gpu_step.py --mulki ./mulki --classes 100 397 --batch 64 --text-len 77
 """
@@ -88,7 +89,7 @@ def main():
     for m in ours:
         if m.get("profile"):
             total = sum(p[2] for p in m["profile"])
-            print(f"mulki K={m['classes']}: per-kernel time over {m['steps']} steps, each launch synchronised "
+            print(f"mulki K={m['classes']}: per-kernel GPU time over {m['steps']} steps, from events around each launch "
                   f"({1e3 * total / m['steps']:.1f} ms/step in kernels):")
             for name, calls, sec in m["profile"][:25]:
                 print(f"  {name:<36} {calls:>7} calls {1e3 * sec / m['steps']:>9.2f} ms/step {100 * sec / total:>5.1f}%")

@@ -14,10 +14,9 @@
 //! GEMMs and every loss kernel stay f32 in both modes.
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use cudarc::driver::{result, CudaContext, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{result, CudaContext, CudaEvent, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg};
 use mulki_core::backend::{
     check_ids, AdamW, ArenaId, Attn, Backend, Bcast, Buf, Ce, Gemm, IdxBuf, Patches, Precision, Rows, WeightRule,
 };
@@ -70,8 +69,33 @@ pub struct CudaBackend {
     scratch: [Option<Arena<f32>>; 5],
     bf16: [Option<Arena<u16>>; 2],
     groups: Option<Arena<u32>>,
-    /// Per-kernel (calls, seconds) when profiling (see [`CudaBackend::set_profiling`]).
-    profile: Option<HashMap<&'static str, (u64, f64)>>,
+    /// Per-kernel timing, when on (see [`CudaBackend::set_profiling`]).
+    profile: Option<Profiler>,
+}
+
+/// Events a profiler holds before it reads them (two per launch).
+const PROFILE_EVENTS: usize = 4096;
+
+/// Per-kernel GPU time from CUDA events recorded around each launch.
+#[derive(Default)]
+struct Profiler {
+    /// Per kernel: (calls, seconds).
+    totals: HashMap<&'static str, (u64, f64)>,
+    /// Launches whose events are not read yet: launch k owns events 2k (start) and 2k + 1 (end).
+    pending: Vec<&'static str>,
+    /// Timing events, created on first need and reused after each read.
+    events: Vec<CudaEvent>,
+}
+
+impl Profiler {
+    /// Records event `i` (creating it the first time) on the stream.
+    fn record(&mut self, ctx: &Arc<CudaContext>, stream: &CudaStream, i: usize) -> Result<(), Error> {
+        while self.events.len() <= i {
+            let flags = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+            self.events.push(ctx.new_event(flags).map_err(driver("cuEventCreate"))?);
+        }
+        self.events[i].record(stream).map_err(driver("cuEventRecord"))
+    }
 }
 
 fn driver(call: &'static str) -> impl FnOnce(result::DriverError) -> Error {
@@ -177,33 +201,54 @@ impl CudaBackend {
         })
     }
 
-    /// Turns per-kernel timing on (each launch is then synchronised, so the whole run is
-    /// slower: use it for a breakdown, not for throughput) and clears earlier counts.
+    /// Turns per-kernel timing on (a pair of CUDA events around every launch, read in batches:
+    /// no synchronisation per launch, so the times are the kernels' own) and clears earlier
+    /// counts.
     pub fn set_profiling(&mut self, on: bool) {
-        self.profile = on.then(HashMap::new);
+        self.profile = on.then(Profiler::default);
     }
 
-    /// Per kernel: (name, calls, seconds), most time first.
-    pub fn profile(&self) -> Vec<(&'static str, u64, f64)> {
-        let mut v: Vec<_> = self.profile.iter().flatten().map(|(k, (n, s))| (*k, *n, *s)).collect();
+    /// Per kernel: (name, calls, seconds of GPU time), most time first.
+    pub fn profile(&mut self) -> Result<Vec<(&'static str, u64, f64)>, Error> {
+        self.flush_profile()?;
+        let mut v: Vec<_> = self.profile.iter().flat_map(|p| &p.totals).map(|(k, (n, s))| (*k, *n, *s)).collect();
         v.sort_by(|a, b| b.2.total_cmp(&a.2));
-        v
+        Ok(v)
     }
 
-    fn profile_start(&self) -> Result<Option<Instant>, Error> {
-        if self.profile.is_none() {
-            return Ok(None);
+    /// Records the start event of a launch when profiling; returns its index.
+    fn profile_start(&mut self) -> Result<Option<usize>, Error> {
+        let Some(p) = &self.profile else { return Ok(None) };
+        if 2 * p.pending.len() + 2 > PROFILE_EVENTS {
+            self.flush_profile()?;
+        }
+        let Some(p) = &mut self.profile else { return Ok(None) };
+        let i = 2 * p.pending.len();
+        p.record(&self.ctx, &self.stream, i)?;
+        Ok(Some(i))
+    }
+
+    fn profile_end(&mut self, name: &'static str, start: Option<usize>) -> Result<(), Error> {
+        if let (Some(i), Some(p)) = (start, &mut self.profile) {
+            p.record(&self.ctx, &self.stream, i + 1)?;
+            p.pending.push(name);
+        }
+        Ok(())
+    }
+
+    /// Reads every recorded event pair into the totals.
+    fn flush_profile(&mut self) -> Result<(), Error> {
+        if self.profile.as_ref().is_none_or(|p| p.pending.is_empty()) {
+            return Ok(());
         }
         self.synchronize()?;
-        Ok(Some(Instant::now()))
-    }
-
-    fn profile_end(&mut self, name: &'static str, t0: Option<Instant>) -> Result<(), Error> {
-        if let Some(t0) = t0 {
-            self.synchronize()?;
-            let e = self.profile.get_or_insert_with(HashMap::new).entry(name).or_insert((0, 0.0));
-            e.0 += 1;
-            e.1 += t0.elapsed().as_secs_f64();
+        if let Some(p) = &mut self.profile {
+            for (k, name) in p.pending.drain(..).enumerate() {
+                let ms = p.events[2 * k].elapsed_ms(&p.events[2 * k + 1]).map_err(driver("cuEventElapsedTime"))?;
+                let e = p.totals.entry(name).or_insert((0, 0.0));
+                e.0 += 1;
+                e.1 += f64::from(ms) / 1e3;
+            }
         }
         Ok(())
     }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <ucontext.h>
 
+#include <chrono>
+
 #include <map>
 #include <mutex>
 #include <vector>
@@ -434,6 +436,31 @@ API CUresult cuLaunchKernel(void* f, unsigned int gx, unsigned int gy, unsigned 
     if (g_kernel->sync_free == 0) g_kernel->sync_free = g_synced ? 1 : 2;
     return CUDA_SUCCESS;
 }
+
+// Events: launches run synchronously here, so an event is the host clock when it is recorded.
+struct Event {
+    double ms;
+};
+API CUresult cuEventCreate(void** ev, unsigned int) {
+    *ev = new Event{0.0};
+    return CUDA_SUCCESS;
+}
+API CUresult cuEventDestroy_v2(void* ev) {
+    delete (Event*)ev;
+    return CUDA_SUCCESS;
+}
+API CUresult cuEventRecord(void* ev, void*) {
+    auto now = std::chrono::steady_clock::now().time_since_epoch();
+    ((Event*)ev)->ms = std::chrono::duration<double, std::milli>(now).count();
+    return CUDA_SUCCESS;
+}
+API CUresult cuEventSynchronize(void*) { return CUDA_SUCCESS; }
+API CUresult cuEventQuery(void*) { return CUDA_SUCCESS; }
+API CUresult cuEventElapsedTime_v2(float* ms, void* start, void* end) {
+    *ms = (float)(((Event*)end)->ms - ((Event*)start)->ms);
+    return CUDA_SUCCESS;
+}
+API CUresult cuEventElapsedTime(float* ms, void* start, void* end) { return cuEventElapsedTime_v2(ms, start, end); }
 
 API CUresult cuGetErrorString(CUresult e, const char** s) {
     switch (e) {

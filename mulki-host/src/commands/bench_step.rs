@@ -169,7 +169,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     for s in first..first + args.steps {
                         tr.step(1, s, &mut data)?;
                     }
-                    r.profile = tr.be.profile().into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
+                    r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
                 }
                 r
             }

@@ -350,6 +350,28 @@ fn bf16_gemms_within_rounding(mut gpu: CudaBackend, precision: Precision) {
     }
 }
 
+#[test]
+fn profiling_counts_every_launch() {
+    let Some(mut gpu) = super::backend(Precision::Fp32) else { return };
+    let case = cases().into_iter().find(|c| c.name == "layer_norm_forward").unwrap();
+    let inputs = inputs_of(&case, 5);
+    gpu.set_profiling(true);
+    run_case(&mut gpu, &case, &inputs);
+    // more launches than the profiler holds events for, so its batches are read in between
+    let a = gpu.alloc(10).unwrap();
+    for _ in 0..3000 {
+        gpu.fill(Buf { arena: a, offset: 0, len: 10 }, 1.0).unwrap();
+    }
+    let profile = gpu.profile().unwrap();
+    println!("{profile:?}");
+    let calls = |name: &str| profile.iter().find(|p| p.0 == name).map(|p| (p.1, p.2));
+    let (ln, ln_s) = calls("layer_norm_forward_f32").expect("layer norm profiled");
+    let (fill, fill_s) = calls("fill_f32").expect("fill profiled");
+    assert_eq!((ln, fill), (1, 3000));
+    assert!(ln_s >= 0.0 && fill_s > 0.0, "times {ln_s} {fill_s}");
+    assert!(profile.iter().all(|p| matches!(p.0, "layer_norm_forward_f32" | "fill_f32")), "{profile:?}");
+}
+
 /// A Trainer on the shipped synthetic CLIP, task index 1 (two teachers), preset mulki, with the
 /// demo's knobs and learning rate `lr`.
 fn trainer<B: Backend<E = f32>>(be: B, lr: f64) -> (Trainer<B>, SynthSource) {
