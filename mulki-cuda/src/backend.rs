@@ -681,10 +681,14 @@ impl Backend for CudaBackend {
             return Ok(());
         }
         let table: Vec<u32> = dest.iter().chain(&start).chain(&order).copied().collect();
-        if self.groups.as_ref().is_none_or(|a| a.len < table.len()) {
+        // Sized for the worst case of the whole index arena (every row its own group), not for
+        // this call, so it does not grow when a later task has longer prompts or more distinct
+        // ids: device memory stays the same from task to task.
+        let room = 3 * self.idx_host.get(ids.arena as usize).map_or(0, Vec::len) + 1;
+        if self.groups.as_ref().is_none_or(|a| a.len < room) {
             self.synchronize()?;
             self.groups = None;
-            self.groups = Some(self.alloc_arena::<u32>(table.len())?);
+            self.groups = Some(self.alloc_arena::<u32>(room)?);
         }
         let base = self.groups.as_ref().map_or(0, |a| a.base);
         // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier users.

@@ -5,17 +5,12 @@ mod common;
 
 use std::path::Path;
 
-use common::{config, setup};
+use common::{config, read_csv, setup};
 use mulki_core::method::PRESETS;
 use mulki_host::run::session::{self, Outcome, SessionOptions};
 
 fn opts() -> SessionOptions {
     SessionOptions { quiet: true, ..SessionOptions::default() }
-}
-
-fn read_csv(dir: &Path) -> Vec<Vec<f64>> {
-    let text = std::fs::read_to_string(dir.join("accuracy.csv")).unwrap();
-    text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
 }
 
 #[test]

@@ -33,6 +33,15 @@ pub fn install() -> Result<(), String> {
     Err("the CUDA emulator runs on Linux only".into())
 }
 
+/// The stand-in libraries' paths, for another process: `LD_PRELOAD` them (joined by `:`) and
+/// its cudarc opens them as it would open CUDA. Empty where the emulator is not supported.
+pub fn library_paths() -> Vec<std::path::PathBuf> {
+    #[cfg(emulator)]
+    return LIBRARIES.iter().map(|name| PathBuf::from(env!("OUT_DIR")).join(name)).collect();
+    #[cfg(not(emulator))]
+    Vec::new()
+}
+
 /// Loads the stand-in libraries into this process (once; later calls return the first result).
 /// Must run before anything opens the real CUDA libraries in the process.
 #[cfg(emulator)]
@@ -40,8 +49,7 @@ pub fn install() -> Result<(), String> {
     static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
     INSTALLED
         .get_or_init(|| {
-            for name in LIBRARIES {
-                let path = PathBuf::from(env!("OUT_DIR")).join(name);
+            for path in library_paths() {
                 // SAFETY: these are our own libraries with no initialisers; RTLD_GLOBAL makes
                 // their SONAMEs match cudarc's later dlopen calls by name.
                 let lib = unsafe {

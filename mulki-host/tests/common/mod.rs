@@ -146,3 +146,10 @@ pub fn setup(name: &str) -> Scratch {
     write_model(&root.join("model"));
     root
 }
+
+/// The accuracy matrix of a run directory's `accuracy.csv` (rows after the header, columns after
+/// the row label).
+pub fn read_csv(dir: &Path) -> Vec<Vec<f64>> {
+    let text = std::fs::read_to_string(dir.join("accuracy.csv")).unwrap();
+    text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
+}

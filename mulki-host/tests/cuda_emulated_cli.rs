@@ -1,0 +1,81 @@
+//! `mulki train --device cuda` end to end on the CUDA emulator (`mulki-cuda-emulator`, loaded
+//! into the binary with `LD_PRELOAD`): three tasks of preset mulki on generated folders and a
+//! tiny model, in fp32 against `--device cpu` (accuracy matrix and metrics), and in bf16, with
+//! device memory equal after every task. Skipped, saying why, where the emulator is not
+//! supported.
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{config_file, read_csv, tmp, write_datasets, write_small_model};
+
+/// Runs `mulki train` on `device`, on the emulator unless `cpu`; panics with its output on failure.
+fn train(cfg: &Path, out: &Path, device: &str) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mulki"));
+    cmd.args(["train", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quiet"]);
+    cmd.args(["--device", device]);
+    if device != "cpu" {
+        let libs: Vec<String> = mulki_cuda_emulator::library_paths().iter().map(|p| p.display().to_string()).collect();
+        cmd.env("LD_PRELOAD", libs.join(":"));
+    }
+    let o = cmd.output().expect("run mulki");
+    assert!(
+        o.status.success(),
+        "mulki train --device {device}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn metrics(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
+    if !mulki_cuda_emulator::SUPPORTED {
+        println!("skipped: the CUDA emulator runs on Linux only");
+        return;
+    }
+    let root = tmp("cuda-emulated");
+    write_datasets(&root);
+    write_small_model(&root.join("model"));
+    let cfg = config_file(&root, "mulki", 3, 0);
+    let runs = ["cpu", "cuda:0:fp32", "cuda:0:bf16"].map(|d| (d, root.join(d.replace(':', "-"))));
+    for (device, out) in &runs {
+        train(&cfg, out, device);
+    }
+    let cpu = read_csv(&runs[0].1);
+    for (device, out) in &runs[1..] {
+        let acc = read_csv(out);
+        println!("{device}: {acc:?}\ncpu: {cpu:?}");
+        assert_eq!(acc.len(), cpu.len(), "{device}: accuracy rows");
+        let m = metrics(out);
+        let memory: Vec<u64> =
+            m["per_task"].as_array().unwrap().iter().map(|t| t["device_memory_bytes"].as_u64().unwrap()).collect();
+        println!("{device}: device memory after each task {memory:?}");
+        assert_eq!(memory.len(), 3);
+        assert!(memory.windows(2).all(|w| w[0] == w[1]), "{device}: device memory changed across tasks {memory:?}");
+        if *device == "cuda:0:fp32" {
+            assert_eq!(acc, cpu, "{device}: accuracy matrix off the CPU run's");
+            let mc = metrics(&runs[0].1);
+            for k in ["transfer", "avg", "last", "bwt"] {
+                assert_eq!(m[k], mc[k], "{device}: {k}");
+            }
+            // The accuracies of so short a run are at chance; the last loss of each task and the
+            // weights' drift are not.
+            for (t, (a, b)) in
+                m["per_task"].as_array().unwrap().iter().zip(mc["per_task"].as_array().unwrap()).enumerate()
+            {
+                for k in ["final_loss", "drift"] {
+                    let (x, y) = (a[k].as_f64().unwrap(), b[k].as_f64().unwrap());
+                    println!("task {t} {k}: {device} {x} cpu {y}");
+                    assert!((x - y).abs() <= 1e-4 * y.abs() + 1e-6, "task {t} {k}: {device} {x}, cpu {y}");
+                }
+            }
+        } else {
+            assert!(acc.iter().flatten().all(|a| (0.0..=100.0).contains(a)), "{device}: {acc:?}");
+        }
+    }
+}
