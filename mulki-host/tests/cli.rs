@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{config_file, setup};
+use common::{config_file, final_weights, setup};
 
 fn mulki(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mulki")).args(args).output().expect("run mulki")
@@ -115,11 +115,6 @@ fn each_subcommand_runs_once() {
     let bad = mulki(&["train", "--config", root.join("missing.toml").to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("missing.toml"));
-}
-
-fn final_weights(run: &Path) -> Vec<u8> {
-    let (found, _) = mulki_host::checkpoint::find_latest(run, None).unwrap();
-    mulki_host::checkpoint::load_file(&found.unwrap().dir, "model.safetensors").unwrap()
 }
 
 /// Starts `mulki train`, waits until its first checkpoint exists (plus `extra`), signals it.

@@ -1,17 +1,17 @@
 //! `mulki train --device cuda` end to end on the CUDA emulator (`mulki-cuda-emulator`, loaded
 //! into the binary with `LD_PRELOAD`): three tasks of preset mulki on generated folders and a
 //! tiny model, in fp32 against `--device cpu` (accuracy matrix and metrics), and in bf16, with
-//! device memory equal after every task. Skipped, saying why, where the emulator is not
-//! supported.
+//! device memory equal after every task; and a run aborted right after its first checkpoint,
+//! resumed, to the same weights. Skipped, saying why, where the emulator is not supported.
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
-use common::{config_file, read_csv, tmp, write_datasets, write_small_model};
+use common::{config_file, final_weights, read_csv, tmp, write_datasets, write_small_model};
 
-/// Runs `mulki train` on `device`, on the emulator unless `cpu`; panics with its output on failure.
-fn train(cfg: &Path, out: &Path, device: &str) {
+/// `mulki train` on `device`, on the emulator unless `cpu`.
+fn train_command(cfg: &Path, out: &Path, device: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mulki"));
     cmd.args(["train", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quiet"]);
     cmd.args(["--device", device]);
@@ -19,7 +19,12 @@ fn train(cfg: &Path, out: &Path, device: &str) {
         let libs: Vec<String> = mulki_cuda_emulator::library_paths().iter().map(|p| p.display().to_string()).collect();
         cmd.env("LD_PRELOAD", libs.join(":"));
     }
-    let o = cmd.output().expect("run mulki");
+    cmd
+}
+
+/// Runs `mulki train` on `device`; panics with its output on failure.
+fn train(cfg: &Path, out: &Path, device: &str) {
+    let o = train_command(cfg, out, device).output().expect("run mulki");
     assert!(
         o.status.success(),
         "mulki train --device {device}: {}\n{}",
@@ -78,4 +83,28 @@ fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
             assert!(acc.iter().flatten().all(|a| (0.0..=100.0).contains(a)), "{device}: {acc:?}");
         }
     }
+}
+
+#[test]
+fn a_run_on_the_emulated_gpu_aborted_after_a_checkpoint_resumes_exactly() {
+    if !mulki_cuda_emulator::SUPPORTED {
+        println!("skipped: the CUDA emulator runs on Linux only");
+        return;
+    }
+    let root = tmp("cuda-emulated-resume");
+    write_datasets(&root);
+    write_small_model(&root.join("model"));
+    let cfg = config_file(&root, "mulki", 3, 1);
+    let device = "cuda:0:fp32";
+    let (full, aborted) = (root.join("full"), root.join("aborted"));
+    train(&cfg, &full, device);
+    // Aborts (SIGABRT) once the first checkpoint has its final name: task 1, step 1.
+    let status = train_command(&cfg, &aborted, device)
+        .env(mulki_host::checkpoint::CRASH_ENV, "after-rename")
+        .status()
+        .expect("run mulki");
+    assert!(!status.success(), "the run was to abort at its first checkpoint: {status:?}");
+    train(&cfg, &aborted, device);
+    assert!(final_weights(&aborted) == final_weights(&full), "weights after abort + resume on {device}");
+    assert_eq!(read_csv(&aborted), read_csv(&full));
 }

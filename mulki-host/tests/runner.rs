@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{config, read_csv, setup};
+use common::{config, final_weights, read_csv, setup};
 use mulki_core::method::PRESETS;
 use mulki_host::run::session::{self, Outcome, SessionOptions};
 
@@ -50,12 +50,6 @@ fn every_preset_runs_end_to_end_and_reports() {
     }
 }
 
-/// Final weights of a run directory (its newest checkpoint's model).
-fn final_model(dir: &Path) -> Vec<u8> {
-    let (found, _) = mulki_host::checkpoint::find_latest(dir, None).unwrap();
-    mulki_host::checkpoint::load_file(&found.unwrap().dir, "model.safetensors").unwrap()
-}
-
 #[test]
 fn a_stopped_run_resumes_to_the_same_weights_and_matrix() {
     let root = setup("resume");
@@ -82,7 +76,7 @@ fn a_stopped_run_resumes_to_the_same_weights_and_matrix() {
         cfg.threads = 1 + task % 2;
         assert_eq!(session::run(cfg, &dir, &opts(), None).unwrap(), Outcome::Finished);
         assert_eq!(read_csv(&dir), read_csv(&full), "matrix after resuming at task {task}, step {step}");
-        assert!(final_model(&dir) == final_model(&full), "weights after resuming at task {task}, step {step}");
+        assert!(final_weights(&dir) == final_weights(&full), "weights after resuming at task {task}, step {step}");
     }
 }
 

@@ -153,3 +153,9 @@ pub fn read_csv(dir: &Path) -> Vec<Vec<f64>> {
     let text = std::fs::read_to_string(dir.join("accuracy.csv")).unwrap();
     text.lines().skip(1).map(|l| l.split(',').skip(1).map(|v| v.parse().unwrap()).collect()).collect()
 }
+
+/// Final weights of a run directory (its newest checkpoint's model file).
+pub fn final_weights(dir: &Path) -> Vec<u8> {
+    let (found, _) = mulki_host::checkpoint::find_latest(dir, None).unwrap();
+    mulki_host::checkpoint::load_file(&found.unwrap().dir, "model.safetensors").unwrap()
+}
