@@ -39,9 +39,11 @@ fn main() {
         writeln!(dispatch, "static void launch_{name}(void** p) {{ {name}({}); }}", args.join(", "))
             .expect("write to String");
     }
+    let syncing = syncing_functions(&source);
     dispatch.push_str("static Kernel KERNELS[] = {\n");
     for (name, _) in &kernels {
-        writeln!(dispatch, "    {{\"{name}\", launch_{name}, 0}},").expect("write to String");
+        let syncs = syncing.iter().any(|f| f == name);
+        writeln!(dispatch, "    {{\"{name}\", launch_{name}, {syncs}}},").expect("write to String");
     }
     dispatch.push_str("};\n");
     fs::write(out.join("dispatch.inc"), dispatch).expect("write dispatch.inc");
@@ -69,6 +71,67 @@ fn signatures(src: &str) -> Vec<(String, Vec<String>)> {
         v.push((name.trim().to_string(), types));
     }
     v
+}
+
+/// Names of the functions (kernels and `__device__` helpers) that reach `__syncthreads` or a
+/// warp shuffle, directly or through a call: their threads must run as fibers. The others run
+/// as plain calls, thread after thread.
+fn syncing_functions(src: &str) -> Vec<String> {
+    let mut bodies: Vec<(String, &str)> = Vec::new();
+    for qualifier in ["__device__ ", "__global__ "] {
+        let mut rest = src;
+        while let Some(at) = rest.find(qualifier) {
+            rest = &rest[at + qualifier.len()..];
+            let Some(open) = rest.find('(') else { break };
+            let name: String = rest[..open]
+                .chars()
+                .rev()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            let Some(close) = rest[open..].find(')').map(|i| open + i) else { break };
+            let after = rest[close + 1..].trim_start();
+            if !after.starts_with('{') {
+                continue; // a declaration
+            }
+            let mut depth = 0usize;
+            let mut end = after.len();
+            for (i, c) in after.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = i + 1;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            bodies.push((name, &after[..end]));
+        }
+    }
+    let calls = |body: &str, f: &str| {
+        body.match_indices(f).any(|(i, _)| {
+            let before = body[..i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            before && body[i + f.len()..].trim_start().starts_with('(')
+        })
+    };
+    let mut syncing: Vec<String> = vec!["__syncthreads".into(), "__shfl_xor_sync".into()];
+    loop {
+        let before = syncing.len();
+        for (name, body) in &bodies {
+            if !syncing.contains(name) && syncing.iter().any(|f| calls(body, f)) {
+                syncing.push(name.clone());
+            }
+        }
+        if syncing.len() == before {
+            return syncing;
+        }
+    }
 }
 
 fn compile(file: &Path, out: &Path, lib: &str) {

@@ -201,9 +201,11 @@ impl CudaBackend {
         })
     }
 
-    /// Turns per-kernel timing on (a pair of CUDA events around every launch, read in batches:
-    /// no synchronisation per launch, so the times are the kernels' own) and clears earlier
-    /// counts.
+    /// Turns per-kernel timing on and clears earlier counts: a pair of CUDA events around every
+    /// launch, read in batches, so no launch waits for the one before. While the GPU is busy an
+    /// event pair times the kernel itself; when it idles (a queue of short kernels drained),
+    /// the pair also spans the host's launch work (and cuBLAS's), so each figure is an upper
+    /// bound of the kernel's time.
     pub fn set_profiling(&mut self, on: bool) {
         self.profile = on.then(Profiler::default);
     }

@@ -2,8 +2,10 @@
 // column-major definitions in NVIDIA's cuBLAS documentation, with its argument checks.
 // Products accumulate in f64; operands of the fast bf16/tf32 compute types are rounded first,
 // as tensor cores see them.
+#include <dlfcn.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <vector>
@@ -55,22 +57,48 @@ static float load(const void* p, int type, long long i, int compute) {
     return x;
 }
 
+// Whether the `count` elements of `size` bytes at `p` lie inside one allocation of the emulated
+// driver (its `emu_range_ok`); an operand outside is reported and fails the call, as an illegal
+// address would fail the kernel on a GPU.
+static bool operand_ok(const char* name, const void* p, long long count, int size) {
+    typedef bool (*RangeOk)(unsigned long long, size_t);
+    static RangeOk range_ok = (RangeOk)dlsym(RTLD_DEFAULT, "emu_range_ok");
+    if (count <= 0 || range_ok == nullptr || range_ok((unsigned long long)p, (size_t)count * size)) return true;
+    fprintf(stderr, "cublas emulator: operand %s (%lld elements at %p) is not inside one allocation\n", name, count, p);
+    return false;
+}
+
+// Elements a batch of `batch` column-major `rows` × `cols` matrices spans.
+static long long extent(int rows, int cols, int ld, long long stride, int batch) {
+    if (rows == 0 || cols == 0 || batch == 0) return 0;
+    return (long long)(batch - 1) * stride + (long long)(cols - 1) * ld + rows;
+}
+
 API cublasStatus_t cublasGemmStridedBatchedEx(void* handle, int transa, int transb, int m, int n, int k,
                                               const void* alpha, const void* A, int atype, int lda,
                                               long long stride_a, const void* B, int btype, int ldb,
                                               long long stride_b, const void* beta, void* C, int ctype, int ldc,
                                               long long stride_c, int batch, int compute, int) {
     if (handle != &g_handle) return NOT_INITIALIZED;
-    bool ta = transa != OP_N, tb = transb != OP_N;
+    if ((transa != OP_N && transa != OP_T) || (transb != OP_N && transb != OP_T)) return INVALID_VALUE;
+    bool ta = transa == OP_T, tb = transb == OP_T;
     int a_rows = ta ? k : m, b_rows = tb ? n : k;
     if (m < 0 || n < 0 || k < 0 || batch < 0 || lda < (a_rows > 1 ? a_rows : 1) ||
         ldb < (b_rows > 1 ? b_rows : 1) || ldc < (m > 1 ? m : 1)) {
         return INVALID_VALUE;
     }
     if ((atype != R_32F && atype != R_16BF) || btype != atype || ctype != R_32F) return NOT_SUPPORTED;
-    if (compute != COMPUTE_32F && compute != COMPUTE_32F_PEDANTIC && compute != COMPUTE_32F_FAST_16BF &&
-        compute != COMPUTE_32F_FAST_TF32) {
-        return NOT_SUPPORTED;
+    bool fast = compute == COMPUTE_32F_FAST_16BF || compute == COMPUTE_32F_FAST_TF32;
+    if (!(compute == COMPUTE_32F || compute == COMPUTE_32F_PEDANTIC || (fast && atype == R_32F))) {
+        return NOT_SUPPORTED;  // the fast modes take f32 operands only
+    }
+    // Batches of C must not overlap: cuBLAS would race on them.
+    if (batch > 1 && stride_c < (long long)(n - 1) * ldc + m) return INVALID_VALUE;
+    int esize = atype == R_16BF ? 2 : 4;
+    if (!operand_ok("A", A, extent(a_rows, ta ? m : k, lda, stride_a, batch), esize) ||
+        !operand_ok("B", B, extent(b_rows, tb ? k : n, ldb, stride_b, batch), esize) ||
+        !operand_ok("C", C, extent(m, n, ldc, stride_c, batch), 4)) {
+        return INVALID_VALUE;
     }
     float al = *(const float*)alpha, be = *(const float*)beta;
     // op(A) as rows of k and op(B) as columns of k, contiguous, so the dot products stream.

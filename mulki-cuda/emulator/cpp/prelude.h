@@ -23,6 +23,9 @@ float emu_shfl_xor(float v, int lane_mask);
 
 inline void __syncthreads() { emu_sync_block(); }
 inline float __shfl_xor_sync(unsigned int, float v, int lane_mask) { return emu_shfl_xor(v, lane_mask); }
+// Only the f32 shuffle is emulated: another type must not convert through float silently.
+template <typename T>
+T __shfl_xor_sync(unsigned int, T, int) = delete;
 
 inline float __int_as_float(int i) {
     float f;

@@ -1,19 +1,27 @@
 //! Runs mulki's CUDA backend on the CPU, for tests on machines without a GPU.
 //!
 //! [`install`] loads three stand-in libraries built from `cpp/`: a CUDA driver that executes the
-//! kernels' CUDA C++ compiled as C++ (blocks one after another, a block's threads as fibers that
-//! meet at `__syncthreads` and warp shuffles), cuBLAS's strided batched GEMM from its
-//! column-major definition, and an NVRTC that compiles nothing. They are loaded under the
-//! SONAMEs cudarc opens first (`libcuda.so`, `libcublas.so`, `libnvrtc.so`), so every later
-//! `dlopen` by cudarc in this process gets them: `CudaBackend` then runs unchanged, the backend
-//! code under test is the code that runs on a GPU.
+//! kernels' CUDA C++ compiled as C++, cuBLAS's strided batched GEMM from its column-major
+//! definition, and an NVRTC that compiles nothing. They are loaded under the SONAMEs cudarc opens
+//! first (`libcuda.so`, `libcublas.so`, `libnvrtc.so`), so every later `dlopen` by cudarc in this
+//! process gets them: `CudaBackend` then runs unchanged, the backend code under test is the code
+//! that runs on a GPU. [`library_paths`] gives them to another process (`LD_PRELOAD`).
 //!
-//! What it checks: kernel index arithmetic and reductions, launch configurations and argument
-//! order, cuBLAS leading dimensions, strides and transposes (with cuBLAS's argument checks),
-//! scratch management, and out-of-bounds writes (guard bytes around every allocation, checked at
-//! each synchronisation). What it cannot: speed, races between blocks that a GPU runs at the
-//! same time, and the GPU's own rounding of `expf` and friends (the tests' tolerances cover the
-//! last).
+//! The driver runs blocks one after another. The threads of a kernel that synchronises (build.rs
+//! finds `__syncthreads` and warp shuffles in the sources, through calls) run as fibers: warps
+//! run on their own between barriers, a shuffle takes one turn of its warp, and the warp order
+//! reverses at every barrier, so a missing `__syncthreads` shows up as a wrong result. A shuffle
+//! whose partner lane did not take part, or threads that reach different barriers, abort with a
+//! message. Device memory is host memory: fresh allocations hold NaN bit patterns, guard words
+//! around each one read as NaN (or a huge index) and are checked at every synchronisation, so
+//! an out-of-bounds write fails it naming the allocation; cuBLAS checks each operand's whole
+//! extent against the allocations, besides its own argument checks.
+//!
+//! What it checks: kernel index arithmetic and reductions, barriers and shuffles, launch
+//! configurations and argument order, cuBLAS leading dimensions, strides and transposes, scratch
+//! management and out-of-bounds accesses. What it cannot: speed, races between blocks that a
+//! GPU runs at the same time, and the GPU's own rounding of `expf` and friends (the tests'
+//! tolerances cover the last).
 #[cfg(emulator)]
 use std::path::PathBuf;
 #[cfg(emulator)]
