@@ -116,23 +116,24 @@ const MAX_GRID_Y: usize = 65535;
 
 /// A [rows, cols] table: one thread per column, one block row per table row (kernels stride
 /// over rows beyond the grid's y limit).
-fn table_cfg(rows: usize, cols: usize) -> LaunchConfig {
+fn table_cfg(op: &'static str, rows: usize, cols: usize) -> Result<LaunchConfig, Error> {
     // An empty table gets an empty grid, which `launch!` skips.
     let grid_dim = if rows == 0 || cols == 0 {
         (0, 0, 1)
     } else {
-        (cols.div_ceil(ELEM_THREADS as usize) as u32, rows.min(MAX_GRID_Y) as u32, 1)
+        let x = u32::try_from(cols.div_ceil(ELEM_THREADS as usize)).map_err(|_| too_big(op))?;
+        (x, rows.min(MAX_GRID_Y) as u32, 1)
     };
-    LaunchConfig { grid_dim, block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
+    Ok(LaunchConfig { grid_dim, block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 })
 }
 
 /// Rows per block of the warp-per-row kernels (`WARP_ROWS` in kernels/attention.cu).
 const WARP_ROWS: usize = 8;
 
 /// One warp per row, [`WARP_ROWS`] rows per block.
-fn warp_rows_cfg(rows: usize) -> LaunchConfig {
-    let blocks = rows.div_ceil(WARP_ROWS) as u32;
-    LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * WARP_ROWS as u32, 1, 1), shared_mem_bytes: 0 }
+fn warp_rows_cfg(op: &'static str, rows: usize) -> Result<LaunchConfig, Error> {
+    let blocks = u32::try_from(rows.div_ceil(WARP_ROWS)).map_err(|_| too_big(op))?;
+    Ok(LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (32 * WARP_ROWS as u32, 1, 1), shared_mem_bytes: 0 })
 }
 
 fn row_cfg(rows: usize, c: usize) -> LaunchConfig {
@@ -441,7 +442,7 @@ impl CudaBackend {
     fn heads_of(&mut self, op: &'static str, x: u64, d: Attn) -> Result<u64, Error> {
         let heads = self.scratch(Slot::Heads, 3 * d.b * d.t * d.nh * d.hs)?;
         let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
-        let cfg = table_cfg(d.b * d.t, 3 * d.nh * d.hs);
+        let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
         launch!(self, "qkv_to_heads_f32", cfg, heads, x, b, t, nh, hs)?;
         Ok(heads)
     }
@@ -546,7 +547,7 @@ impl Backend for CudaBackend {
         let op = "broadcast_add_forward";
         let (inner, n) = (d.inner * d.c, d.outer * d.inner * d.c);
         let ([o], [a]) = self.ptrs(op, [(out, n)], [(add, inner)])?;
-        let cfg = table_cfg(d.outer, inner);
+        let cfg = table_cfg(op, d.outer, inner)?;
         launch!(self, "broadcast_add_f32", cfg, o, a, i32_of(op, inner)?, d.outer as i64)
     }
 
@@ -608,11 +609,11 @@ impl Backend for CudaBackend {
         self.gemm_ptrs(p, q, k, g.scores)?;
         let (t, causal) = (i32_of(op, d.t)?, d.causal as i32);
         let rows = d.b * d.nh * d.t;
-        launch!(self, "attention_softmax_f32", warp_rows_cfg(rows), p, t, causal, rows as i64)?;
+        launch!(self, "attention_softmax_f32", warp_rows_cfg(op, rows)?, p, t, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
         self.gemm_ptrs(oh, p, v, g.pv)?;
         let (b, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
-        let rows = table_cfg(d.b * d.t, d.nh * d.hs);
+        let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows_f32", rows, o, oh, b, t, nh, hs, 1i32)
     }
 
@@ -624,20 +625,20 @@ impl Backend for CudaBackend {
         let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
         let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let doh = self.scratch(Slot::HeadRows, btc)?;
-        let rows = table_cfg(d.b * d.t, d.nh * d.hs);
+        let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows_f32", rows, doh, dy, b, t, nh, hs, 0i32)?;
         let g = HeadGemms::new(d);
         let ds = self.scratch(Slot::Temp, bhtt)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         let rows = d.b * d.nh * d.t;
-        launch!(self, "attention_softmax_backward_f32", warp_rows_cfg(rows), ds, p, t, scale, rows as i64)?;
+        launch!(self, "attention_softmax_backward_f32", warp_rows_cfg(op, rows)?, ds, p, t, scale, rows as i64)?;
         let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
         let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
         self.gemm_ptrs(dq, ds, k, g.pv)?;
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
-        let cfg = table_cfg(d.b * d.t, 3 * d.nh * d.hs);
+        let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
         launch!(self, "heads_to_qkv_add_f32", cfg, dx, grads, b, t, nh, hs)
     }
 
