@@ -443,7 +443,7 @@ impl CudaBackend {
         let heads = self.scratch(Slot::Heads, 3 * d.b * d.t * d.nh * d.hs)?;
         let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_to_heads_f32", cfg, heads, x, b, t, nh, hs)?;
+        launch!(self, "qkv_heads_f32", cfg, x, heads, b, t, nh, hs, 1i32)?;
         Ok(heads)
     }
 
@@ -639,7 +639,7 @@ impl Backend for CudaBackend {
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "heads_to_qkv_add_f32", cfg, dx, grads, b, t, nh, hs)
+        launch!(self, "qkv_heads_f32", cfg, dx, grads, b, t, nh, hs, 0i32)
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {

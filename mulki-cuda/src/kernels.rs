@@ -21,7 +21,7 @@ const SOURCES: [(&str, &str); 5] = [
 ];
 
 /// Every kernel of [`SOURCES`].
-pub const NAMES: [&str; 37] = [
+pub const NAMES: [&str; 36] = [
     "fill_f32",
     "scale_f32",
     "axpby_f32",
@@ -54,8 +54,7 @@ pub const NAMES: [&str; 37] = [
     "broadcast_add_f32",
     "row_dot_partial_f32",
     "row_sum_f32",
-    "qkv_to_heads_f32",
-    "heads_to_qkv_add_f32",
+    "qkv_heads_f32",
     "heads_rows_f32",
     "attention_softmax_f32",
     "attention_softmax_backward_f32",

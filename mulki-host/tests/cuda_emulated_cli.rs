@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{config_file, final_weights, read_csv, tmp, write_datasets, write_small_model};
+use common::{config_file, final_weights, read_csv, tmp, write_datasets, write_small_model, Scratch};
 
 /// `mulki train` on `device`, on the emulator unless `cpu`.
 fn train_command(cfg: &Path, out: &Path, device: &str) -> Command {
@@ -33,19 +33,26 @@ fn train(cfg: &Path, out: &Path, device: &str) {
     );
 }
 
+/// Generated task folders and the small model in a scratch folder, or `None` after saying why
+/// the test is skipped.
+fn setup(name: &str) -> Option<Scratch> {
+    if !mulki_cuda_emulator::SUPPORTED {
+        println!("skipped: the CUDA emulator runs on Linux only");
+        return None;
+    }
+    let root = tmp(name);
+    write_datasets(&root);
+    write_small_model(&root.join("model"));
+    Some(root)
+}
+
 fn metrics(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
 }
 
 #[test]
 fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
-    if !mulki_cuda_emulator::SUPPORTED {
-        println!("skipped: the CUDA emulator runs on Linux only");
-        return;
-    }
-    let root = tmp("cuda-emulated");
-    write_datasets(&root);
-    write_small_model(&root.join("model"));
+    let Some(root) = setup("cuda-emulated") else { return };
     let cfg = config_file(&root, "mulki", 3, 0);
     let runs = ["cpu", "cuda:0:fp32", "cuda:0:bf16"].map(|d| (d, root.join(d.replace(':', "-"))));
     for (device, out) in &runs {
@@ -87,13 +94,7 @@ fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
 
 #[test]
 fn a_run_on_the_emulated_gpu_aborted_after_a_checkpoint_resumes_exactly() {
-    if !mulki_cuda_emulator::SUPPORTED {
-        println!("skipped: the CUDA emulator runs on Linux only");
-        return;
-    }
-    let root = tmp("cuda-emulated-resume");
-    write_datasets(&root);
-    write_small_model(&root.join("model"));
+    let Some(root) = setup("cuda-emulated-resume") else { return };
     let cfg = config_file(&root, "mulki", 3, 1);
     let device = "cuda:0:fp32";
     let (full, aborted) = (root.join("full"), root.join("aborted"));

@@ -46,7 +46,6 @@ enum : CUresult {
     CUDA_ERROR_OUT_OF_MEMORY = 2,
     CUDA_ERROR_NOT_FOUND = 500,
     CUDA_ERROR_ILLEGAL_ADDRESS = 700,
-    CUDA_ERROR_LAUNCH_FAILED = 719,
 };
 
 static const size_t TOTAL_MEMORY = 80ull << 30;
@@ -530,25 +529,33 @@ API CUresult cuEventElapsedTime_v2(float* ms, void* start, void* end) {
 }
 API CUresult cuEventElapsedTime(float* ms, void* start, void* end) { return cuEventElapsedTime_v2(ms, start, end); }
 
-API CUresult cuGetErrorString(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "no error"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "invalid argument"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "out of memory"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "named symbol not found"; break;
-        case CUDA_ERROR_ILLEGAL_ADDRESS: *s = "an illegal memory access was encountered"; break;
-        default: *s = "unknown error";
+// The error codes the stand-in returns: name and description.
+struct ErrorText {
+    CUresult code;
+    const char* name;
+    const char* text;
+};
+static const ErrorText ERRORS[] = {
+    {CUDA_SUCCESS, "CUDA_SUCCESS", "no error"},
+    {CUDA_ERROR_INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {CUDA_ERROR_OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {CUDA_ERROR_NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {CUDA_ERROR_ILLEGAL_ADDRESS, "CUDA_ERROR_ILLEGAL_ADDRESS", "an illegal memory access was encountered"},
+};
+
+static const ErrorText& error_text(CUresult e) {
+    static const ErrorText unknown = {e, "CUDA_ERROR_UNKNOWN", "unknown error"};
+    for (const ErrorText& t : ERRORS) {
+        if (t.code == e) return t;
     }
+    return unknown;
+}
+
+API CUresult cuGetErrorString(CUresult e, const char** s) {
+    *s = error_text(e).text;
     return CUDA_SUCCESS;
 }
 API CUresult cuGetErrorName(CUresult e, const char** s) {
-    switch (e) {
-        case CUDA_SUCCESS: *s = "CUDA_SUCCESS"; break;
-        case CUDA_ERROR_INVALID_VALUE: *s = "CUDA_ERROR_INVALID_VALUE"; break;
-        case CUDA_ERROR_OUT_OF_MEMORY: *s = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-        case CUDA_ERROR_NOT_FOUND: *s = "CUDA_ERROR_NOT_FOUND"; break;
-        case CUDA_ERROR_ILLEGAL_ADDRESS: *s = "CUDA_ERROR_ILLEGAL_ADDRESS"; break;
-        default: *s = "CUDA_ERROR_UNKNOWN";
-    }
+    *s = error_text(e).name;
     return CUDA_SUCCESS;
 }

@@ -9,27 +9,19 @@
 
 // The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
 // packed side and one thread per column: reads and writes are contiguous runs of hs, and the index
-// arithmetic is 32-bit per element (64-bit division per element made them compute-bound).
+// arithmetic is 32-bit per element (a 64-bit division per element costs more than its traffic).
 
-// dst [3, b, nh, t, hs] = qkv [b, t, 3, nh, hs]; rows = b·t.
-extern "C" __global__ void qkv_to_heads_f32(float* dst, const float* qkv, int b, int t, int nh, int hs) {
+// to_heads = 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs]; to_heads = 0: packed +=
+// heads (the gradient's way back). rows = b·t.
+extern "C" __global__ void qkv_heads_f32(float* packed, float* heads, int b, int t, int nh, int hs, int to_heads) {
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= 3 * c) return;
     int which = col / c, h = (col % c) / hs, d = col % hs;
     for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
         long long bi = row / t, i = row % t;
-        dst[(((long long)which * b + bi) * nh + h) * t * hs + i * hs + d] = qkv[row * 3 * c + col];
-    }
-}
-
-// dqkv [b, t, 3, nh, hs] += src [3, b, nh, t, hs]; rows = b·t.
-extern "C" __global__ void heads_to_qkv_add_f32(float* dqkv, const float* src, int b, int t, int nh, int hs) {
-    int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
-    if (col >= 3 * c) return;
-    int which = col / c, h = (col % c) / hs, d = col % hs;
-    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
-        long long bi = row / t, i = row % t;
-        dqkv[row * 3 * c + col] += src[(((long long)which * b + bi) * nh + h) * t * hs + i * hs + d];
+        long long head = (((long long)which * b + bi) * nh + h) * t * hs + i * hs + d;
+        if (to_heads) heads[head] = packed[row * 3 * c + col];
+        else packed[row * 3 * c + col] += heads[head];
     }
 }
 
