@@ -10,8 +10,9 @@
 //! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
 //! bf16 with a kernel and accumulates in f32; [`Precision::FastBf16`] passes the f32 operands to
-//! cuBLAS with `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master weights, optimiser state, normalisation, the similarity
-//! GEMMs and every loss kernel stay f32 in both modes.
+//! cuBLAS with `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master
+//! weights, optimiser state, normalisation, the similarity GEMMs and every loss kernel stay f32
+//! in every mode.
 use std::collections::HashMap;
 use std::sync::Arc;
 

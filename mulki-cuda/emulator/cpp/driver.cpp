@@ -286,7 +286,9 @@ float emu_shfl_xor(float v, int lane_mask) {
     yield_to_next();  // one turn of the warp: every lane has written
     // The partner must have made this same shuffle (a lane that left early or took another path
     // leaves a stale value on a GPU).
-    if (partner >= g_threads || g_fibers[partner].shuffles <= mine) fail("a warp shuffle whose partner lane did not take part");
+    if (partner >= g_threads || g_fibers[partner].shuffles <= mine) {
+        fail("a warp shuffle whose partner lane did not take part");
+    }
     return lanes[partner];
 }
 
