@@ -2,24 +2,31 @@
 //! into the binary with `LD_PRELOAD`): three tasks of preset mulki on generated folders and a
 //! tiny model, in fp32 against `--device cpu` (accuracy matrix and metrics), and in bf16, with
 //! device memory equal after every task; and a run aborted right after its first checkpoint,
-//! resumed, to the same weights. Skipped, saying why, where the emulator is not supported.
+//! resumed, to the same weights; and `mulki bench step --profile` in each GPU precision, as the
+//! GPU session runs it. Skipped, saying why, where the emulator is not supported.
 mod common;
 
 use std::path::Path;
 use std::process::Command;
 
+use mulki_core::backend::Precision;
+
 use common::{config_file, final_weights, read_csv, tmp, write_datasets, write_small_model, Scratch};
 
-/// `mulki train` on `device`, on the emulator unless `cpu`.
-fn train_command(cfg: &Path, out: &Path, device: &str) -> Command {
+/// `mulki ARGS --device DEVICE`, on the emulator unless `cpu`.
+fn mulki_on(device: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mulki"));
-    cmd.args(["train", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quiet"]);
-    cmd.args(["--device", device]);
+    cmd.args(args).args(["--device", device]);
     if device != "cpu" {
         let libs: Vec<String> = mulki_cuda_emulator::library_paths().iter().map(|p| p.display().to_string()).collect();
         cmd.env("LD_PRELOAD", libs.join(":"));
     }
     cmd
+}
+
+/// `mulki train` on `device`.
+fn train_command(cfg: &Path, out: &Path, device: &str) -> Command {
+    mulki_on(device, &["train", "--config", cfg.to_str().unwrap(), "--output", out.to_str().unwrap(), "--quiet"])
 }
 
 /// Runs `mulki train` on `device`; panics with its output on failure.
@@ -108,4 +115,34 @@ fn a_run_on_the_emulated_gpu_aborted_after_a_checkpoint_resumes_exactly() {
     train(&cfg, &aborted, device);
     assert!(final_weights(&aborted) == final_weights(&full), "weights after abort + resume on {device}");
     assert_eq!(read_csv(&aborted), read_csv(&full));
+}
+
+#[test]
+fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
+    if !mulki_cuda_emulator::SUPPORTED {
+        println!("skipped: the CUDA emulator runs on Linux only");
+        return;
+    }
+    for precision in Precision::ALL {
+        let device = format!("cuda:0:{}", precision.name());
+        let args = ["bench", "step", "--model", "tiny", "--classes", "4", "--batch", "8", "--text-len", "8"];
+        let o = mulki_on(&device, &args)
+            .args(["--steps", "1", "--warmup", "1", "--profile", "--json"])
+            .output()
+            .expect("run mulki");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{device}: {out}\n{}", String::from_utf8_lossy(&o.stderr));
+        let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let row = &rows[0];
+        assert!(row["images_per_second"].as_f64().is_some_and(|v| v > 0.0), "{device}: {row}");
+        let gemm = match precision {
+            Precision::Fp32 => "cublas_gemm_f32",
+            Precision::Bf16 => "cublas_gemm_bf16",
+            Precision::FastBf16 => "cublas_gemm_fast_bf16",
+        };
+        let profiled: Vec<&str> = row["profile"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
+        println!("{device}: {profiled:?}");
+        assert!(profiled.contains(&gemm), "{device}: no {gemm} in the profile {profiled:?}");
+        assert!(profiled.contains(&"layer_norm_forward_f32"), "{device}: {profiled:?}");
+    }
 }
