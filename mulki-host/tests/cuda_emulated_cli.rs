@@ -43,8 +43,8 @@ fn train(cfg: &Path, out: &Path, device: &str) {
 /// Generated task folders and the small model in a scratch folder, or `None` after saying why
 /// the test is skipped.
 fn setup(name: &str) -> Option<Scratch> {
-    if !mulki_cuda_emulator::SUPPORTED {
-        println!("skipped: the CUDA emulator runs on Linux only");
+    if let Some(why) = mulki_cuda_emulator::unavailable() {
+        println!("skipped: {why}");
         return None;
     }
     let root = tmp(name);
@@ -119,8 +119,8 @@ fn a_run_on_the_emulated_gpu_aborted_after_a_checkpoint_resumes_exactly() {
 
 #[test]
 fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
-    if !mulki_cuda_emulator::SUPPORTED {
-        println!("skipped: the CUDA emulator runs on Linux only");
+    if let Some(why) = mulki_cuda_emulator::unavailable() {
+        println!("skipped: {why}");
         return;
     }
     for precision in Precision::ALL {

@@ -8,8 +8,8 @@ mod suite;
 
 /// The CUDA backend on the emulated device; where the emulator exists (Linux) it must work.
 fn backend(precision: Precision) -> Option<CudaBackend> {
-    if !mulki_cuda_emulator::SUPPORTED {
-        println!("skipped: the CUDA emulator runs on Linux only");
+    if let Some(why) = mulki_cuda_emulator::unavailable() {
+        println!("skipped: {why}");
         return None;
     }
     mulki_cuda_emulator::install().unwrap_or_else(|e| panic!("{e}"));

@@ -31,14 +31,17 @@ use std::sync::OnceLock;
 #[cfg(emulator)]
 const LIBRARIES: [&str; 3] = ["libcuda.so", "libcublas.so", "libnvrtc.so"];
 
-/// Whether this platform has the emulator (Linux: the stand-ins are ELF shared objects).
-pub const SUPPORTED: bool = cfg!(emulator);
+/// Why this platform has no emulator, or `None` where it has one (Linux: the stand-ins are ELF
+/// shared objects). Tests print it as their reason to skip.
+pub fn unavailable() -> Option<&'static str> {
+    (!cfg!(emulator)).then_some("the CUDA emulator runs on Linux only")
+}
 
 /// Loads the stand-in libraries into this process (once; later calls return the first result).
 /// Must run before anything opens the real CUDA libraries in the process.
 #[cfg(not(emulator))]
 pub fn install() -> Result<(), String> {
-    Err("the CUDA emulator runs on Linux only".into())
+    Err(unavailable().unwrap_or_default().into())
 }
 
 /// The stand-in libraries' paths, for another process: `LD_PRELOAD` them (joined by `:`) and
