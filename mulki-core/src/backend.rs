@@ -215,6 +215,10 @@ pub struct AdamW {
     pub weight_decay: f64,
     /// 1-based step number for bias correction.
     pub step: u64,
+    /// A one-element buffer; when it holds a non-finite value the update is skipped, decided on
+    /// the device, so a step whose loss or gradient overflowed changes nothing without the host
+    /// waiting to look.
+    pub guard: Option<Buf>,
 }
 
 /// Raw kernels. See the module docs for addressing and accumulation rules.
@@ -231,6 +235,12 @@ pub trait Backend {
     fn write(&mut self, dst: Buf, src: &[Self::E]) -> Result<(), Error>;
     /// Buffer → host; `dst.len()` must equal `src.len`.
     fn read(&mut self, src: Buf, dst: &mut [Self::E]) -> Result<(), Error>;
+    /// Starts copying `src` to the host without waiting for the device; the next
+    /// [`Backend::collect`] returns it, waiting only for the work enqueued before this call. A
+    /// training step's values travel this way while the device runs the next step.
+    fn stage(&mut self, src: Buf) -> Result<(), Error>;
+    /// The values the last [`Backend::stage`] copied; `dst.len()` must equal that buffer's.
+    fn collect(&mut self, dst: &mut [Self::E]) -> Result<(), Error>;
     /// Host → index buffer.
     fn write_idx(&mut self, dst: IdxBuf, src: &[u32]) -> Result<(), Error>;
     /// `dst = value` everywhere. No gradient.
@@ -369,8 +379,11 @@ pub trait Backend {
 
     /// Prototype EMA (METHOD.md stage 1): for every class c with `counts[c] > 0`,
     /// `π_c = normalize(m·π_c + (1−m)·sums_c/counts_c)` (eps from `dims`); other rows are left
-    /// as they are. Shapes: protos, sums [nc, c]; counts [nc]. No gradient.
-    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows) -> Result<(), Error>;
+    /// as they are. Shapes: protos, sums [nc, c]; counts [nc]. Skipped when the one-element
+    /// `guard` holds a non-finite value (as [`AdamW::guard`]). No gradient.
+    fn prototype_ema(
+        &mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows, guard: Option<Buf>,
+    ) -> Result<(), Error>;
 
     /// `y = a·y`, in place (gradient accumulation's 1/steps). No gradient.
     fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error>;

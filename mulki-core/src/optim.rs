@@ -58,11 +58,26 @@ impl Optimizer {
     /// One update of `params` (a range of the parameter arena; `grads` the same range of the
     /// gradient arena) at learning rate `lr`.
     pub fn step<B: Backend>(&mut self, be: &mut B, params: Buf, grads: Buf, lr: f64) -> Result<(), Error> {
+        self.guarded_step(be, params, grads, lr, None)
+    }
+
+    /// [`Optimizer::step`], skipped on the device when the one-element `guard` is not finite
+    /// ([`AdamW::guard`]). The step is counted either way: the caller, once it has read the
+    /// guard, calls [`Optimizer::uncount`] for a skipped one.
+    pub fn guarded_step<B: Backend>(
+        &mut self, be: &mut B, params: Buf, grads: Buf, lr: f64, guard: Option<Buf>,
+    ) -> Result<(), Error> {
         self.step += 1;
         let c = self.config;
-        let hp =
-            AdamW { lr, beta1: c.beta1, beta2: c.beta2, eps: c.eps, weight_decay: c.weight_decay, step: self.step };
+        let (beta1, beta2, eps, weight_decay) = (c.beta1, c.beta2, c.eps, c.weight_decay);
+        let hp = AdamW { lr, beta1, beta2, eps, weight_decay, step: self.step, guard };
         be.adamw(params, grads, params.in_arena(self.m), params.in_arena(self.v), hp)
+    }
+
+    /// Takes back the count of a step its guard skipped, so bias correction goes on from the
+    /// steps actually applied.
+    pub fn uncount(&mut self) {
+        self.step = self.step.saturating_sub(1);
     }
 }
 

@@ -26,6 +26,7 @@ use mulki_core::Error;
 
 use crate::error::CudaError;
 use crate::kernels::Kernels;
+use crate::pinned::Pinned;
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -72,7 +73,17 @@ pub struct CudaBackend {
     groups: Option<Arena<u32>>,
     /// Per-kernel timing, when on (see [`CudaBackend::set_profiling`]).
     profile: Option<Profiler>,
+    /// Where `stage` copies to.
+    staging: Option<Pinned>,
+    /// Writes larger than [`PAGEABLE_WRITE`] go through these, in turn: the host fills one
+    /// while the device may still copy from the other.
+    uploads: [Option<Pinned>; 2],
+    next_upload: usize,
 }
+
+/// Bytes a write copies straight from pageable memory; above this a driver may wait for the
+/// stream to stage the copy, so larger writes (a batch's images) go through page-locked memory.
+const PAGEABLE_WRITE: usize = 64 << 10;
 
 /// Events a profiler holds before it reads them (two per launch).
 const PROFILE_EVENTS: usize = 4096;
@@ -99,7 +110,7 @@ impl Profiler {
     }
 }
 
-fn driver(call: &'static str) -> impl FnOnce(result::DriverError) -> Error {
+pub(crate) fn driver(call: &'static str) -> impl FnOnce(result::DriverError) -> Error {
     move |source| CudaError::Driver { call, source }.into()
 }
 
@@ -200,6 +211,9 @@ impl CudaBackend {
             bf16: [None, None],
             groups: None,
             profile: None,
+            staging: None,
+            uploads: [None, None],
+            next_upload: 0,
         })
     }
 
@@ -319,6 +333,11 @@ impl CudaBackend {
         Ok((po, pi))
     }
 
+    /// Device pointer of an update's guard element, or null (0) for none.
+    fn guard_ptr(&self, op: &'static str, guard: Option<Buf>) -> Result<u64, Error> {
+        guard.map_or(Ok(0), |g| Ok(self.ptrs(op, [], [(g, 1)])?.1[0]))
+    }
+
     /// Device pointer and host mirror of an index handle.
     fn ids(&self, op: &'static str, b: IdxBuf) -> Result<(u64, &[u32]), Error> {
         let (a, host) = match (self.idx.get(b.arena as usize), self.idx_host.get(b.arena as usize)) {
@@ -333,11 +352,13 @@ impl CudaBackend {
         Ok((a.base + 4 * b.offset as u64, host))
     }
 
-    /// Scratch slot `slot` with room for `len` floats (grown, after a synchronize, if needed).
+    /// Scratch slot `slot` with room for `len` floats, grown when needed. Growing never waits for
+    /// the device: dropping the old buffer frees it in stream order (`cuMemFreeAsync` on devices
+    /// with memory pools, as the H100/H200; cudarc synchronises first elsewhere), so kernels
+    /// queued on it finish first. The same holds for the other grown buffers.
     fn scratch(&mut self, slot: Slot, len: usize) -> Result<u64, Error> {
         let s = slot as usize;
         if self.scratch[s].as_ref().is_none_or(|a| a.len < len) {
-            self.synchronize()?;
             self.scratch[s] = None;
             self.scratch[s] = Some(self.alloc_arena::<f32>(len)?);
         }
@@ -346,7 +367,6 @@ impl CudaBackend {
 
     fn bf16_scratch(&mut self, slot: usize, len: usize) -> Result<u64, Error> {
         if self.bf16[slot].as_ref().is_none_or(|a| a.len < len) {
-            self.synchronize()?;
             self.bf16[slot] = None;
             self.bf16[slot] = Some(self.alloc_arena::<u16>(len)?);
         }
@@ -495,9 +515,23 @@ impl Backend for CudaBackend {
             return Err(Error::Buffer { op: "write", reason: "length mismatch" });
         }
         let ([d], []) = self.ptrs("write", [(dst, 0)], [])?;
-        // SAFETY: `d` spans `src.len()` floats of a live allocation (checked above); the copy
-        // is ordered on the stream after every kernel queued before it.
-        unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }.map_err(driver("cuMemcpyHtoDAsync"))
+        if 4 * src.len() <= PAGEABLE_WRITE {
+            // SAFETY: `d` spans `src.len()` floats of a live allocation (checked above); the
+            // copy is ordered on the stream after every kernel queued before it.
+            return unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }
+                .map_err(driver("cuMemcpyHtoDAsync"));
+        }
+        let up = Pinned::ensure(&mut self.uploads[self.next_upload], &self.ctx, src.len())?;
+        self.next_upload = 1 - self.next_upload;
+        // The copy from this buffer two writes ago (the previous step's) is long done.
+        up.wait()?;
+        let host = up.slice_mut(src.len())?;
+        host.copy_from_slice(src);
+        // SAFETY: as above; `host` is page-locked memory that stays untouched until the event
+        // recorded next has completed.
+        unsafe { result::memcpy_htod_async(d, &*host, self.stream.cu_stream()) }
+            .map_err(driver("cuMemcpyHtoDAsync"))?;
+        up.record(&self.stream)
     }
 
     fn read(&mut self, src: Buf, dst: &mut [f32]) -> Result<(), Error> {
@@ -508,6 +542,28 @@ impl Backend for CudaBackend {
         // SAFETY: as in `write`; the synchronize makes `dst` complete before it is returned.
         unsafe { result::memcpy_dtoh_async(dst, s, self.stream.cu_stream()) }.map_err(driver("cuMemcpyDtoHAsync"))?;
         self.synchronize()
+    }
+
+    fn stage(&mut self, src: Buf) -> Result<(), Error> {
+        let ([], [s]) = self.ptrs("stage", [], [(src, 0)])?;
+        let st = Pinned::ensure(&mut self.staging, &self.ctx, src.len)?;
+        // An earlier stage nobody collected may still be copying into the buffer.
+        st.wait()?;
+        let dst = st.slice_mut(src.len)?;
+        // SAFETY: `s` spans `src.len` floats of a live allocation (checked by `ptrs`); `dst` is
+        // page-locked memory owned by `self`, read only after the event recorded next.
+        unsafe { result::memcpy_dtoh_async(dst, s, self.stream.cu_stream()) }.map_err(driver("cuMemcpyDtoHAsync"))?;
+        st.record(&self.stream)
+    }
+
+    fn collect(&mut self, dst: &mut [f32]) -> Result<(), Error> {
+        let st = self.staging.as_ref().ok_or(Error::Buffer { op: "collect", reason: "nothing was staged" })?;
+        let got = st.contents()?;
+        if got.len() != dst.len() {
+            return Err(Error::Buffer { op: "collect", reason: "length mismatch" });
+        }
+        dst.copy_from_slice(got);
+        Ok(())
     }
 
     fn write_idx(&mut self, dst: IdxBuf, src: &[u32]) -> Result<(), Error> {
@@ -690,7 +746,6 @@ impl Backend for CudaBackend {
         // ids: device memory stays the same from task to task.
         let room = 3 * self.idx_host.get(ids.arena as usize).map_or(0, Vec::len) + 1;
         if self.groups.as_ref().is_none_or(|a| a.len < room) {
-            self.synchronize()?;
             self.groups = None;
             self.groups = Some(self.alloc_arena::<u32>(room)?);
         }
@@ -860,12 +915,15 @@ impl Backend for CudaBackend {
         launch!(self, "teacher_weights_f32", elem_cfg(b), a, s, code, p0, p1, ti, bi)
     }
 
-    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, d: Rows) -> Result<(), Error> {
+    fn prototype_ema(
+        &mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, d: Rows, guard: Option<Buf>,
+    ) -> Result<(), Error> {
         let op = "prototype_ema";
         let rc = d.rows * d.c;
         let ([p], [s, n]) = self.ptrs(op, [(protos, rc)], [(sums, rc), (counts, d.rows)])?;
+        let g = self.guard_ptr(op, guard)?;
         let cfg = row_cfg(d.rows, d.c);
-        launch!(self, "prototype_ema_f32", cfg, p, s, n, momentum as f32, i32_of(op, d.c)?, d.eps as f32)
+        launch!(self, "prototype_ema_f32", cfg, p, s, n, g, momentum as f32, i32_of(op, d.c)?, d.eps as f32)
     }
 
     fn scale(&mut self, y: Buf, a: f64) -> Result<(), Error> {
@@ -881,13 +939,14 @@ impl Backend for CudaBackend {
     fn adamw(&mut self, params: Buf, grads: Buf, m: Buf, v: Buf, hp: AdamW) -> Result<(), Error> {
         let n = params.len;
         let ([p, pm, pv], [g]) = self.ptrs("adamw", [(params, 0), (m, n), (v, n)], [(grads, n)])?;
+        let guard = self.guard_ptr("adamw", hp.guard)?;
         // The same f32 constants as the CPU backend (bias corrections in f64, then rounded).
         let bc1 = 1.0 - hp.beta1.powf(hp.step as f64);
         let bc2_sqrt = (1.0 - hp.beta2.powf(hp.step as f64)).sqrt();
         let decay = (1.0 - hp.lr * hp.weight_decay) as f32;
         let step_size = (hp.lr / bc1) as f32;
         let (b1, b2, bc2s, eps) = (hp.beta1 as f32, hp.beta2 as f32, bc2_sqrt as f32, hp.eps as f32);
-        launch!(self, "adamw_f32", elem_cfg(n), p, g, pm, pv, decay, b1, b2, step_size, bc2s, eps, n as i64)
+        launch!(self, "adamw_f32", elem_cfg(n), p, g, pm, pv, guard, decay, b1, b2, step_size, bc2s, eps, n as i64)
     }
 
     fn device_memory(&mut self) -> Option<u64> {

@@ -13,11 +13,14 @@
 //! - [`probe`](mod@probe): [`probe()`], which finds the libraries and lists the devices.
 //!
 //! - [`kernels`]: the CUDA C++ sources, compiled with NVRTC at start-up;
-//! - [`backend`]: [`CudaBackend`], the [`mulki_core::Backend`] over cuBLAS and those kernels.
+//! - [`backend`]: [`CudaBackend`], the [`mulki_core::Backend`] over cuBLAS and those kernels;
+//! - `pinned`: page-locked host buffers, so a step's uploads and its values' copy back never
+//!   make the host wait for the device.
 
 pub mod backend;
 pub mod error;
 pub mod kernels;
+mod pinned;
 pub mod probe;
 
 pub use backend::CudaBackend;

@@ -17,5 +17,10 @@ fn backend(precision: Precision) -> Option<CudaBackend> {
     }
 }
 
+/// How often the host waited for the device: counted on the emulator only.
+fn stream_waits() -> Option<u64> {
+    None
+}
+
 /// Steps of the bf16 loss-curve test.
 const CURVE_STEPS: usize = 20;

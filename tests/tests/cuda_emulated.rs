@@ -18,6 +18,11 @@ fn backend(precision: Precision) -> Option<CudaBackend> {
     Some(be)
 }
 
+/// How often this thread waited for the emulated device ([`mulki_cuda_emulator::stream_waits`]).
+fn stream_waits() -> Option<u64> {
+    Some(mulki_cuda_emulator::stream_waits().unwrap_or_else(|e| panic!("{e}")))
+}
+
 /// Steps of the bf16 loss-curve test: an emulated step takes about half a minute, so 5 here; the
 /// GPU binary runs 20.
 const CURVE_STEPS: usize = 5;

@@ -6,10 +6,11 @@
 use mulki_core::arena::{Planner, Scratch};
 use mulki_core::backend::{Backend, Buf, Ce, IdxBuf, Rows};
 use mulki_core::cpu::CpuBackend;
-use mulki_core::loss::base::{ImageText, Terms};
+use mulki_core::loss::base::{ImageText, Terms, IMAGE_TEXT_SLOTS};
 use mulki_core::loss::connections::{merge_due, Ensemble};
 use mulki_core::loss::mulki::{Features, LossValues, MulkiLoss};
 use mulki_core::loss::relations::LogSoftmaxSim;
+use mulki_core::loss::tally::Tally;
 use mulki_core::method::{MethodConfig, WeightRuleName};
 use mulki_tests::normals;
 use proptest::prelude::*;
@@ -73,7 +74,8 @@ fn run(cfg: &MethodConfig, x: &Batch, teachers: usize) -> (LossValues, Vec<f64>,
     let st = Features { v: buf(&mut be, &x.v), w: buf(&mut be, &x.w) };
     let t: Vec<Buf> = x.t.iter().map(|v| buf(&mut be, v)).collect();
     let kd = [Features { v: t[0], w: t[1] }, Features { v: t[2], w: t[3] }];
-    let out = l.forward(&mut be, st, &kd[..teachers], Some(kd[teachers - 1]), &x.labels, x.b, x.k, x.s).unwrap();
+    l.forward(&mut be, st, &kd[..teachers], Some(kd[teachers - 1]), &x.labels, x.b, x.k, x.s).unwrap();
+    let out = l.read(&mut be).unwrap();
     let alpha = get(&mut be, l.alpha());
     let (dv, dw) = (buf(&mut be, &vec![0.0; x.b * x.p]), buf(&mut be, &vec![0.0; x.k * x.p]));
     l.backward(&mut be, dv, dw).unwrap();
@@ -154,11 +156,14 @@ proptest! {
     fn ei_is_symmetric_in_prototypes_and_texts(k in 1usize..9, seed in 0u64..1000, s in 1.0f64..100.0) {
         let mut be = Be::new(1);
         let idx = ImageText::alloc_idx(&mut be, k, k).unwrap();
-        let (_, mut it) = Scratch::new(&mut be, |pl: &mut Planner| ImageText::plan(pl, idx, k, k, 4)).unwrap();
+        let tally = Tally::new(&mut be, IMAGE_TEXT_SLOTS, k).unwrap();
+        let (_, mut it) = Scratch::new(&mut be, |pl: &mut Planner| ImageText::plan(pl, idx, tally, k, k, 4)).unwrap();
         let (pi, w) = (buf(&mut be, &normals(seed, k * 4)), buf(&mut be, &normals(seed + 1, k * 4)));
         let t = Terms { contrastive: 1.0, labelled: 0.0, smoothing: 0.0 };
-        let a = it.forward(&mut be, pi, w, k, k, s, &[], t).unwrap().contrastive;
-        let b = it.forward(&mut be, w, pi, k, k, s, &[], t).unwrap().contrastive;
+        it.forward(&mut be, pi, w, k, k, s, &[], t).unwrap();
+        let a = it.read(&mut be).unwrap().contrastive;
+        it.forward(&mut be, w, pi, k, k, s, &[], t).unwrap();
+        let b = it.read(&mut be).unwrap().contrastive;
         prop_assert!(close(a, b, 1e-13), "{a} vs {b}");
     }
 

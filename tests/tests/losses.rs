@@ -115,7 +115,8 @@ fn mulki_case<E: CpuElem>(c: &Case) {
         if two {
             kd.push(Features { v: upload(&mut be, &c.t("v_p")), w: upload(&mut be, &c.t("w_p")) });
         }
-        let out = loss.forward(&mut be, student, &kd, None, &c.labels("labels"), b, k, s).unwrap();
+        loss.forward(&mut be, student, &kd, None, &c.labels("labels"), b, k, s).unwrap();
+        let out = loss.read(&mut be).unwrap();
         let name = format!("{} {what} ({})", c.name, core::any::type_name::<E>());
         check(&format!("{name} l_ce"), &[out.ce], &c.t("l_ce"), &tol);
         if what != "l_ce" {
@@ -147,7 +148,8 @@ fn lwf_case<E: CpuElem>(c: &Case) {
     let mut loss = MulkiLoss::new(&mut be, &cfg, b, k, d).unwrap();
     let student = Features { v: upload(&mut be, &c.t("v_s")), w: upload(&mut be, &c.t("w_s")) };
     let p = Features { v: upload(&mut be, &c.t("v_p")), w: upload(&mut be, &c.t("w_p")) };
-    let out = loss.forward(&mut be, student, &[], Some(p), &c.labels("labels"), b, k, s).unwrap();
+    loss.forward(&mut be, student, &[], Some(p), &c.labels("labels"), b, k, s).unwrap();
+    let out = loss.read(&mut be).unwrap();
     check(&format!("{} l_ce", c.name), &[out.ce], &c.t("l_ce"), &tol);
     check(&format!("{} lwf", c.name), &[out.lwf], &c.t("lwf"), &tol);
     let (dv, dw) = (upload(&mut be, &vec![0.0; b * d]), upload(&mut be, &vec![0.0; k * d]));
@@ -172,7 +174,8 @@ fn zscl_case<E: CpuElem>(c: &Case) {
     let mut be = CpuBackend::<E>::new(2);
     let mut z = Zscl::new(&mut be, r, n, d, t, 1.0).unwrap();
     let (rs, rz, cz) = (upload(&mut be, &c.t("r_v_s")), upload(&mut be, &c.t("r_v_z")), upload(&mut be, &c.t("r_c_z")));
-    let out = z.forward(&mut be, rs, rz, cz, r, n, s).unwrap();
+    z.forward(&mut be, rs, rz, cz, r, n, s).unwrap();
+    let out = z.read(&mut be).unwrap();
     check(&format!("{} img", c.name), &[out.img], &c.t("zscl_img"), &tol);
     check(&format!("{} txt", c.name), &[out.txt], &c.t("zscl_txt"), &tol);
     let dr = upload(&mut be, &vec![0.0; r * d]);
@@ -206,7 +209,7 @@ fn proto_case<E: CpuElem>(c: &Case, init: bool) {
     } else {
         be.write(loss.prototypes.protos(), &c.t("protos").iter().map(|&x| E::from_f64(x)).collect::<Vec<_>>()).unwrap();
         let vn = normalized(&mut be, &c.t("v_s"), d);
-        loss.prototypes.ema(&mut be, vn, &c.labels("labels"), c.f("m"), &mut counts).unwrap();
+        loss.prototypes.ema(&mut be, vn, &c.labels("labels"), c.f("m"), &mut counts, None).unwrap();
         check(&format!("{} protos", c.name), &download(&mut be, loss.prototypes.protos()), &c.t("protos_ema"), &tol);
     }
 }

@@ -30,12 +30,14 @@ pub struct CpuBackend<E> {
     arenas: Vec<Vec<E>>,
     idx: Vec<Vec<u32>>,
     pool: Pool,
+    /// What the last `stage` copied.
+    staged: Vec<E>,
 }
 
 impl<E: CpuElem> CpuBackend<E> {
     /// A backend using up to `threads` threads (ignored without feature `std`).
     pub fn new(threads: usize) -> Self {
-        CpuBackend { arenas: Vec::new(), idx: Vec::new(), pool: Pool::new(threads) }
+        CpuBackend { arenas: Vec::new(), idx: Vec::new(), pool: Pool::new(threads), staged: Vec::new() }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -125,6 +127,21 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
             return Err(Error::Buffer { op: "read", reason: "length mismatch" });
         }
         dst.copy_from_slice(s);
+        Ok(())
+    }
+
+    fn stage(&mut self, src: Buf) -> Result<(), Error> {
+        let ([], [s]) = self.args("stage", [], [src])?;
+        let s = s.to_vec();
+        self.staged = s;
+        Ok(())
+    }
+
+    fn collect(&mut self, dst: &mut [E]) -> Result<(), Error> {
+        if self.staged.len() != dst.len() {
+            return Err(Error::Buffer { op: "collect", reason: "length mismatch" });
+        }
+        dst.copy_from_slice(&self.staged);
         Ok(())
     }
 
@@ -476,8 +493,13 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
         Ok(())
     }
 
-    fn prototype_ema(&mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows) -> Result<(), Error> {
+    fn prototype_ema(
+        &mut self, protos: Buf, sums: Buf, counts: Buf, momentum: f64, dims: Rows, guard: Option<Buf>,
+    ) -> Result<(), Error> {
         let op = "prototype_ema";
+        if !self.guard_ok(op, guard)? {
+            return Ok(());
+        }
         let ([p], [s, n]) = self.args(op, [protos], [sums, counts])?;
         let rc = dims.rows * dims.c;
         for (x, len) in [(&*p, rc), (s, rc), (n, dims.rows)] {
@@ -503,6 +525,9 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
 
     fn adamw(&mut self, params: Buf, grads: Buf, m: Buf, v: Buf, hp: AdamW) -> Result<(), Error> {
         let op = "adamw";
+        if !self.guard_ok(op, hp.guard)? {
+            return Ok(());
+        }
         let ([p, ms, vs], [g]) = self.args(op, [params, m, v], [grads])?;
         for s in [&*ms, &*vs, g] {
             need(op, s, p.len())?;
@@ -513,6 +538,14 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
 }
 
 impl<E: CpuElem> CpuBackend<E> {
+    /// Whether an update guarded by `guard` goes ahead: no guard, or a finite value in it.
+    fn guard_ok(&mut self, op: &'static str, guard: Option<Buf>) -> Result<bool, Error> {
+        let Some(g) = guard else { return Ok(true) };
+        let ([], [s]) = self.args(op, [], [g])?;
+        need(op, s, 1)?;
+        Ok(s[0].to_f64().is_finite())
+    }
+
     #[allow(clippy::type_complexity)]
     fn rows_args<'a, const O: usize, const I: usize>(
         &mut self, op: &'static str, outs: [Buf; O], ins: [Buf; I], dims: Rows,

@@ -6,6 +6,7 @@ use crate::arena::{head, Planner, Scratch};
 use crate::backend::{Backend, Buf, Ce, IdxBuf};
 use crate::error::Error;
 use crate::layers::similarity::Similarity;
+use crate::loss::tally::Tally;
 
 /// What the loss adds up.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -42,8 +43,13 @@ pub struct ImageText {
     loss_i: Buf,
     loss_t: Buf,
     loss_y: Buf,
+    /// Σ loss_i, Σ loss_t, Σ loss_y of the last forward.
+    tally: Tally,
     last: Option<(usize, usize, f64, Terms)>,
 }
+
+/// Slots of an [`ImageText`] tally.
+pub const IMAGE_TEXT_SLOTS: usize = 3;
 
 /// `Σ a[i]·w[i]` (or `Σ a[i]` without weights), read to the host in f64 in fixed chunks, so
 /// no allocation happens.
@@ -63,11 +69,6 @@ pub fn host_sum<B: Backend>(be: &mut B, a: Buf, w: Option<Buf>) -> Result<f64, E
     Ok(sum)
 }
 
-/// Mean of a per-row buffer (see [`host_sum`]).
-pub fn mean<B: Backend>(be: &mut B, buf: Buf) -> Result<f64, Error> {
-    Ok(host_sum(be, buf, None)? / buf.len.max(1) as f64)
-}
-
 impl ImageText {
     /// The index buffer `plan` needs: the diagonal targets `[0, 1, …]`, then room for labels.
     pub fn alloc_idx<B: Backend>(be: &mut B, max_b: usize, max_n: usize) -> Result<IdxBuf, Error> {
@@ -78,8 +79,9 @@ impl ImageText {
         Ok(idx)
     }
 
-    /// Plans the workspace; `idx` comes from `alloc_idx` with the same sizes.
-    pub fn plan(p: &mut Planner, idx: IdxBuf, max_b: usize, max_n: usize, width: usize) -> Self {
+    /// Plans the workspace; `idx` comes from `alloc_idx` with the same sizes, `tally` has
+    /// [`IMAGE_TEXT_SLOTS`] slots of `max(max_b, max_n)` elements.
+    pub fn plan(p: &mut Planner, idx: IdxBuf, tally: Tally, max_b: usize, max_n: usize, width: usize) -> Self {
         ImageText {
             max_b,
             max_n,
@@ -93,6 +95,7 @@ impl ImageText {
             loss_i: p.take(max_b),
             loss_t: p.take(max_n),
             loss_y: p.take(max_b),
+            tally,
             last: None,
         }
     }
@@ -111,11 +114,12 @@ impl ImageText {
     }
 
     /// Loss of normalised image features `vn` [b, p] against normalised texts `wn` [n, p] at
-    /// scale `s`. `labels` (one per image, < n) are needed when `terms.labelled != 0`.
+    /// scale `s`. `labels` (one per image, < n) are needed when `terms.labelled != 0`. The
+    /// values stay on the device: [`ImageText::read`] or [`ImageText::values`].
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &mut self, be: &mut B, vn: Buf, wn: Buf, b: usize, n: usize, s: f64, labels: &[u32], terms: Terms,
-    ) -> Result<Values, Error> {
+    ) -> Result<(), Error> {
         if b > self.max_b || n > self.max_n {
             return Err(Error::Capacity { what: "image-text batch", max: self.max_b.min(self.max_n), got: b.max(n) });
         }
@@ -124,13 +128,13 @@ impl ImageText {
         }
         let (z, zt) = (head(self.z, b * n), head(self.zt, n * b));
         Similarity { m: b, n, c: self.p, scale: s }.forward(be, z, vn, wn)?;
-        let mut out = Values::default();
         if terms.contrastive != 0.0 {
             Similarity { m: n, n: b, c: self.p, scale: s }.forward(be, zt, wn, vn)?;
             let (li, lt) = (head(self.loss_i, b), head(self.loss_t, n));
             be.cross_entropy_forward(li, head(self.lse_i, b), z, self.diag(b), Ce { rows: b, nc: n, smoothing: 0.0 })?;
             be.cross_entropy_forward(lt, head(self.lse_t, n), zt, self.diag(n), Ce { rows: n, nc: b, smoothing: 0.0 })?;
-            out.contrastive = 0.5 * (mean(be, li)? + mean(be, lt)?);
+            self.tally.sum(be, 0, li, None)?;
+            self.tally.sum(be, 1, lt, None)?;
         }
         if terms.labelled != 0.0 {
             if labels.len() != b {
@@ -143,11 +147,34 @@ impl ImageText {
             let ly = head(self.loss_y, b);
             let ce = Ce { rows: b, nc: n, smoothing: terms.smoothing };
             be.cross_entropy_forward(ly, head(self.lse_y, b), z, self.labels(b), ce)?;
-            out.labelled = mean(be, ly)?;
+            self.tally.sum(be, 2, ly, None)?;
+        }
+        self.last = Some((b, n, s, terms));
+        Ok(())
+    }
+
+    /// The tally the last forward wrote.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The last forward's values from its tally's slots as read (terms it did not compute are 0).
+    pub fn values(&self, sums: &[f64]) -> Values {
+        let Some((b, n, _, terms)) = self.last else { return Values::default() };
+        let mut out = Values::default();
+        if terms.contrastive != 0.0 {
+            out.contrastive = 0.5 * (sums[0] / b as f64 + sums[1] / n as f64);
+        }
+        if terms.labelled != 0.0 {
+            out.labelled = sums[2] / b as f64;
         }
         out.total = terms.contrastive * out.contrastive + terms.labelled * out.labelled;
-        self.last = Some((b, n, s, terms));
-        Ok(out)
+        out
+    }
+
+    /// The last forward's values (waits for the device).
+    pub fn read<B: Backend>(&self, be: &mut B) -> Result<Values, Error> {
+        Ok(self.values(&self.tally.read(be)?))
     }
 
     /// Adds the gradient of the last total into `s.d(vn)`, `s.d(wn)` (the caller's normalised

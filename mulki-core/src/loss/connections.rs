@@ -46,16 +46,15 @@ impl Ensemble {
     }
 }
 
-/// L_C = λ·Σ(θ − anchor)²; adds `2λ(θ − anchor)` into `grads` and returns L_C. `diff` (θ's
-/// length) and `out` (one element) are scratch.
+/// L_C = λ·Σ(θ − anchor)²: adds `2λ(θ − anchor)` into `grads` and leaves Σ(θ − anchor)² in
+/// the one-element `out`, on the device (L_C is λ times it). `diff` (θ's length) is scratch.
 pub fn connection_loss<B: Backend>(
     be: &mut B, params: Buf, anchor: Buf, grads: Buf, diff: Buf, out: Buf, lambda: f64,
-) -> Result<f64, Error> {
+) -> Result<(), Error> {
     be.copy(diff, params)?;
     be.axpby(diff, anchor, -1.0, 1.0)?;
     be.row_dot_forward(out, diff, diff, Rows { rows: 1, c: diff.len, eps: 0.0 })?;
-    be.axpby(grads, diff, 2.0 * lambda, 1.0)?;
-    Ok(lambda * crate::loss::base::host_sum(be, out, None)?)
+    be.axpby(grads, diff, 2.0 * lambda, 1.0)
 }
 
 /// End of task: θ_t = γ·θ̄ + (1−γ)·anchor, in place in `avg`.

@@ -7,4 +7,5 @@ pub mod mulki;
 pub mod prototypes;
 pub mod relations;
 pub mod soft_contrastive;
+pub mod tally;
 pub mod zscl;

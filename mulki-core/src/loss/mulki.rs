@@ -13,10 +13,11 @@ use crate::arena::{head, Scratch};
 use crate::backend::{Backend, Bcast, Buf, Ce, IdxBuf, Rows, WeightRule};
 use crate::error::Error;
 use crate::layers::similarity::Similarity;
-use crate::loss::base::{host_sum, ImageText, Terms};
+use crate::loss::base::{ImageText, Terms, IMAGE_TEXT_SLOTS};
 use crate::loss::features::Normalized;
 use crate::loss::prototypes::Prototypes;
 use crate::loss::relations::{LogSoftmaxSim, Relations, TeacherTerms};
+use crate::loss::tally::Tally;
 use crate::method::{MethodConfig, WeightRuleName};
 
 /// Raw (unnormalised) features of one model on the batch: images [b, p], class texts [k, p].
@@ -50,6 +51,16 @@ struct Teacher {
     conf_lse: Buf,
 }
 
+/// Tally layout: the base loss's slots, L_EI's, Σ KL of LwF, then per KD teacher
+/// [`TEACHER_SLOTS`] sums (Σα, Σα·kl_v, Σα·kl_x, Σα·dot_v, Σ kl_t, Σ dot_w).
+const BASE_SLOT: usize = 0;
+const EI_SLOT: usize = IMAGE_TEXT_SLOTS;
+const LWF_SLOT: usize = 2 * IMAGE_TEXT_SLOTS;
+const TEACHER_SLOT: usize = LWF_SLOT + 1;
+const TEACHER_SLOTS: usize = 6;
+/// Slots of a [`MulkiLoss`] tally.
+pub const MULKI_SLOTS: usize = TEACHER_SLOT + 2 * TEACHER_SLOTS;
+
 /// The loss workspace for at most `max_b` images, `max_k` classes and two teachers.
 pub struct MulkiLoss {
     cfg: MethodConfig,
@@ -74,8 +85,8 @@ pub struct MulkiLoss {
     lwf_s: LogSoftmaxSim,
     lwf_p: LogSoftmaxSim,
     lwf_kl: Buf,
-    /// Scratch for the prototype counts.
-    counts: Vec<u32>,
+    /// The sums of the values, laid out as the `*_SLOT` constants say.
+    tally: Tally,
     /// (b, k, s, number of KD teachers, LwF on) of the last forward.
     last: Option<(usize, usize, f64, usize, bool)>,
 }
@@ -88,6 +99,7 @@ impl MulkiLoss {
         let base_idx = ImageText::alloc_idx(be, max_b, max_k)?;
         let ei_idx = ImageText::alloc_idx(be, max_k, max_k)?;
         let labels = IdxBuf { arena: be.alloc_idx(max_b.max(max_k))?, offset: 0, len: max_b.max(max_k) };
+        let tally = Tally::new(be, MULKI_SLOTS, max_b.max(max_k))?;
         let teacher = |pl: &mut crate::arena::Planner| Teacher {
             v: Normalized::plan(pl, max_b, p),
             w: Normalized::plan(pl, max_k, p),
@@ -103,8 +115,8 @@ impl MulkiLoss {
             labels,
             v: Normalized::plan(pl, max_b, p),
             w: Normalized::plan(pl, max_k, p),
-            base: ImageText::plan(pl, base_idx, max_b, max_k, p),
-            ei: ImageText::plan(pl, ei_idx, max_k, max_k, p),
+            base: ImageText::plan(pl, base_idx, tally.part(BASE_SLOT, IMAGE_TEXT_SLOTS), max_b, max_k, p),
+            ei: ImageText::plan(pl, ei_idx, tally.part(EI_SLOT, IMAGE_TEXT_SLOTS), max_k, max_k, p),
             prototypes: Prototypes::plan(pl, labels, max_k, p),
             rel: Relations::plan(pl, max_b, max_k),
             teachers: [teacher(pl), teacher(pl)],
@@ -117,7 +129,7 @@ impl MulkiLoss {
             lwf_s: LogSoftmaxSim::plan(pl, max_b, max_k),
             lwf_p: LogSoftmaxSim::plan(pl, max_b, max_k),
             lwf_kl: pl.take(max_b),
-            counts: alloc::vec![0; max_k],
+            tally,
             last: None,
         })?;
         l.sc = sc;
@@ -126,14 +138,6 @@ impl MulkiLoss {
 
     pub fn config(&self) -> &MethodConfig {
         &self.cfg
-    }
-
-    /// Prototype EMA with this step's student features (call after the optimiser step; the
-    /// step's losses used the prototypes from before it).
-    pub fn update_prototypes<B: Backend>(&mut self, be: &mut B, labels: &[u32]) -> Result<(), Error> {
-        let vn = self.v.hat();
-        let m = self.cfg.proto_momentum;
-        self.prototypes.ema(be, vn, labels, m, &mut self.counts)
     }
 
     /// α [teachers, b] of the last forward (teacher order Z, P).
@@ -148,12 +152,13 @@ impl MulkiLoss {
     }
 
     /// The loss of the student's raw features against `kd` teachers (none, Z, or Z then P) and,
-    /// when `λ_LwF > 0`, the LwF teacher P. `s` is the frozen scale of θ_0.
+    /// when `λ_LwF > 0`, the LwF teacher P. `s` is the frozen scale of θ_0. The values stay on
+    /// the device, in [`MulkiLoss::tally`]: [`MulkiLoss::read`] or [`MulkiLoss::values`].
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &mut self, be: &mut B, student: Features, kd: &[Features], lwf: Option<Features>, labels: &[u32], b: usize,
         k: usize, s: f64,
-    ) -> Result<LossValues, Error> {
+    ) -> Result<(), Error> {
         let (cfg, p) = (self.cfg.clone(), self.p);
         if kd.len() > 2 {
             return Err(Error::Capacity { what: "teachers", max: 2, got: kd.len() });
@@ -167,18 +172,17 @@ impl MulkiLoss {
         }
         let vn = self.v.forward(be, student.v, b)?;
         let wn = self.w.forward(be, student.w, k)?;
-        let mut out = LossValues::default();
         let ce_terms = Terms { contrastive: 0.0, labelled: 1.0, smoothing: cfg.label_smoothing };
-        out.ce = self.base.forward(be, vn, wn, b, k, s, labels, ce_terms)?.labelled;
+        self.base.forward(be, vn, wn, b, k, s, labels, ce_terms)?;
         if cfg.lambda_ei != 0.0 {
             let protos = self.prototypes.protos();
             let t = Terms { contrastive: cfg.lambda_ei, labelled: 0.0, smoothing: 0.0 };
-            out.ei = self.ei.forward(be, protos, wn, k, k, s, &[], t)?.contrastive;
+            self.ei.forward(be, protos, wn, k, k, s, &[], t)?;
         }
         let n_kd = if cfg.lambda_kd != 0.0 { kd.len() } else { 0 };
         if n_kd > 0 {
             be.write_idx(IdxBuf { len: b, ..self.labels }, labels)?;
-            out.kd = self.kd_forward(be, &kd[..n_kd], b, k, s, &mut out.alpha_mean)?;
+            self.kd_forward(be, &kd[..n_kd], b, k, s)?;
         }
         let lwf_on = cfg.lambda_lwf != 0.0;
         if lwf_on {
@@ -189,18 +193,49 @@ impl MulkiLoss {
             let lq = self.lwf_s.forward(be, vn, wn, b, k, p, scale)?;
             let lp = self.lwf_p.forward(be, vp, wp, b, k, p, scale)?;
             be.row_kl_forward(head(self.lwf_kl, b), lp, lq, Rows { rows: b, c: k, eps: 0.0 })?;
-            let t2 = cfg.lwf_temperature * cfg.lwf_temperature;
-            out.lwf = t2 * host_sum(be, head(self.lwf_kl, b), None)? / b as f64;
+            self.tally.sum(be, LWF_SLOT, head(self.lwf_kl, b), None)?;
         }
-        out.total = out.ce + cfg.lambda_ei * out.ei + cfg.lambda_kd * out.kd + cfg.lambda_lwf * out.lwf;
         self.last = Some((b, k, s, n_kd, lwf_on));
-        Ok(out)
+        Ok(())
     }
 
-    /// Stages 2–3: relations, teacher terms, weights; returns L_KD.
-    fn kd_forward<B: Backend>(
-        &mut self, be: &mut B, kd: &[Features], b: usize, k: usize, s: f64, alpha_mean: &mut Vec<f64>,
-    ) -> Result<f64, Error> {
+    /// The tally the last forward wrote ([`MULKI_SLOTS`] slots).
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The last forward's values from its tally's slots as read.
+    pub fn values(&self, sums: &[f64]) -> LossValues {
+        let Some((b, k, _, n_kd, lwf_on)) = self.last else { return LossValues::default() };
+        let cfg = &self.cfg;
+        let mut out = LossValues { ce: self.base.values(&sums[BASE_SLOT..]).labelled, ..LossValues::default() };
+        if cfg.lambda_ei != 0.0 {
+            out.ei = self.ei.values(&sums[EI_SLOT..]).contrastive;
+        }
+        let (t2, beta, bf, kf) = (cfg.temperature * cfg.temperature, cfg.beta, b as f64, k as f64);
+        for i in 0..n_kd {
+            let [a_sum, kl_v, kl_x, dot_v, kl_t, dot_w] =
+                core::array::from_fn(|j| sums[TEACHER_SLOT + i * TEACHER_SLOTS + j]);
+            let per_sample = t2 * (kl_v + kl_x) + beta * (a_sum - dot_v);
+            let abar = a_sum / bf;
+            let per_class = t2 * kl_t / kf + beta * (1.0 - dot_w / kf);
+            out.kd += per_sample / bf + abar * per_class;
+            out.alpha_mean.push(abar);
+        }
+        if lwf_on {
+            out.lwf = cfg.lwf_temperature * cfg.lwf_temperature * sums[LWF_SLOT] / bf;
+        }
+        out.total = out.ce + cfg.lambda_ei * out.ei + cfg.lambda_kd * out.kd + cfg.lambda_lwf * out.lwf;
+        out
+    }
+
+    /// The last forward's values (waits for the device).
+    pub fn read<B: Backend>(&self, be: &mut B) -> Result<LossValues, Error> {
+        Ok(self.values(&self.tally.read(be)?))
+    }
+
+    /// Stages 2–3: relations, teacher terms, weights, and the sums of L_KD.
+    fn kd_forward<B: Backend>(&mut self, be: &mut B, kd: &[Features], b: usize, k: usize, s: f64) -> Result<(), Error> {
         let (cfg, p) = (self.cfg.clone(), self.p);
         let (vn, wn, protos) = (self.v.hat(), self.w.hat(), self.prototypes.protos());
         let scale = s / cfg.temperature;
@@ -244,22 +279,16 @@ impl MulkiLoss {
                 be.teacher_weights(alpha, head(self.stat, b), rule, 2, b)?;
             }
         }
-        let (t2, beta) = (cfg.temperature * cfg.temperature, cfg.beta);
-        let mut kd_value = 0.0;
-        alpha_mean.clear();
         for (i, t) in self.teachers.iter().enumerate().take(n) {
             let a = alpha.slice(i * b, b);
             let [kl_v, kl_x, dot_v, kl_t, dot_w] = t.terms.bufs();
-            let a_sum = host_sum(be, a, None)?;
-            let per_sample = t2 * (host_sum(be, kl_v, Some(a))? + host_sum(be, kl_x, Some(a))?)
-                + beta * (a_sum - host_sum(be, dot_v, Some(a))?);
-            let abar = a_sum / b as f64;
-            let per_class =
-                t2 * host_sum(be, kl_t, None)? / k as f64 + beta * (1.0 - host_sum(be, dot_w, None)? / k as f64);
-            kd_value += per_sample / b as f64 + abar * per_class;
-            alpha_mean.push(abar);
+            let first = TEACHER_SLOT + i * TEACHER_SLOTS;
+            let sums = [(a, None), (kl_v, Some(a)), (kl_x, Some(a)), (dot_v, Some(a)), (kl_t, None), (dot_w, None)];
+            for (j, (x, w)) in sums.into_iter().enumerate() {
+                self.tally.sum(be, first + j, x, w)?;
+            }
         }
-        Ok(kd_value)
+        Ok(())
     }
 
     /// Adds the gradient of the last total into the student's `dv` [b, p] and `dw` [k, p].

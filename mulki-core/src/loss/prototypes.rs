@@ -89,9 +89,10 @@ impl Prototypes {
     /// The EMA after an optimiser step, from the step's own normalised student features `vn`
     /// [b, p] (detached): for each class c in the batch,
     /// `π_c ← normalize(m·π_c + (1−m)·mean_{y_i=c} v̂_i)`; absent classes keep π_c. `counts`
-    /// is caller scratch of length ≥ k.
+    /// is caller scratch of length ≥ k. Skipped on the device when the one-element `guard` is
+    /// not finite (the step was not applied).
     pub fn ema<B: Backend>(
-        &mut self, be: &mut B, vn: Buf, labels: &[u32], momentum: f64, counts: &mut [u32],
+        &mut self, be: &mut B, vn: Buf, labels: &[u32], momentum: f64, counts: &mut [u32], guard: Option<Buf>,
     ) -> Result<(), Error> {
         let (k, p) = (self.k, self.p);
         be.fill(head(self.sums, k * p), 0.0)?;
@@ -104,6 +105,7 @@ impl Prototypes {
             head(self.counts, k),
             momentum,
             Rows { rows: k, c: p, eps: NORMALIZE_EPS },
+            guard,
         )
     }
 }

@@ -7,9 +7,9 @@ use crate::arena::{head, Scratch};
 use crate::backend::{Backend, Buf, Rows};
 use crate::error::Error;
 use crate::layers::similarity::Similarity;
-use crate::loss::base::host_sum;
 use crate::loss::features::Normalized;
 use crate::loss::relations::LogSoftmaxSim;
+use crate::loss::tally::Tally;
 
 /// Values of the last forward.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -34,8 +34,13 @@ pub struct Zscl {
     p_txt: Buf,
     ce_img: Buf,
     ce_txt: Buf,
+    /// Σ ce_img, Σ ce_txt of the last forward.
+    tally: Tally,
     last: (usize, usize),
 }
+
+/// Slots of a [`Zscl`] tally.
+pub const ZSCL_SLOTS: usize = 2;
 
 impl Zscl {
     /// Workspace for `max_r` reference images and `max_n` captions of width `p`; `weight` is
@@ -43,6 +48,7 @@ impl Zscl {
     pub fn new<B: Backend>(
         be: &mut B, max_r: usize, max_n: usize, p: usize, temperature: f64, weight: f64,
     ) -> Result<Self, Error> {
+        let tally = Tally::new(be, ZSCL_SLOTS, max_r.max(max_n))?;
         let (sc, mut z) = Scratch::new(be, |pl| Zscl {
             sc: Scratch { vals: 0, grads: 0, len: 0 },
             p,
@@ -58,6 +64,7 @@ impl Zscl {
             p_txt: pl.take(max_r * max_n),
             ce_img: pl.take(max_r),
             ce_txt: pl.take(max_n),
+            tally,
             last: (0, 0),
         })?;
         z.sc = sc;
@@ -65,11 +72,12 @@ impl Zscl {
     }
 
     /// Student `student` [r, p] and teacher `teacher` [r, p] raw image features of the reference
-    /// batch, teacher caption features `captions` [n, p] (raw), at scale `s`.
+    /// batch, teacher caption features `captions` [n, p] (raw), at scale `s`. The values stay on
+    /// the device: [`Zscl::read`] or [`Zscl::values`].
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &mut self, be: &mut B, student: Buf, teacher: Buf, captions: Buf, r: usize, n: usize, s: f64,
-    ) -> Result<ZsclValues, Error> {
+    ) -> Result<(), Error> {
         let (p, scale) = (self.p, s / self.temperature);
         let rs = self.s.forward(be, student, r)?;
         let rz = self.z.forward(be, teacher, r)?;
@@ -84,12 +92,27 @@ impl Zscl {
         let (ce_img, ce_txt) = (head(self.ce_img, r), head(self.ce_txt, n));
         be.row_dot_forward(ce_img, p_img, lq_img, Rows { rows: r, c: n, eps: 0.0 })?;
         be.row_dot_forward(ce_txt, p_txt, lq_txt, Rows { rows: n, c: r, eps: 0.0 })?;
+        self.tally.sum(be, 0, ce_img, None)?;
+        self.tally.sum(be, 1, ce_txt, None)?;
         self.last = (r, n);
+        Ok(())
+    }
+
+    /// The tally the last forward wrote.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The last forward's values from its tally's slots as read.
+    pub fn values(&self, sums: &[f64]) -> ZsclValues {
+        let (r, n) = self.last;
         let t2 = self.temperature * self.temperature;
-        Ok(ZsclValues {
-            img: -t2 * host_sum(be, ce_img, None)? / r as f64,
-            txt: -t2 * host_sum(be, ce_txt, None)? / n as f64,
-        })
+        ZsclValues { img: -t2 * sums[0] / r.max(1) as f64, txt: -t2 * sums[1] / n.max(1) as f64 }
+    }
+
+    /// The last forward's values (waits for the device).
+    pub fn read<B: Backend>(&self, be: &mut B) -> Result<ZsclValues, Error> {
+        Ok(self.values(&self.tally.read(be)?))
     }
 
     /// Adds `λ·d(L_img + L_txt)/d(student)` into `dstudent` [r, p].

@@ -354,7 +354,8 @@ API CUresult cuDeviceGetAttribute(int* v, int attr, int) {
         case 6: case 7: *v = 65535; break;
         case 10: *v = 32; break;       // warp size
         case 16: *v = 1; break;        // multiprocessors
-        default: *v = 0;               // memory pools and everything optional: unsupported
+        case 115: *v = 1; break;       // memory pools (stream-ordered alloc and free), as on H100/H200
+        default: *v = 0;               // everything optional: unsupported
     }
     return CUDA_SUCCESS;
 }
@@ -379,7 +380,35 @@ API CUresult cuCtxGetDevice(int* dev) {
     *dev = 0;
     return CUDA_SUCCESS;
 }
+// Times the calling thread waited, or may have waited, for the stream: synchronisations,
+// synchronous copies, device-to-host copies into pageable memory (they return when done) and
+// host-to-device copies of more than 64 KiB from pageable memory (the driver may wait to stage
+// them). Copies to and from page-locked memory (cuMemHostAlloc) are asynchronous, and an event
+// wait waits for that point only: neither counts. Per thread, as tests run side by side.
+static thread_local unsigned long long t_stream_waits;
+static const size_t PAGEABLE_STAGING = 64 << 10;
+// Page-locked allocations: start -> bytes (under g_lock).
+static std::map<uintptr_t, size_t> g_pinned;
+
+static bool page_locked(const void* p, size_t n) {
+    std::lock_guard<std::mutex> l(g_lock);
+    auto it = g_pinned.upper_bound((uintptr_t)p);
+    if (it == g_pinned.begin()) return false;
+    --it;
+    return (uintptr_t)p + n <= it->first + it->second;
+}
+
+API unsigned long long emu_stream_waits() { return t_stream_waits; }
+
+// Counts a wait; with MULKI_EMU_TRACE_WAITS set, names it on stderr (to find where a step waits).
+static void stream_wait(const char* call, size_t bytes) {
+    t_stream_waits++;
+    static const bool trace = getenv("MULKI_EMU_TRACE_WAITS") != nullptr;
+    if (trace) fprintf(stderr, "cuda emulator: the host waits in %s (%zu bytes)\n", call, bytes);
+}
+
 API CUresult cuCtxSynchronize() {
+    stream_wait("cuCtxSynchronize", 0);
     std::lock_guard<std::mutex> l(g_lock);
     return check_all_guards();
 }
@@ -401,6 +430,24 @@ API CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     return CUDA_SUCCESS;
 }
 API CUresult cuMemAllocAsync(CUdeviceptr* p, size_t bytes, void*) { return cuMemAlloc_v2(p, bytes); }
+// Page-locked host memory is plain host memory here, filled with NaN bit patterns as device
+// memory is, so reading it before a copy arrived is noticed.
+API CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned int) {
+    *p = malloc(bytes == 0 ? 1 : bytes);
+    if (*p == nullptr) return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(*p, 0xff, bytes);
+    std::lock_guard<std::mutex> l(g_lock);
+    g_pinned[(uintptr_t)*p] = bytes;
+    return CUDA_SUCCESS;
+}
+API CUresult cuMemFreeHost(void* p) {
+    {
+        std::lock_guard<std::mutex> l(g_lock);
+        if (g_pinned.erase((uintptr_t)p) == 0) return CUDA_ERROR_INVALID_VALUE;
+    }
+    free(p);
+    return CUDA_SUCCESS;
+}
 API CUresult cuMemFree_v2(CUdeviceptr p) {
     std::lock_guard<std::mutex> l(g_lock);
     auto it = g_allocs.find(p);
@@ -438,20 +485,32 @@ API CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
     return CUDA_SUCCESS;
 }
 API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void*) { return cuMemsetD8_v2(p, v, n); }
-API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+static CUresult copy_in(CUdeviceptr dst, const void* src, size_t n) {
     if (!inside(dst, n)) return CUDA_ERROR_INVALID_VALUE;
     memcpy((void*)dst, src, n);
     return CUDA_SUCCESS;
 }
-API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void*) {
-    return cuMemcpyHtoD_v2(dst, src, n);
-}
-API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+static CUresult copy_out(void* dst, CUdeviceptr src, size_t n) {
     if (!inside(src, n)) return CUDA_ERROR_INVALID_VALUE;
     memcpy(dst, (const void*)src, n);
     return CUDA_SUCCESS;
 }
-API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void*) { return cuMemcpyDtoH_v2(dst, src, n); }
+API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
+    stream_wait("cuMemcpyHtoD", n);
+    return copy_in(dst, src, n);
+}
+API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void*) {
+    if (n > PAGEABLE_STAGING && !page_locked(src, n)) stream_wait("cuMemcpyHtoDAsync from pageable memory", n);
+    return copy_in(dst, src, n);
+}
+API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
+    stream_wait("cuMemcpyDtoH", n);
+    return copy_out(dst, src, n);
+}
+API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void*) {
+    if (!page_locked(dst, n)) stream_wait("cuMemcpyDtoHAsync to pageable memory", n);
+    return copy_out(dst, src, n);
+}
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     if (!inside(dst, n) || !inside(src, n)) return CUDA_ERROR_INVALID_VALUE;
     memmove((void*)dst, (const void*)src, n);

@@ -44,6 +44,31 @@ pub fn install() -> Result<(), String> {
     Err(unavailable().unwrap_or_default().into())
 }
 
+/// Times the calling thread waited, or may have waited, for the emulated device so far:
+/// synchronisations, synchronous copies, and copies between the device and pageable host memory
+/// that a driver completes (or stages) before returning. Asynchronous copies to and from
+/// page-locked memory and event waits do not count. Tests use it to show that a training step
+/// queues its work without waiting. Needs [`install`] first.
+#[cfg(emulator)]
+pub fn stream_waits() -> Result<u64, String> {
+    let path = library_paths().into_iter().next().ok_or("no driver library")?;
+    // SAFETY: the driver stand-in is already loaded (`install`), so this only takes another
+    // reference; `emu_stream_waits` reads a thread-local counter.
+    unsafe {
+        let lib = libloading::os::unix::Library::open(Some(&path), libloading::os::unix::RTLD_NOW)
+            .map_err(|e| format!("open the CUDA emulator's driver: {e}"))?;
+        let f: libloading::os::unix::Symbol<unsafe extern "C" fn() -> u64> =
+            lib.get(b"emu_stream_waits\0").map_err(|e| format!("the emulator's wait counter: {e}"))?;
+        Ok(f())
+    }
+}
+
+/// See the Linux version; there is no emulator here.
+#[cfg(not(emulator))]
+pub fn stream_waits() -> Result<u64, String> {
+    Err(unavailable().unwrap_or_default().into())
+}
+
 /// The stand-in libraries' paths, for another process: `LD_PRELOAD` them (joined by `:`) and
 /// its cudarc opens them as it would open CUDA. Empty where the emulator is not supported.
 pub fn library_paths() -> Vec<std::path::PathBuf> {

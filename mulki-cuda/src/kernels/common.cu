@@ -46,6 +46,12 @@ __device__ __forceinline__ bf16_bits f32_to_bf16(float x) {
     return (bf16_bits)(u >> 16);
 }
 
+// Whether an update guarded by `guard` goes ahead: no guard (null), or a finite value in it (an
+// exponent field not all ones).
+__device__ __forceinline__ bool guard_ok(const float* guard) {
+    return guard == 0 || (__float_as_uint(*guard) & 0x7f800000u) != 0x7f800000u;
+}
+
 // Grid-stride loop over `n` elements.
 #define FOR_EACH(i, n) for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
                             i += (long long)gridDim.x * blockDim.x)

@@ -39,9 +39,11 @@ extern "C" __global__ void act_backward_f32(float* dinp, const float* dout, cons
     FOR_EACH(i, n) dinp[i] += dout[i] * act_derivative(act, inp[i]);
 }
 
-// torch.optim.AdamW, the same f32 operations in the same order as the CPU backend.
-extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, float decay, float b1, float b2,
-                                     float step_size, float bc2_sqrt, float eps, long long n) {
+// torch.optim.AdamW, the same f32 operations in the same order as the CPU backend; skipped when
+// the guard (null for none) is not finite.
+extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* v, const float* guard, float decay,
+                                     float b1, float b2, float step_size, float bc2_sqrt, float eps, long long n) {
+    if (!guard_ok(guard)) return;
     FOR_EACH(i, n) {
         float gi = g[i];
         float pi = p[i] * decay;

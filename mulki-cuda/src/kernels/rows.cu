@@ -163,10 +163,10 @@ extern "C" __global__ void cross_entropy_backward_f32(float* dlogits, const floa
 }
 
 // π_r = normalize(m·π_r + (1−m)·sums_r/counts_r) for rows with counts_r > 0.
-extern "C" __global__ void prototype_ema_f32(float* protos, const float* sums, const float* counts, float m, int c,
-                                             float eps) {
+extern "C" __global__ void prototype_ema_f32(float* protos, const float* sums, const float* counts,
+                                             const float* guard, float m, int c, float eps) {
     long long r = blockIdx.x;
-    if (counts[r] <= 0.0f) return;
+    if (counts[r] <= 0.0f || !guard_ok(guard)) return;
     float inv = 1.0f / counts[r];
     float s = 0.0f;
     ROW_LOOP(i, c) {

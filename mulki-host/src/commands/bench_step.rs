@@ -128,11 +128,13 @@ fn measure<B: Backend<E = f32>>(
     for s in 1..=args.warmup {
         tr.step(1, s, &mut data)?;
     }
+    tr.settle()?;
     let t0 = Instant::now();
     for s in 1..=args.steps {
-        // Each step reads its loss values back, so the clock stops after the GPU finished.
         tr.step(1, args.warmup + s, &mut data)?;
     }
+    // Waiting for the last step's values stops the clock after the device finished.
+    tr.settle()?;
     let sec = t0.elapsed().as_secs_f64() / args.steps.max(1) as f64;
     let result = StepResult {
         classes: k,
@@ -169,6 +171,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     for s in first..first + args.steps {
                         tr.step(1, s, &mut data)?;
                     }
+                    tr.settle()?;
                     r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
                 }
                 r

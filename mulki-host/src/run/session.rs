@@ -17,7 +17,7 @@ use super::device::Device;
 use super::folders::FolderSource;
 use super::progress::Progress;
 use super::source::DataSource;
-use super::trainer::{NonFinite, RunState, Trainer};
+use super::trainer::{RunState, Settled, Trainer};
 use crate::checkpoint::{self, Kind, RealStorage};
 use crate::import::{self, LoadedClip};
 use crate::report::{self, RunInfo, RunReport, TrainableParameters};
@@ -319,31 +319,28 @@ fn train<B: Backend<E = f32>>(
         let start = Instant::now();
         let mut k = tr.state.step + 1;
         while k <= steps {
-            match tr.step(t, k, data) {
-                Ok(r) => progress.step(&r),
-                Err(e) => match e.downcast_ref::<NonFinite>() {
-                    Some(nf) if tr.state.skipped_nonfinite < opts.skip_nonfinite => {
-                        tr.state.skipped_nonfinite += 1;
-                        tr.state.step = k;
-                        progress.say(&format!(
-                            "warning: {nf}; skipped ({} of at most {})",
-                            tr.state.skipped_nonfinite, opts.skip_nonfinite
-                        ));
-                    }
-                    _ => return Err(e),
-                },
-            }
+            let settled = tr.step(t, k, data)?;
+            take_settled(&mut tr, settled, progress, opts.skip_nonfinite)?;
             let every = cfg.train.checkpoint_every;
-            if every > 0 && k.is_multiple_of(every) && k < steps {
+            let periodic = every > 0 && k.is_multiple_of(every) && k < steps;
+            let signal = signals.and_then(|s| s.exit_code());
+            if periodic || signal.is_some() {
+                // A checkpoint holds applied steps only: wait for the one in flight.
+                let settled = tr.settle()?;
+                take_settled(&mut tr, settled, progress, opts.skip_nonfinite)?;
+            }
+            if periodic {
                 save(&mut tr, run_dir, Kind::Periodic)?;
             }
-            if let Some(code) = signals.and_then(|s| s.exit_code()) {
+            if let Some(code) = signal {
                 let dir = save(&mut tr, run_dir, Kind::Periodic)?;
                 progress.say(&format!("stopped by a signal at task {}, step {k}; checkpoint {}", t + 1, dir.display()));
                 return Ok(Outcome::Interrupted(code));
             }
             k += 1;
         }
+        let settled = tr.settle()?;
+        take_settled(&mut tr, settled, progress, opts.skip_nonfinite)?;
         let row = tr.end_task(t, data, start.elapsed().as_secs_f64())?;
         save(&mut tr, run_dir, Kind::TaskEnd)?;
         write_reports(&tr)?;
@@ -372,4 +369,24 @@ pub fn evaluate(cfg: RunConfig, model_dir: &Path, skip_bad_images: bool) -> Resu
         let mut tr = Trainer::new(be, cfg, &model.config, &model.params, &tok, &captions)?;
         tr.evaluate(&mut data)
     })
+}
+
+/// Shows a settled step, or counts a non-finite one against `--skip-nonfinite` (its update was
+/// skipped on the device) and fails the run once the limit is passed.
+fn take_settled<B: Backend>(
+    tr: &mut Trainer<B>, settled: Option<Settled>, progress: &mut Progress, limit: usize,
+) -> Result<()> {
+    match settled {
+        None => Ok(()),
+        Some(Ok(r)) => {
+            progress.step(&r);
+            Ok(())
+        }
+        Some(Err(nf)) if tr.state.skipped_nonfinite < limit => {
+            tr.state.skipped_nonfinite += 1;
+            progress.say(&format!("warning: {nf}; skipped ({} of at most {limit})", tr.state.skipped_nonfinite));
+            Ok(())
+        }
+        Some(Err(nf)) => Err(nf.into()),
+    }
 }

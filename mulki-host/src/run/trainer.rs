@@ -3,12 +3,20 @@
 //! configured loss, prototype EMA, weight ensemble and connection, then evaluation of every
 //! dataset (a new row of the accuracy matrix). Everything the loop needs to continue exactly is
 //! in [`RunState`] plus the flat buffers it names; checkpoints are written by the caller.
+//!
+//! A step never waits for the device. Its loss values, ‖g‖² and a health value (finite only
+//! when all of them are) are gathered on the device into one report; the AdamW update and the
+//! prototype EMA are skipped there when the health is not finite. The report is copied to the
+//! host asynchronously and read ("settled") during the next step, once that step's forward and
+//! backward are queued behind it, or by [`Trainer::settle`] before a checkpoint or the end of a
+//! task. Settling applies what only the host decides: the ensemble merge (the weights have not
+//! moved since), the optimiser's step count, the logs.
 use anyhow::{bail, Context, Result};
-use mulki_core::backend::{Backend, Buf, IdxBuf};
+use mulki_core::backend::{Backend, Buf, IdxBuf, Rows};
 use mulki_core::clip::{Capacity, Clip, ClipConfig};
 use mulki_core::loss::connections::{connection_loss, interpolate, merge_due, Ensemble};
-use mulki_core::loss::mulki::{Features, LossValues, MulkiLoss};
-use mulki_core::loss::zscl::Zscl;
+use mulki_core::loss::mulki::{Features, LossValues, MulkiLoss, MULKI_SLOTS};
+use mulki_core::loss::zscl::{Zscl, ZSCL_SLOTS};
 use mulki_core::method::{Anchor, MethodConfig, Teachers};
 use mulki_core::optim::{default_warmup, lr_at, AdamWConfig, Optimizer};
 use mulki_core::Elem;
@@ -56,6 +64,50 @@ pub struct StepReport {
     pub images: usize,
 }
 
+/// What a settled step gives: its values, or where it was not finite (nothing was applied).
+pub type Settled = std::result::Result<StepReport, NonFinite>;
+
+/// Where a step's values lie in the report: per micro-batch the loss tally, then ZSCL's
+/// tally, ‖g‖², Σ(θ − θ_{t−1})² of L_C and ‖g‖² with L_C's gradient added (0 without L_C),
+/// and the health `Σ 0·x` over all of them (0, or NaN when any is not finite).
+#[derive(Clone, Copy, Debug)]
+struct ReportLayout {
+    micro_batches: usize,
+}
+
+impl ReportLayout {
+    fn zscl(&self) -> usize {
+        self.micro_batches * MULKI_SLOTS
+    }
+    fn grad_sq(&self) -> usize {
+        self.zscl() + ZSCL_SLOTS
+    }
+    fn connection(&self) -> usize {
+        self.grad_sq() + 1
+    }
+    fn connected_grad_sq(&self) -> usize {
+        self.connection() + 1
+    }
+    fn health(&self) -> usize {
+        self.connected_grad_sq() + 1
+    }
+    fn len(&self) -> usize {
+        self.health() + 1
+    }
+}
+
+/// A step whose update is queued but whose report the host has not read.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    task: usize,
+    step: usize,
+    steps: usize,
+    lr: f64,
+    images: usize,
+    /// The ensemble merges after this step (when it was applied).
+    merge: bool,
+}
+
 /// Per-task constants: prompts and sizes.
 struct TaskPrompts {
     classes: usize,
@@ -81,6 +133,13 @@ pub struct Trainer<B: Backend> {
     /// Scratch of the parameter layout (L_C's difference) and one element.
     diff: Buf,
     one: Buf,
+    /// The step's values on the device (see [`ReportLayout`]), zeros as long as its values
+    /// (the health's weights), the host copy, and the step not yet settled.
+    report: Buf,
+    report_layout: ReportLayout,
+    zeros: Buf,
+    staged: Vec<B::E>,
+    pending: Option<Pending>,
     /// Teacher class-text features of the current task (raw), Z then P.
     wz: Buf,
     wp: Buf,
@@ -145,6 +204,11 @@ impl<B: Backend> Trainer<B> {
         let ensemble = Ensemble::start(&mut be, avg, student.params())?;
         let diff = alloc(&mut be, student.layout.len)?;
         let one = alloc(&mut be, 1)?;
+        let report_layout = ReportLayout { micro_batches: cfg.train.grad_accumulation.max(1) };
+        let report = alloc(&mut be, report_layout.len())?;
+        be.fill(report, 0.0)?;
+        let zeros = alloc(&mut be, report_layout.health())?;
+        be.fill(zeros, 0.0)?;
         let (wz, wp) = (alloc(&mut be, kmax * pd)?, alloc(&mut be, kmax * pd)?);
         let ctx = clip_cfg.text_config.max_position_embeddings;
         let caption_prompts = Prompts::new(tokenizer, captions, &["{}".to_string()], ctx);
@@ -178,6 +242,11 @@ impl<B: Backend> Trainer<B> {
             ensemble,
             diff,
             one,
+            report,
+            report_layout,
+            zeros,
+            staged: vec![B::E::default(); report_layout.len()],
+            pending: None,
             wz,
             wp,
             captions,
@@ -360,8 +429,10 @@ impl<B: Backend> Trainer<B> {
         Ok(())
     }
 
-    /// One optimiser step `k` (1-based) of task `t`.
-    pub fn step(&mut self, t: usize, k: usize, data: &mut dyn DataSource) -> Result<StepReport> {
+    /// Queues optimiser step `k` (1-based) of task `t`, without waiting for the device, and
+    /// settles the step before it (see the module docs): returns that step's outcome, if one
+    /// was pending.
+    pub fn step(&mut self, t: usize, k: usize, data: &mut dyn DataSource) -> Result<Option<Settled>> {
         let n_steps = self.cfg.iterations(t);
         let tp_classes = self.prompts[t].classes;
         let acc = self.cfg.train.grad_accumulation.max(1);
@@ -369,9 +440,9 @@ impl<B: Backend> Trainer<B> {
         let pd = self.student.config.projection_dim;
         let n_kd = self.kd_teachers(t);
         let lwf_on = self.method.lambda_lwf != 0.0;
+        let lay = self.report_layout;
         self.student.zero_grad(&mut self.be)?;
         self.ema_labels.clear();
-        let mut total = LossValues::default();
         for m in 0..acc {
             let batch = data.train_batch(t, k, m, b)?;
             let px = to_elems::<B::E>(&batch.pixels);
@@ -395,19 +466,9 @@ impl<B: Backend> Trainer<B> {
                 kd.push(Features { v: vp, w: wp });
             }
             let lwf = if lwf_on { kd.last().copied() } else { None };
-            let out = self.loss.forward(
-                &mut self.be,
-                Features { v, w },
-                &kd[..n_kd],
-                lwf,
-                &batch.labels,
-                b,
-                tp_classes,
-                self.s,
-            )?;
-            if !out.total.is_finite() {
-                return Err(NonFinite { task: t, step: k, term: nonfinite_term(&out) }.into());
-            }
+            let student = Features { v, w };
+            self.loss.forward(&mut self.be, student, &kd[..n_kd], lwf, &batch.labels, b, tp_classes, self.s)?;
+            self.be.copy(self.report.slice(m * MULKI_SLOTS, MULKI_SLOTS), self.loss.tally().slots())?;
             let (dv, dw) = (self.student.image_dout(), self.student.text_dout());
             self.loss.backward(&mut self.be, dv, dw)?;
             if acc > 1 {
@@ -418,74 +479,106 @@ impl<B: Backend> Trainer<B> {
             self.student.backward_text(&mut self.be)?;
             self.be.copy(self.ema_feats.slice(m * b * pd, b * pd), self.loss.student_images())?;
             self.ema_labels.extend_from_slice(&batch.labels);
-            accumulate(&mut total, &out, acc);
         }
-        let mut zscl_value = 0.0;
         if self.zscl.is_some() {
-            zscl_value = self.zscl_step(t, k, data)?;
+            self.zscl_step(t, k, data)?;
         }
         // A finite loss can still leave non-finite gradients (an overflow in a backward pass, or
         // L_C's 2·λ_C·(θ − θ_{t−1}) with a huge λ_C); applied, they would make the weights NaN.
-        self.check_finite(t, k, ("zscl", zscl_value), "gradient")?;
-        let mut connection = 0.0;
+        // ‖g‖² is taken before and after L_C, so a report names which one overflowed.
+        let (params, grads) = self.trainable();
+        let whole = |len| Rows { rows: 1, c: len, eps: 0.0 };
+        self.be.row_dot_forward(self.report.slice(lay.grad_sq(), 1), grads, grads, whole(grads.len))?;
         if self.method.lambda_c != 0.0 {
-            let (params, grads) = (self.student.params(), self.student.grads());
-            connection = connection_loss(
-                &mut self.be,
-                params,
-                self.p.params(),
-                grads,
-                self.diff,
-                self.one,
-                self.method.lambda_c,
-            )?;
-            self.check_finite(t, k, ("connection", connection), "connection")?;
+            let (all_params, all_grads) = (self.student.params(), self.student.grads());
+            let out = self.report.slice(lay.connection(), 1);
+            let lambda = self.method.lambda_c;
+            connection_loss(&mut self.be, all_params, self.p.params(), all_grads, self.diff, out, lambda)?;
+            let after = self.report.slice(lay.connected_grad_sq(), 1);
+            self.be.row_dot_forward(after, grads, grads, whole(grads.len))?;
         }
+        let (health, values) = (self.report.slice(lay.health(), 1), self.report.slice(0, lay.health()));
+        self.be.row_dot_forward(health, values, self.zeros, whole(values.len))?;
+        // The step before this one: its report arrived while this step's work was queued.
+        let settled = self.settle()?;
         let warm = self.cfg.train.warmup.unwrap_or_else(|| default_warmup(n_steps));
         let lr = lr_at(self.cfg.lr(t), k, n_steps, warm);
-        let (params, grads) = self.trainable();
-        self.opt.step(&mut self.be, params, grads, lr)?;
+        self.opt.guarded_step(&mut self.be, params, grads, lr, Some(health))?;
         if self.method.uses_prototypes() && self.method.proto_momentum < 1.0 {
             let all = self.ema_feats.slice(0, self.ema_labels.len() * pd);
             let m = self.method.proto_momentum;
-            self.loss.prototypes.ema(&mut self.be, all, &self.ema_labels, m, &mut self.counts)?;
+            self.loss.prototypes.ema(&mut self.be, all, &self.ema_labels, m, &mut self.counts, Some(health))?;
         }
-        if self.method.ensemble && merge_due(k, n_steps, self.method.interval(n_steps)) {
+        self.be.stage(self.report)?;
+        let merge = self.method.ensemble && merge_due(k, n_steps, self.method.interval(n_steps));
+        self.pending = Some(Pending { task: t, step: k, steps: n_steps, lr, images: b * acc, merge });
+        Ok(settled)
+    }
+
+    /// Waits for the report of the step in flight, if any, and settles it: a step that was not
+    /// finite (its update was skipped on the device) is returned as [`NonFinite`] and not
+    /// counted by the optimiser; an applied one merges into the ensemble when due. The values
+    /// are decoded with the loss's current sizes, which are the same throughout a task.
+    pub fn settle(&mut self) -> Result<Option<Settled>> {
+        let Some(p) = self.pending.take() else { return Ok(None) };
+        self.be.collect(&mut self.staged)?;
+        let sums: Vec<f64> = self.staged.iter().map(|x| x.to_f64()).collect();
+        let lay = self.report_layout;
+        let acc = lay.micro_batches;
+        let mut total = LossValues::default();
+        let mut bad = None;
+        for m in 0..acc {
+            let out = self.loss.values(&sums[m * MULKI_SLOTS..]);
+            if !out.total.is_finite() && bad.is_none() {
+                bad = Some(nonfinite_term(&out));
+            }
+            accumulate(&mut total, &out, acc);
+        }
+        let zscl = match &self.zscl {
+            Some(z) => {
+                let v = z.values(&sums[lay.zscl()..]);
+                self.method.lambda_zscl * (v.img + v.txt)
+            }
+            None => 0.0,
+        };
+        let connection = self.method.lambda_c * sums[lay.connection()];
+        let later = [
+            ("zscl", zscl),
+            ("gradient", sums[lay.grad_sq()]),
+            ("connection", connection),
+            ("connection", sums[lay.connected_grad_sq()]),
+        ];
+        bad = bad.or_else(|| later.iter().find(|(_, x)| !x.is_finite()).map(|(n, _)| *n));
+        if !sums[lay.health()].is_finite() {
+            bad = bad.or(Some("total"));
+        }
+        self.state.step = p.step;
+        if let Some(term) = bad {
+            self.opt.uncount();
+            self.state.optimizer_steps = self.opt.steps();
+            return Ok(Some(Err(NonFinite { task: p.task, step: p.step, term })));
+        }
+        if p.merge {
             self.ensemble.merge(&mut self.be, self.student.params())?;
             self.state.ensemble_members = self.ensemble.members();
         }
         self.track_alpha(&total);
-        self.state.step = k;
         self.state.optimizer_steps = self.opt.steps();
-        self.state.last_loss = total.total + zscl_value + connection;
-        Ok(StepReport {
-            task: t,
-            step: k,
-            steps: n_steps,
-            lr,
+        self.state.last_loss = total.total + zscl + connection;
+        Ok(Some(Ok(StepReport {
+            task: p.task,
+            step: p.step,
+            steps: p.steps,
+            lr: p.lr,
             loss: total,
-            zscl: zscl_value,
+            zscl,
             connection,
-            images: b * acc,
-        })
+            images: p.images,
+        })))
     }
 
-    /// Fails the step (before anything is applied) when a loss term's value is not finite, or
-    /// any trainable gradient so far (named `grad_term` then): ‖g‖², one reduction on the
-    /// device, is NaN or infinite then (or when the gradient overflows the float range).
-    fn check_finite(&mut self, t: usize, k: usize, value: (&'static str, f64), grad_term: &'static str) -> Result<()> {
-        if !value.1.is_finite() {
-            return Err(NonFinite { task: t, step: k, term: value.0 }.into());
-        }
-        let (_, g) = self.trainable();
-        self.be.row_dot_forward(self.one, g, g, mulki_core::backend::Rows { rows: 1, c: g.len, eps: 0.0 })?;
-        if !read_f64(&mut self.be, self.one)?.first().is_some_and(|g2| g2.is_finite()) {
-            return Err(NonFinite { task: t, step: k, term: grad_term }.into());
-        }
-        Ok(())
-    }
-
-    fn zscl_step(&mut self, t: usize, k: usize, data: &mut dyn DataSource) -> Result<f64> {
+    /// ZSCL's reference-batch term: adds its gradient, and its tally to the report.
+    fn zscl_step(&mut self, t: usize, k: usize, data: &mut dyn DataSource) -> Result<()> {
         let r = self.cfg.reference.as_ref().map_or(0, |r| r.batch_size);
         let batch = data.reference_batch(t, k, r)?;
         let px = to_elems::<B::E>(&batch.pixels);
@@ -501,7 +594,7 @@ impl<B: Backend> Trainer<B> {
         let caps = self.ref_captions.slice(0, r * pd);
         self.be.embedding_forward(caps, self.captions, rows, pd)?;
         let zscl = self.zscl.as_mut().context("zscl workspace")?;
-        let out = zscl.forward(
+        zscl.forward(
             &mut self.be,
             self.ref_student.slice(0, r * pd),
             self.ref_teacher.slice(0, r * pd),
@@ -513,7 +606,8 @@ impl<B: Backend> Trainer<B> {
         self.student.zero_act_grads(&mut self.be)?;
         zscl.backward(&mut self.be, self.student.image_dout())?;
         self.student.backward_image(&mut self.be)?;
-        Ok(self.method.lambda_zscl * (out.img + out.txt))
+        let slots = self.report.slice(self.report_layout.zscl(), ZSCL_SLOTS);
+        Ok(self.be.copy(slots, zscl.tally().slots())?)
     }
 
     fn track_alpha(&mut self, out: &LossValues) {

@@ -20,7 +20,8 @@ use mulki_core::cpu::CpuBackend;
 use mulki_cuda::{CudaBackend, Precision};
 use mulki_host::import::load_clip_dir;
 use mulki_host::run::demo::{demo_config, SharedKnobs};
-use mulki_host::run::trainer::Trainer;
+use mulki_host::run::source::DataSource;
+use mulki_host::run::trainer::{Settled, StepReport, Trainer};
 use mulki_host::synth::source::{SynthSource, REFERENCE_SIZE};
 use mulki_host::synth::tasks::{default_stream, StreamSize};
 use mulki_host::synth::vocab::WordVocab;
@@ -39,9 +40,20 @@ struct Case {
     ids: Vec<Vec<u32>>,
     /// Replaces buffer `i`'s random values where the op needs a domain (norms, counts).
     fix: fn(usize, &mut [f64]),
+    /// A guarded update whose guard is not finite: every output must keep its input.
+    skipped: bool,
 }
 
 fn no_fix(_: usize, _: &mut [f64]) {}
+
+/// AdamW's inputs: second moments non-negative, and the guard (buffer 4, when there is one).
+fn adamw_fix(i: usize, x: &mut [f64], guard: f64) {
+    match i {
+        3 => x.iter_mut().for_each(|v| *v = v.abs()),
+        4 => x[0] = guard,
+        _ => {}
+    }
+}
 
 /// `d ≤ tol`, false for a NaN `d` (a non-finite difference fails).
 fn within(d: f64, tol: f64) -> bool {
@@ -81,7 +93,14 @@ fn attn_len(d: Attn) -> (usize, usize, usize) {
 
 fn cases() -> Vec<Case> {
     let rc = R * C;
-    let case = |name, lens: Vec<usize>, outs: Vec<usize>| Case { name, lens, outs, ids: Vec::new(), fix: no_fix };
+    let case = |name, lens: Vec<usize>, outs: Vec<usize>| Case {
+        name,
+        lens,
+        outs,
+        ids: Vec::new(),
+        fix: no_fix,
+        skipped: false,
+    };
     let mut v = Vec::new();
     for g in ["gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_batched"] {
         let d = gemm_dims(g);
@@ -174,17 +193,28 @@ fn cases() -> Vec<Case> {
         },
         ..case("prototype_ema", vec![rc, rc, R], vec![0])
     });
+    // A non-finite guard (the step's health) leaves the prototypes as they were.
+    v.push(Case {
+        fix: |i, x| match i {
+            2 => x.iter_mut().enumerate().for_each(|(r, n)| *n = (r % 4) as f64),
+            3 => x[0] = f64::INFINITY,
+            _ => {}
+        },
+        skipped: true,
+        ..case("prototype_ema_guarded", vec![rc, rc, R, 1], vec![0])
+    });
     v.push(case("scale", vec![rc], vec![0]));
     v.push(case("axpby", vec![rc, rc], vec![0]));
     v.push(case("fill", vec![rc], vec![0]));
     v.push(case("copy", vec![rc, rc], vec![0]));
+    v.push(Case { fix: |i, x| adamw_fix(i, x, 0.0), ..case("adamw", vec![rc, rc, rc, rc], vec![0, 2, 3]) });
+    // Guarded AdamW: a finite guard (any value) updates, a NaN one leaves p, m, v as they were.
+    let guarded = vec![rc, rc, rc, rc, 1];
+    v.push(Case { fix: |i, x| adamw_fix(i, x, -3.5), ..case("adamw_guard_finite", guarded.clone(), vec![0, 2, 3]) });
     v.push(Case {
-        fix: |i, x| {
-            if i == 3 {
-                x.iter_mut().for_each(|v| *v = v.abs()); // second moments are non-negative
-            }
-        },
-        ..case("adamw", vec![rc, rc, rc, rc], vec![0, 2, 3])
+        fix: |i, x| adamw_fix(i, x, f64::NAN),
+        skipped: true,
+        ..case("adamw_guard_nan", guarded, vec![0, 2, 3])
     });
     v
 }
@@ -239,18 +269,16 @@ fn apply<B: Backend>(be: &mut B, name: &str, b: &[Buf], ix: &[IdxBuf]) -> Result
         "teacher_weights_discrepancy" => {
             be.teacher_weights(b[0], b[1], WeightRule::Discrepancy { scale: 3.0, threshold: 1.0 }, 2, R)
         }
-        "prototype_ema" => be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }),
+        "prototype_ema" => be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }, None),
+        "prototype_ema_guarded" => be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }, Some(b[3])),
         "scale" => be.scale(b[0], -0.37),
         "axpby" => be.axpby(b[0], b[1], 0.3, -1.7),
         "fill" => be.fill(b[0], 2.5),
         "copy" => be.copy(b[0], b[1]),
-        "adamw" => be.adamw(
-            b[0],
-            b[1],
-            b[2],
-            b[3],
-            AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, step: 7 },
-        ),
+        a if a.starts_with("adamw") => {
+            let hp = AdamW { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.1, step: 7, guard: None };
+            be.adamw(b[0], b[1], b[2], b[3], AdamW { guard: b.get(4).copied(), ..hp })
+        }
         other => panic!("no case {other}"),
     }
 }
@@ -308,6 +336,13 @@ fn every_kernel_matches_the_cpu_backend_in_fp32() {
         let inputs = inputs_of(case, 1000 * n as u64);
         let want = run_case(&mut CpuBackend::<f64>::new(1), case, &inputs);
         let got = run_case(&mut gpu, case, &inputs);
+        if case.skipped {
+            for (who, outs) in [("cpu", &want), ("cuda", &got)] {
+                if !case.outs.iter().zip(outs).all(|(&o, x)| *x == inputs[o]) {
+                    failures.push(format!("{} ({who}): a non-finite guard changed the outputs", case.name));
+                }
+            }
+        }
         for (k, (w, g)) in want.iter().zip(&got).enumerate() {
             let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
             let (d, at) = max_abs_diff(w, g);
@@ -387,6 +422,13 @@ fn trainer<B: Backend<E = f32>>(be: B, lr: f64) -> (Trainer<B>, SynthSource) {
 }
 
 /// The student's parameters, or its gradients.
+/// Step `k` of task 1, waited for: the trainer settles a step during the next one, so this
+/// settles it at once and returns its values.
+fn settled_step<B: Backend<E = f32>>(tr: &mut Trainer<B>, k: usize, data: &mut dyn DataSource) -> StepReport {
+    assert!(tr.step(1, k, data).unwrap().is_none(), "a step was left unsettled");
+    tr.settle().unwrap().expect("the step is pending").expect("the step is finite")
+}
+
 fn read<B: Backend<E = f32>>(tr: &mut Trainer<B>, grads: bool) -> Vec<f64> {
     let buf = if grads { tr.student.grads() } else { tr.student.params() };
     let mut v = vec![0f32; buf.len];
@@ -411,8 +453,8 @@ fn compare_step(precision: Precision, loss_rel: f64, grad_rel: f64, floor: f64, 
     cpu.begin_task(1, &mut cpu_data, true).unwrap();
     dev.begin_task(1, &mut dev_data, true).unwrap();
     let theta_before = read(&mut cpu, false);
-    let a = cpu.step(1, 1, &mut cpu_data).unwrap();
-    let b = dev.step(1, 1, &mut dev_data).unwrap();
+    let a = settled_step(&mut cpu, 1, &mut cpu_data);
+    let b = settled_step(&mut dev, 1, &mut dev_data);
     let losses = [("ce", a.loss.ce, b.loss.ce), ("ei", a.loss.ei, b.loss.ei), ("kd", a.loss.kd, b.loss.kd)];
     for (name, x, y) in losses.into_iter().chain([("total", a.loss.total, b.loss.total)]) {
         println!("{precision:?} loss {name}: cpu {x:.8} cuda {y:.8}");
@@ -473,6 +515,8 @@ fn a_mulki_step_in_fast_bf16_stays_within_the_bf16_tolerance() {
 /// curve measures the arithmetic, not that amplification.
 const CURVE_LR: f64 = 1e-4;
 
+/// The device runs the trainer's own flow, each step settling the one before it; where the
+/// device counts the host's waits for it (the emulator), the steps in between made none.
 #[test]
 fn the_bf16_loss_curve_follows_the_cpu_one() {
     let Some(gpu) = super::backend(Precision::Bf16) else { return };
@@ -481,14 +525,29 @@ fn the_bf16_loss_curve_follows_the_cpu_one() {
     let (mut dev, mut dev_data) = trainer(gpu, CURVE_LR);
     cpu.begin_task(1, &mut cpu_data, true).unwrap();
     dev.begin_task(1, &mut dev_data, true).unwrap();
+    let mut cpu_curve = Vec::new();
     let mut worst = 0.0f64;
-    for k in 1..=super::CURVE_STEPS {
-        let a = cpu.step(1, k, &mut cpu_data).unwrap().loss.total;
-        let b = dev.step(1, k, &mut dev_data).unwrap().loss.total;
+    let mut compare = |settled: Option<Settled>, cpu_curve: &[f64]| {
+        let Some(settled) = settled else { return };
+        let r = settled.unwrap_or_else(|e| panic!("{e}"));
+        let (k, a, b) = (r.step, cpu_curve[r.step - 1], r.loss.total);
         let rel = (a - b).abs() / a.abs();
         println!("step {k:2}: cpu {a:.6} cuda-bf16 {b:.6} ({:.3}%)", 100.0 * rel);
         worst = worst.max(rel);
         assert!(rel <= 0.02, "step {k}: bf16 loss {b} vs cpu {a}");
+    };
+    let waits = super::stream_waits();
+    for k in 1..=super::CURVE_STEPS {
+        cpu_curve.push(settled_step(&mut cpu, k, &mut cpu_data).loss.total);
+        let settled = dev.step(1, k, &mut dev_data).unwrap();
+        assert_eq!(settled.is_some(), k > 1, "step {k} settles the step before it");
+        compare(settled, &cpu_curve);
     }
+    let waited = super::stream_waits().zip(waits).map(|(after, before)| after - before);
+    compare(dev.settle().unwrap(), &cpu_curve);
     println!("bf16 loss curve: worst step {:.3}% off the CPU one", 100.0 * worst);
+    match waited {
+        Some(n) => assert_eq!(n, 0, "the host waited for the device {n} times in {} steps", super::CURVE_STEPS),
+        None => println!("the host's waits for the device are counted on the emulator only"),
+    }
 }
