@@ -75,11 +75,16 @@ pub struct CudaBackend {
     profile: Option<Profiler>,
     /// Where `stage` copies to.
     staging: Option<Pinned>,
-    /// Writes larger than [`PAGEABLE_WRITE`] go through these, in turn: the host fills one
-    /// while the device may still copy from the other.
-    uploads: [Option<Pinned>; 2],
+    /// Writes larger than [`PAGEABLE_WRITE`] go through these, in turn. One still in a copy is
+    /// not waited for: a new buffer joins the ring in its place, so the ring grows to the large
+    /// writes in flight (a step's images, each micro-batch's, ZSCL's reference batch), up to
+    /// [`MAX_UPLOADS`], and then no write waits.
+    uploads: Vec<Pinned>,
     next_upload: usize,
 }
+
+/// The most page-locked upload buffers; beyond them a write waits for the oldest copy.
+const MAX_UPLOADS: usize = 8;
 
 /// Bytes a write copies straight from pageable memory; above this a driver may wait for the
 /// stream to stage the copy, so larger writes (a batch's images) go through page-locked memory.
@@ -212,7 +217,7 @@ impl CudaBackend {
             groups: None,
             profile: None,
             staging: None,
-            uploads: [None, None],
+            uploads: Vec::new(),
             next_upload: 0,
         })
     }
@@ -521,9 +526,17 @@ impl Backend for CudaBackend {
             return unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }
                 .map_err(driver("cuMemcpyHtoDAsync"));
         }
-        let up = Pinned::ensure(&mut self.uploads[self.next_upload], &self.ctx, src.len())?;
-        self.next_upload = 1 - self.next_upload;
-        // The copy from this buffer two writes ago (the previous step's) is long done.
+        let i = self.next_upload;
+        let busy = self.uploads.get(i).is_none_or(|u| !u.is_idle());
+        if busy && self.uploads.len() < MAX_UPLOADS {
+            self.uploads.insert(i, Pinned::new(&self.ctx, src.len())?);
+        }
+        if !self.uploads[i].fits(src.len()) {
+            self.uploads[i] = Pinned::new(&self.ctx, src.len())?;
+        }
+        self.next_upload = (i + 1) % self.uploads.len();
+        let up = &mut self.uploads[i];
+        // Waits only when the ring is full and this buffer's copy is still queued.
         up.wait()?;
         let host = up.slice_mut(src.len())?;
         host.copy_from_slice(src);

@@ -18,23 +18,35 @@ pub(crate) struct Pinned {
 }
 
 impl Pinned {
+    /// A buffer of `len` elements (at least one).
+    pub fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<Self, Error> {
+        // SAFETY: the memory is written (by the host, or by a copy the host waits for) before it
+        // is read.
+        let host = unsafe { ctx.alloc_pinned_with_flags::<f32>(len.max(1), 0) }.map_err(driver("cuMemHostAlloc"))?;
+        let event = ctx.new_event(None).map_err(driver("cuEventCreate"))?;
+        Ok(Pinned { host, len: 0, event })
+    }
+
     /// `slot`'s buffer, first replaced by one of at least `len` elements when it is smaller
-    /// (after the old one's last copy finished).
+    /// (dropping the old one waits for its last copy).
     pub fn ensure<'a>(
         slot: &'a mut Option<Pinned>, ctx: &Arc<CudaContext>, len: usize,
     ) -> Result<&'a mut Pinned, Error> {
-        if !matches!(slot, Some(p) if p.host.len() >= len) {
-            if let Some(old) = slot.take() {
-                old.wait()?;
-            }
-            // SAFETY: the memory is written (by the host, or by a copy the host waits for) before
-            // it is read.
-            let host =
-                unsafe { ctx.alloc_pinned_with_flags::<f32>(len.max(1), 0) }.map_err(driver("cuMemHostAlloc"))?;
-            let event = ctx.new_event(None).map_err(driver("cuEventCreate"))?;
-            *slot = Some(Pinned { host, len: 0, event });
+        if !slot.as_ref().is_some_and(|p| p.fits(len)) {
+            *slot = None;
+            *slot = Some(Pinned::new(ctx, len)?);
         }
         slot.as_mut().ok_or(Error::Buffer { op: "pinned", reason: "no page-locked buffer" })
+    }
+
+    /// Whether `len` elements fit.
+    pub fn fits(&self, len: usize) -> bool {
+        self.host.len() >= len
+    }
+
+    /// Whether the last copy recorded on this buffer has finished (or none was).
+    pub fn is_idle(&self) -> bool {
+        self.event.is_complete()
     }
 
     /// Waits for the last copy recorded on this buffer.
@@ -60,5 +72,12 @@ impl Pinned {
     /// Records the copy just queued on `stream`.
     pub fn record(&self, stream: &CudaStream) -> Result<(), Error> {
         self.event.record(stream).map_err(driver("cuEventRecord"))
+    }
+}
+
+impl Drop for Pinned {
+    /// The memory must outlive a copy still using it (freeing page-locked memory does not wait).
+    fn drop(&mut self) {
+        let _ = self.wait();
     }
 }

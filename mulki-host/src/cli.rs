@@ -259,9 +259,10 @@ pub struct DemoArgs {
     /// preset, e.g. the mulki-no-* ablations, may be listed).
     #[arg(long, value_delimiter = ',')]
     pub methods: Vec<String>,
-    /// The pretrained tiny CLIP (default: the shipped one).
-    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/synth-clip"))]
-    pub model: PathBuf,
+    /// The pretrained tiny CLIP (default: the shipped one, built into mulki and written to
+    /// OUT/synth-clip for the runs' configs to name).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Where the runs and the summary go (default runs/demo).
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,

@@ -2,7 +2,8 @@
 //! into the binary with `LD_PRELOAD`): three tasks of preset mulki on generated folders and a
 //! tiny model, in fp32 against `--device cpu` (accuracy matrix and metrics), and in bf16, with
 //! device memory equal after every task; and a run aborted right after its first checkpoint,
-//! resumed, to the same weights; and `mulki bench step --profile` in each GPU precision, as the
+//! resumed, to the same weights; a non-finite step skipped on the device, leaving every
+//! checkpointed buffer as it was; and `mulki bench step --profile` in each GPU precision, as the
 //! GPU session runs it. Skipped, saying why, where the emulator is not supported.
 mod common;
 
@@ -11,7 +12,10 @@ use std::process::Command;
 
 use mulki_core::backend::Precision;
 
-use common::{config_file, final_weights, read_csv, tmp, write_datasets, write_small_model, Scratch};
+use common::{
+    assert_skipped_steps_kept, config_file, files, final_weights, read_csv, tmp, write_datasets, write_small_model,
+    Scratch,
+};
 
 /// `mulki ARGS --device DEVICE`, on the emulator unless `cpu`.
 fn mulki_on(device: &str, args: &[&str]) -> Command {
@@ -55,6 +59,31 @@ fn setup(name: &str) -> Option<Scratch> {
 
 fn metrics(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// lr = 1e30 (as in `faults.rs`): step 1 throws the weights to ~1e30 and later steps are NaN.
+/// AdamW and the prototype EMA skip them on the device (the health value), the host learns it a
+/// step later: the run stops at step 2 with step 1's checkpoint the newest; resumed with
+/// `--skip-nonfinite 2`, the checkpoints after steps 2 and 3 hold step 1's weights, AdamW
+/// moments, ensemble, prototypes and θ_{t−1} byte for byte, and step 4 fails.
+#[test]
+fn a_non_finite_step_is_skipped_on_the_emulated_gpu() {
+    let Some(root) = setup("cuda-emulated-nan") else { return };
+    let base = std::fs::read_to_string(config_file(&root, "mulki", 4, 1)).unwrap();
+    let cfg = root.join("nan.toml");
+    std::fs::write(&cfg, base.replace("lr = 1e-3", "lr = 1e30")).unwrap();
+    let run = root.join("run");
+    let args = ["train", "--config", cfg.to_str().unwrap(), "--output", run.to_str().unwrap(), "--quiet"];
+    let fails_at = |skip: &str, step: usize| {
+        let o = mulki_on("cuda:0:fp32", &args).args(["--skip-nonfinite", skip]).output().expect("run mulki");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("error: non-finite loss at task 1, step {step}, in term `ce`")), "{err}");
+    };
+    fails_at("0", 2);
+    let good = files(&run.join("task-00/step-000001"));
+    fails_at("2", 4);
+    assert_skipped_steps_kept(&run, &good);
 }
 
 #[test]

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use mulki_host::checkpoint::{self, RealStorage};
-use mulki_host::run::session::CheckpointState;
+
+use common::{assert_skipped_steps_kept, files, run_state};
 
 const STEPS: usize = 4;
 
@@ -59,13 +60,6 @@ fn entries(run: &Path, task: usize) -> Vec<String> {
     v
 }
 
-fn files(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
-    ["config.json", "model.safetensors", "state.safetensors", "state.postcard"]
-        .into_iter()
-        .map(|f| (f, checkpoint::load_file(dir, f).unwrap()))
-        .collect()
-}
-
 fn tensors(dir: &Path, file: &str) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let bytes = checkpoint::load_file(dir, file).unwrap();
     mulki_host::import::read_f32_tensors(&bytes, &dir.join(file)).unwrap()
@@ -97,13 +91,6 @@ fn recommit(src: &Path, run: &Path, edit: impl FnOnce(&mut Vec<(String, Vec<usiz
     let named: Vec<(&str, &[u8])> = bytes.iter().map(|(n, b)| (*n, b.as_slice())).collect();
     let (task, step) = (manifest.task, manifest.step);
     checkpoint::commit(run, task, step, manifest.kind, &manifest.config_hash, &named, &RealStorage).unwrap();
-}
-
-fn run_state(dir: &Path) -> mulki_host::run::trainer::RunState {
-    let header: CheckpointState =
-        checkpoint::decode_header(&checkpoint::load_file(dir, "state.postcard").unwrap(), Path::new("state.postcard"))
-            .unwrap();
-    header.run().unwrap()
 }
 
 /// lr = 1e30: step 1 has a finite loss and throws the weights to ~1e30; step 2's loss is NaN.
@@ -143,13 +130,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         assert!(err.contains(&warn), "{err}");
     }
     assert!(err.contains("error: non-finite loss at task 1, step 4, in term `ce`"), "{err}");
-    for step in [2, 3] {
-        let dir = run.join(format!("task-00/step-{step:06}"));
-        let now = files(&dir);
-        assert!(now[1] == before[1] && now[2] == before[2], "step {step}: the weights or state changed");
-        let state = run_state(&dir);
-        assert_eq!((state.step, state.skipped_nonfinite, state.optimizer_steps), (step, step - 1, 1));
-    }
+    assert_skipped_steps_kept(&run, &before);
     assert_eq!(latest(&run).unwrap(), run.join("task-00/step-000003"));
     assert!(!entries(&run, 0).iter().any(|e| e.contains('.')), "leftovers: {:?}", entries(&run, 0));
 }

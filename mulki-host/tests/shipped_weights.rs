@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use mulki_host::import::load_clip_dir;
+use mulki_host::run::demo::write_shipped_model;
 use mulki_host::run::pretrain::{cpu_features, params_sha256, pretrain_prefix, PretrainRecord};
 
 fn shipped() -> PathBuf {
@@ -32,6 +33,29 @@ fn the_shipped_weights_are_the_ones_their_record_names() {
     let loaded = load_clip_dir(&shipped()).unwrap();
     assert_eq!(params_sha256(&loaded.params), rec.weights_sha256, "model.safetensors differs from pretrain.json");
     assert_eq!(loaded.params.len(), loaded.layout.len);
+}
+
+/// The copy built into the binary (what `mulki demo` uses by default) is `assets/synth-clip`, byte
+/// for byte, and writing it again over itself, or over a damaged file, gives the same files.
+#[test]
+fn the_binary_carries_the_shipped_model() {
+    let dir = std::env::temp_dir().join(format!("mulki-shipped-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let files = ["config.json", "model.safetensors", "pretrain.json"];
+    for round in 0..3 {
+        if round == 2 {
+            std::fs::write(dir.join("model.safetensors"), b"damaged").unwrap();
+        }
+        assert_eq!(write_shipped_model(&dir).unwrap(), dir);
+        for f in files {
+            assert_eq!(std::fs::read(dir.join(f)).unwrap(), std::fs::read(shipped().join(f)).unwrap(), "{f}");
+        }
+    }
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, files, "no temporary files left");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -400,6 +400,42 @@ static bool page_locked(const void* p, size_t n) {
 
 API unsigned long long emu_stream_waits() { return t_stream_waits; }
 
+// Copies to and from page-locked memory are asynchronous on a GPU, so here they complete only
+// when the host waits for them (an event recorded after them, or the stream), as on a device
+// still busy with earlier work: a device-to-host copy's data lands in the host buffer at that
+// wait (the buffer reads as NaN until then), and the source of a host-to-device copy must not
+// change before it (checked at the wait: the host refilled a buffer whose copy it had not
+// waited for). Freeing page-locked memory that a pending copy uses is an error too.
+struct PinnedCopy {
+    unsigned long long seq;
+    bool to_host;
+    unsigned char* host;
+    std::vector<unsigned char> data;  // the device data (to host) or the source as it was (to device)
+};
+static std::vector<PinnedCopy> g_pinned_copies;  // under g_lock
+static unsigned long long g_seq;                 // stream operations so far (under g_lock)
+
+// Completes the pending copies enqueued before operation `seq` (all: ~0ull). Caller holds g_lock.
+static CUresult complete_pinned_copies(unsigned long long seq) {
+    CUresult r = CUDA_SUCCESS;
+    std::vector<PinnedCopy> later;
+    for (PinnedCopy& c : g_pinned_copies) {
+        if (c.seq >= seq) {
+            later.push_back(std::move(c));
+        } else if (c.to_host) {
+            memcpy(c.host, c.data.data(), c.data.size());
+        } else if (memcmp(c.host, c.data.data(), c.data.size()) != 0) {
+            fprintf(stderr,
+                    "cuda emulator: page-locked memory at %p changed before the host waited for its copy to the "
+                    "device\n",
+                    (void*)c.host);
+            r = CUDA_ERROR_ILLEGAL_ADDRESS;
+        }
+    }
+    g_pinned_copies = std::move(later);
+    return r;
+}
+
 // Counts a wait; with MULKI_EMU_TRACE_WAITS set, names it on stderr (to find where a step waits).
 static void stream_wait(const char* call, size_t bytes) {
     t_stream_waits++;
@@ -410,7 +446,9 @@ static void stream_wait(const char* call, size_t bytes) {
 API CUresult cuCtxSynchronize() {
     stream_wait("cuCtxSynchronize", 0);
     std::lock_guard<std::mutex> l(g_lock);
-    return check_all_guards();
+    CUresult copies = complete_pinned_copies(~0ull);
+    CUresult guards = check_all_guards();
+    return copies != CUDA_SUCCESS ? copies : guards;
 }
 API CUresult cuStreamSynchronize(void*) { return cuCtxSynchronize(); }
 
@@ -443,7 +481,15 @@ API CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned int) {
 API CUresult cuMemFreeHost(void* p) {
     {
         std::lock_guard<std::mutex> l(g_lock);
-        if (g_pinned.erase((uintptr_t)p) == 0) return CUDA_ERROR_INVALID_VALUE;
+        auto it = g_pinned.find((uintptr_t)p);
+        if (it == g_pinned.end()) return CUDA_ERROR_INVALID_VALUE;
+        for (const PinnedCopy& c : g_pinned_copies) {
+            if (c.host >= (unsigned char*)p && c.host < (unsigned char*)p + it->second) {
+                fprintf(stderr, "cuda emulator: page-locked memory at %p freed while a copy still uses it\n", p);
+                return CUDA_ERROR_ILLEGAL_ADDRESS;
+            }
+        }
+        g_pinned.erase(it);
     }
     free(p);
     return CUDA_SUCCESS;
@@ -495,21 +541,43 @@ static CUresult copy_out(void* dst, CUdeviceptr src, size_t n) {
     memcpy(dst, (const void*)src, n);
     return CUDA_SUCCESS;
 }
+// A synchronous copy waits for the whole stream, page-locked copies included.
+static CUresult drain_stream() {
+    std::lock_guard<std::mutex> l(g_lock);
+    return complete_pinned_copies(~0ull);
+}
 API CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t n) {
     stream_wait("cuMemcpyHtoD", n);
-    return copy_in(dst, src, n);
+    CUresult r = drain_stream();
+    return r != CUDA_SUCCESS ? r : copy_in(dst, src, n);
 }
 API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t n, void*) {
-    if (n > PAGEABLE_STAGING && !page_locked(src, n)) stream_wait("cuMemcpyHtoDAsync from pageable memory", n);
-    return copy_in(dst, src, n);
+    bool pinned = page_locked(src, n);
+    if (n > PAGEABLE_STAGING && !pinned) stream_wait("cuMemcpyHtoDAsync from pageable memory", n);
+    CUresult r = copy_in(dst, src, n);
+    if (r == CUDA_SUCCESS && pinned) {
+        const unsigned char* s = (const unsigned char*)src;
+        std::lock_guard<std::mutex> l(g_lock);
+        g_pinned_copies.push_back({g_seq++, false, (unsigned char*)src, std::vector<unsigned char>(s, s + n)});
+    }
+    return r;
 }
 API CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t n) {
     stream_wait("cuMemcpyDtoH", n);
-    return copy_out(dst, src, n);
+    CUresult r = drain_stream();
+    return r != CUDA_SUCCESS ? r : copy_out(dst, src, n);
 }
 API CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t n, void*) {
-    if (!page_locked(dst, n)) stream_wait("cuMemcpyDtoHAsync to pageable memory", n);
-    return copy_out(dst, src, n);
+    if (!page_locked(dst, n)) {
+        stream_wait("cuMemcpyDtoHAsync to pageable memory", n);
+        return copy_out(dst, src, n);
+    }
+    if (!inside(src, n)) return CUDA_ERROR_INVALID_VALUE;
+    const unsigned char* s = (const unsigned char*)src;
+    std::lock_guard<std::mutex> l(g_lock);
+    g_pinned_copies.push_back({g_seq++, true, (unsigned char*)dst, std::vector<unsigned char>(s, s + n)});
+    memset(dst, 0xff, n);
+    return CUDA_SUCCESS;
 }
 API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
     if (!inside(dst, n) || !inside(src, n)) return CUDA_ERROR_INVALID_VALUE;
@@ -565,12 +633,14 @@ API CUresult cuLaunchKernel(void* f, unsigned int gx, unsigned int gy, unsigned 
     return CUDA_SUCCESS;
 }
 
-// Events: launches run synchronously here, so an event is the host clock when it is recorded.
+// Events: launches run synchronously here, so an event's time is the host clock when it is
+// recorded; it also marks how far the stream had got, for the page-locked copies before it.
 struct Event {
     double ms;
+    unsigned long long seq;
 };
 API CUresult cuEventCreate(void** ev, unsigned int) {
-    *ev = new Event{0.0};
+    *ev = new Event{0.0, 0};
     return CUDA_SUCCESS;
 }
 API CUresult cuEventDestroy_v2(void* ev) {
@@ -580,10 +650,16 @@ API CUresult cuEventDestroy_v2(void* ev) {
 API CUresult cuEventRecord(void* ev, void*) {
     auto now = std::chrono::steady_clock::now().time_since_epoch();
     ((Event*)ev)->ms = std::chrono::duration<double, std::milli>(now).count();
+    std::lock_guard<std::mutex> l(g_lock);
+    ((Event*)ev)->seq = g_seq++;
     return CUDA_SUCCESS;
 }
-API CUresult cuEventSynchronize(void*) { return CUDA_SUCCESS; }
-API CUresult cuEventQuery(void*) { return CUDA_SUCCESS; }
+// Waiting for an event (or finding it complete) completes the page-locked copies before it.
+API CUresult cuEventSynchronize(void* ev) {
+    std::lock_guard<std::mutex> l(g_lock);
+    return complete_pinned_copies(((Event*)ev)->seq);
+}
+API CUresult cuEventQuery(void* ev) { return cuEventSynchronize(ev); }
 API CUresult cuEventElapsedTime_v2(float* ms, void* start, void* end) {
     *ms = (float)(((Event*)end)->ms - ((Event*)start)->ms);
     return CUDA_SUCCESS;

@@ -15,7 +15,7 @@ use crate::cli::BenchStepArgs;
 use crate::run::config::RunConfig;
 use crate::run::device::Device;
 use crate::run::source::{Batch, DataSource, Split};
-use crate::run::trainer::Trainer;
+use crate::run::trainer::{Settled, Trainer};
 use crate::tokenizer::Tokenize;
 
 /// Prompts of random ids: BOS, random tokens, EOT at position `len − 1`, padding after it, so
@@ -111,6 +111,14 @@ pub struct StepResult {
     pub profile: Vec<(String, u64, f64)>,
 }
 
+/// A timed step must have been applied: a non-finite one fails the bench.
+fn applied(settled: Option<Settled>) -> Result<()> {
+    match settled {
+        Some(Err(nf)) => Err(nf.into()),
+        _ => Ok(()),
+    }
+}
+
 fn measure<B: Backend<E = f32>>(
     be: B, args: &BenchStepArgs, k: usize, cfg: &ClipConfig, theta0: &[f32],
 ) -> Result<(Trainer<B>, RandomImages, StepResult)> {
@@ -126,15 +134,15 @@ fn measure<B: Backend<E = f32>>(
     let mut data = RandomImages { batch: Batch { pixels, labels, warnings: Vec::new() } };
     tr.begin_task(1, &mut data, true)?;
     for s in 1..=args.warmup {
-        tr.step(1, s, &mut data)?;
+        applied(tr.step(1, s, &mut data)?)?;
     }
-    tr.settle()?;
+    applied(tr.settle()?)?;
     let t0 = Instant::now();
     for s in 1..=args.steps {
-        tr.step(1, args.warmup + s, &mut data)?;
+        applied(tr.step(1, args.warmup + s, &mut data)?)?;
     }
     // Waiting for the last step's values stops the clock after the device finished.
-    tr.settle()?;
+    applied(tr.settle()?)?;
     let sec = t0.elapsed().as_secs_f64() / args.steps.max(1) as f64;
     let result = StepResult {
         classes: k,
@@ -169,9 +177,9 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     tr.be.set_profiling(true);
                     let first = args.warmup + args.steps + 1;
                     for s in first..first + args.steps {
-                        tr.step(1, s, &mut data)?;
+                        applied(tr.step(1, s, &mut data)?)?;
                     }
-                    tr.settle()?;
+                    applied(tr.settle()?)?;
                     r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
                 }
                 r

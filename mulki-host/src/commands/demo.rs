@@ -6,7 +6,7 @@ use anyhow::Result;
 
 use crate::cli::DemoArgs;
 use crate::report;
-use crate::run::demo::{run_demo, stream_size, SharedKnobs, DEMO_METHODS};
+use crate::run::demo::{run_demo, stream_size, write_shipped_model, SharedKnobs, DEMO_METHODS};
 
 pub fn run(args: &DemoArgs) -> Result<()> {
     let methods: Vec<&str> =
@@ -19,7 +19,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let mut size = stream_size(args.quick);
     size.test = args.test_images.unwrap_or(size.test);
     let threads = super::threads(args.threads);
-    let results = run_demo(&args.model, &args.out, &methods, &seeds, knobs, size, threads, args.quiet)?;
+    let model = match &args.model {
+        Some(dir) => dir.clone(),
+        None => write_shipped_model(&args.out.join("synth-clip"))?,
+    };
+    let results = run_demo(&model, &args.out, &methods, &seeds, knobs, size, threads, args.quiet)?;
     let (md, csv) = report::compare_seeds(&results);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("summary.md"), &md)?;

@@ -3,7 +3,7 @@
 //! directory (checkpoints, reports), and the demo prints the matrices and a summary table.
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mulki_core::method::MethodConfig;
 
 use super::config::{DatasetFormat, ModelConfig, ReferenceConfig, RunConfig, TaskConfig, TrainConfig};
@@ -17,6 +17,31 @@ use crate::synth::vocab::WordVocab;
 
 /// The methods the demo compares, in report order.
 pub const DEMO_METHODS: [&str; 6] = ["zero-shot", "ft", "lwf", "wise-ft", "zscl", "mulki"];
+
+/// The shipped tiny CLIP (`assets/synth-clip`), built into the binary so `mulki demo` runs from
+/// any directory, and from a copied or installed binary.
+const SHIPPED_MODEL: [(&str, &[u8]); 3] = [
+    ("config.json", include_bytes!("../../../assets/synth-clip/config.json")),
+    ("model.safetensors", include_bytes!("../../../assets/synth-clip/model.safetensors")),
+    ("pretrain.json", include_bytes!("../../../assets/synth-clip/pretrain.json")),
+];
+
+/// Writes the shipped model into `dir` and returns `dir`, for runs whose configs name it. Files
+/// already there with the same bytes are kept; others are replaced whole (written aside, then
+/// renamed), so a demo interrupted here leaves no half-written model.
+pub fn write_shipped_model(dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    for (name, bytes) in SHIPPED_MODEL {
+        let path = dir.join(name);
+        if std::fs::read(&path).is_ok_and(|have| have == bytes) {
+            continue;
+        }
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, bytes).with_context(|| format!("write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+    }
+    Ok(dir.to_path_buf())
+}
 
 /// The knobs every method shares, set once (see the README for how they were chosen).
 #[derive(Clone, Copy, Debug, PartialEq)]

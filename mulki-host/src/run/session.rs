@@ -105,6 +105,7 @@ pub fn open_tokenizer(cfg: &RunConfig) -> Result<Tokenizer> {
 
 /// Writes a checkpoint of the trainer's state into the run directory.
 pub fn save<B: Backend<E = f32>>(tr: &mut Trainer<B>, run_dir: &Path, kind: Kind) -> Result<PathBuf> {
+    tr.settled()?;
     let mut buffers = Vec::new();
     for (name, buf) in tr.buffers() {
         let mut v = vec![0f32; buf.len];

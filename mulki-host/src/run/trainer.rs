@@ -515,6 +515,15 @@ impl<B: Backend> Trainer<B> {
         Ok(settled)
     }
 
+    /// Fails when a step is still in flight: what follows (a checkpoint, the end of a task)
+    /// must see applied steps only, so the caller settles first.
+    pub fn settled(&self) -> Result<()> {
+        match self.pending {
+            Some(p) => bail!("task {}, step {} is still in flight: settle it first", p.task + 1, p.step),
+            None => Ok(()),
+        }
+    }
+
     /// Waits for the report of the step in flight, if any, and settles it: a step that was not
     /// finite (its update was skipped on the device) is returned as [`NonFinite`] and not
     /// counted by the optimiser; an applied one merges into the ensemble when due. The values
@@ -526,11 +535,11 @@ impl<B: Backend> Trainer<B> {
         let lay = self.report_layout;
         let acc = lay.micro_batches;
         let mut total = LossValues::default();
-        let mut bad = None;
+        let mut first_bad = None;
         for m in 0..acc {
             let out = self.loss.values(&sums[m * MULKI_SLOTS..]);
-            if !out.total.is_finite() && bad.is_none() {
-                bad = Some(nonfinite_term(&out));
+            if !out.total.is_finite() && first_bad.is_none() {
+                first_bad = Some(nonfinite_term(&out));
             }
             accumulate(&mut total, &out, acc);
         }
@@ -548,12 +557,12 @@ impl<B: Backend> Trainer<B> {
             ("connection", connection),
             ("connection", sums[lay.connected_grad_sq()]),
         ];
-        bad = bad.or_else(|| later.iter().find(|(_, x)| !x.is_finite()).map(|(n, _)| *n));
-        if !sums[lay.health()].is_finite() {
-            bad = bad.or(Some("total"));
-        }
         self.state.step = p.step;
-        if let Some(term) = bad {
+        // The health decided on the device whether the update was applied; the decoded values
+        // only name the term.
+        if !sums[lay.health()].is_finite() {
+            let named = first_bad.or_else(|| later.iter().find(|(_, x)| !x.is_finite()).map(|(n, _)| *n));
+            let term = named.unwrap_or("total");
             self.opt.uncount();
             self.state.optimizer_steps = self.opt.steps();
             return Ok(Some(Err(NonFinite { task: p.task, step: p.step, term })));
@@ -628,6 +637,7 @@ impl<B: Backend> Trainer<B> {
     /// Ends task `t`: θ_t = γ·θ̄ + (1−γ)·anchor (θ̄ = the last step's weights without the
     /// ensemble), evaluated; P ← θ_t. Returns the new accuracy row.
     pub fn end_task(&mut self, t: usize, data: &mut dyn DataSource, wall_seconds: f64) -> Result<Vec<f64>> {
+        self.settled()?;
         let params = self.student.params();
         if self.method.ensemble {
             self.be.copy(params, self.ensemble.weights())?;

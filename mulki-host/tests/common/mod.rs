@@ -159,3 +159,31 @@ pub fn final_weights(dir: &Path) -> Vec<u8> {
     let (found, _) = mulki_host::checkpoint::find_latest(dir, None).unwrap();
     mulki_host::checkpoint::load_file(&found.unwrap().dir, "model.safetensors").unwrap()
 }
+
+/// A checkpoint's files, by name.
+pub fn files(dir: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    ["config.json", "model.safetensors", "state.safetensors", "state.postcard"]
+        .into_iter()
+        .map(|f| (f, mulki_host::checkpoint::load_file(dir, f).unwrap()))
+        .collect()
+}
+
+/// The run state a checkpoint holds.
+pub fn run_state(dir: &Path) -> mulki_host::run::trainer::RunState {
+    let bytes = mulki_host::checkpoint::load_file(dir, "state.postcard").unwrap();
+    let header: mulki_host::run::session::CheckpointState =
+        mulki_host::checkpoint::decode_header(&bytes, Path::new("state.postcard")).unwrap();
+    header.run().unwrap()
+}
+
+/// After a run that skipped steps 2 and 3 of task 1 (`--skip-nonfinite`): their checkpoints hold
+/// step 1's weights and state (`good`, from [`files`]) byte for byte, with one optimiser step.
+pub fn assert_skipped_steps_kept(run: &Path, good: &[(&'static str, Vec<u8>)]) {
+    for step in [2, 3] {
+        let dir = run.join(format!("task-00/step-{step:06}"));
+        let now = files(&dir);
+        assert!(now[1] == good[1] && now[2] == good[2], "step {step}: the weights or state changed");
+        let state = run_state(&dir);
+        assert_eq!((state.step, state.skipped_nonfinite, state.optimizer_steps), (step, step - 1, 1));
+    }
+}

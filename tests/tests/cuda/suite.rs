@@ -40,11 +40,21 @@ struct Case {
     ids: Vec<Vec<u32>>,
     /// Replaces buffer `i`'s random values where the op needs a domain (norms, counts).
     fix: fn(usize, &mut [f64]),
-    /// A guarded update whose guard is not finite: every output must keep its input.
-    skipped: bool,
+    /// A guarded update: `Some(true)` when the guard is not finite (every output must keep its
+    /// input), `Some(false)` when it is (every output must change).
+    keeps: Option<bool>,
 }
 
 fn no_fix(_: usize, _: &mut [f64]) {}
+
+/// The prototype EMA's inputs: counts (some zero), and the guard (buffer 3, when there is one).
+fn ema_fix(i: usize, x: &mut [f64], guard: f64) {
+    match i {
+        2 => x.iter_mut().enumerate().for_each(|(r, n)| *n = (r % 4) as f64),
+        3 => x[0] = guard,
+        _ => {}
+    }
+}
 
 /// AdamW's inputs: second moments non-negative, and the guard (buffer 4, when there is one).
 fn adamw_fix(i: usize, x: &mut [f64], guard: f64) {
@@ -93,14 +103,8 @@ fn attn_len(d: Attn) -> (usize, usize, usize) {
 
 fn cases() -> Vec<Case> {
     let rc = R * C;
-    let case = |name, lens: Vec<usize>, outs: Vec<usize>| Case {
-        name,
-        lens,
-        outs,
-        ids: Vec::new(),
-        fix: no_fix,
-        skipped: false,
-    };
+    let case =
+        |name, lens: Vec<usize>, outs: Vec<usize>| Case { name, lens, outs, ids: Vec::new(), fix: no_fix, keeps: None };
     let mut v = Vec::new();
     for g in ["gemm_nn", "gemm_nt", "gemm_tn", "gemm_tt", "gemm_batched"] {
         let d = gemm_dims(g);
@@ -183,25 +187,18 @@ fn cases() -> Vec<Case> {
     v.push(Case { ids: targets, ..case("cross_entropy_backward", vec![rc, R, rc, R], vec![0]) });
     v.push(case("teacher_weights_confidence", vec![2 * R, 2 * R], vec![0]));
     v.push(case("teacher_weights_discrepancy", vec![2 * R, R], vec![0]));
+    v.push(Case { fix: |i, x| ema_fix(i, x, 0.0), ..case("prototype_ema", vec![rc, rc, R], vec![0]) });
+    // With the step's health as guard: finite (any value) updates, infinite keeps the prototypes.
+    let guarded = vec![rc, rc, R, 1];
     v.push(Case {
-        fix: |i, x| {
-            if i == 2 {
-                for (r, n) in x.iter_mut().enumerate() {
-                    *n = (r % 4) as f64; // counts, some zero
-                }
-            }
-        },
-        ..case("prototype_ema", vec![rc, rc, R], vec![0])
+        fix: |i, x| ema_fix(i, x, 2.0),
+        keeps: Some(false),
+        ..case("prototype_ema_guard_finite", guarded.clone(), vec![0])
     });
-    // A non-finite guard (the step's health) leaves the prototypes as they were.
     v.push(Case {
-        fix: |i, x| match i {
-            2 => x.iter_mut().enumerate().for_each(|(r, n)| *n = (r % 4) as f64),
-            3 => x[0] = f64::INFINITY,
-            _ => {}
-        },
-        skipped: true,
-        ..case("prototype_ema_guarded", vec![rc, rc, R, 1], vec![0])
+        fix: |i, x| ema_fix(i, x, f64::INFINITY),
+        keeps: Some(true),
+        ..case("prototype_ema_guard_inf", guarded, vec![0])
     });
     v.push(case("scale", vec![rc], vec![0]));
     v.push(case("axpby", vec![rc, rc], vec![0]));
@@ -210,10 +207,14 @@ fn cases() -> Vec<Case> {
     v.push(Case { fix: |i, x| adamw_fix(i, x, 0.0), ..case("adamw", vec![rc, rc, rc, rc], vec![0, 2, 3]) });
     // Guarded AdamW: a finite guard (any value) updates, a NaN one leaves p, m, v as they were.
     let guarded = vec![rc, rc, rc, rc, 1];
-    v.push(Case { fix: |i, x| adamw_fix(i, x, -3.5), ..case("adamw_guard_finite", guarded.clone(), vec![0, 2, 3]) });
+    v.push(Case {
+        fix: |i, x| adamw_fix(i, x, -3.5),
+        keeps: Some(false),
+        ..case("adamw_guard_finite", guarded.clone(), vec![0, 2, 3])
+    });
     v.push(Case {
         fix: |i, x| adamw_fix(i, x, f64::NAN),
-        skipped: true,
+        keeps: Some(true),
         ..case("adamw_guard_nan", guarded, vec![0, 2, 3])
     });
     v
@@ -269,8 +270,9 @@ fn apply<B: Backend>(be: &mut B, name: &str, b: &[Buf], ix: &[IdxBuf]) -> Result
         "teacher_weights_discrepancy" => {
             be.teacher_weights(b[0], b[1], WeightRule::Discrepancy { scale: 3.0, threshold: 1.0 }, 2, R)
         }
-        "prototype_ema" => be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }, None),
-        "prototype_ema_guarded" => be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }, Some(b[3])),
+        e if e.starts_with("prototype_ema") => {
+            be.prototype_ema(b[0], b[1], b[2], 0.9, Rows { eps: 1e-12, ..rows }, b.get(3).copied())
+        }
         "scale" => be.scale(b[0], -0.37),
         "axpby" => be.axpby(b[0], b[1], 0.3, -1.7),
         "fill" => be.fill(b[0], 2.5),
@@ -336,10 +338,13 @@ fn every_kernel_matches_the_cpu_backend_in_fp32() {
         let inputs = inputs_of(case, 1000 * n as u64);
         let want = run_case(&mut CpuBackend::<f64>::new(1), case, &inputs);
         let got = run_case(&mut gpu, case, &inputs);
-        if case.skipped {
+        if let Some(keeps) = case.keeps {
             for (who, outs) in [("cpu", &want), ("cuda", &got)] {
-                if !case.outs.iter().zip(outs).all(|(&o, x)| *x == inputs[o]) {
-                    failures.push(format!("{} ({who}): a non-finite guard changed the outputs", case.name));
+                for (&o, x) in case.outs.iter().zip(outs) {
+                    if (*x == inputs[o]) != keeps {
+                        let what = if keeps { "changed" } else { "left" };
+                        failures.push(format!("{} ({who}): the guard {what} output {o}", case.name));
+                    }
                 }
             }
         }
