@@ -86,6 +86,23 @@ pub struct CudaBackend {
 /// The most page-locked upload buffers; beyond them a write waits for the oldest copy.
 const MAX_UPLOADS: usize = 8;
 
+/// A 4-byte word an upload carries, held in the page-locked (f32) buffers by its bits.
+trait Word: cudarc::driver::DeviceRepr + Copy {
+    fn as_f32_bits(self) -> f32;
+}
+
+impl Word for f32 {
+    fn as_f32_bits(self) -> f32 {
+        self
+    }
+}
+
+impl Word for u32 {
+    fn as_f32_bits(self) -> f32 {
+        f32::from_bits(self)
+    }
+}
+
 /// Bytes a write copies straight from pageable memory; above this a driver may wait for the
 /// stream to stage the copy, so larger writes (a batch's images) go through page-locked memory.
 const PAGEABLE_WRITE: usize = 64 << 10;
@@ -338,6 +355,42 @@ impl CudaBackend {
         Ok((po, pi))
     }
 
+    /// Host → device memory at `d`, never making the host wait: up to [`PAGEABLE_WRITE`] bytes
+    /// straight from `src`, larger uploads (a batch's images, the embedding backward's tables
+    /// for many prompts) through the ring of page-locked buffers.
+    ///
+    /// # Safety
+    /// `d` must span `src.len()` words of a live allocation.
+    unsafe fn upload<T: Word>(&mut self, d: u64, src: &[T]) -> Result<(), Error> {
+        if 4 * src.len() <= PAGEABLE_WRITE {
+            // SAFETY: the caller's; the copy is ordered on the stream after every kernel queued
+            // before it, and a pageable source of this size is staged before the call returns.
+            return unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }
+                .map_err(driver("cuMemcpyHtoDAsync"));
+        }
+        let i = self.next_upload;
+        let busy = self.uploads.get(i).is_none_or(|u| !u.is_idle());
+        if busy && self.uploads.len() < MAX_UPLOADS {
+            self.uploads.insert(i, Pinned::new(&self.ctx, src.len())?);
+        }
+        if !self.uploads[i].fits(src.len()) {
+            self.uploads[i] = Pinned::new(&self.ctx, src.len())?;
+        }
+        self.next_upload = (i + 1) % self.uploads.len();
+        let up = &mut self.uploads[i];
+        // Waits only when the ring is full and this buffer's copy is still queued.
+        up.wait()?;
+        let host = up.slice_mut(src.len())?;
+        for (h, &s) in host.iter_mut().zip(src) {
+            *h = s.as_f32_bits();
+        }
+        // SAFETY: the caller's; `host` is page-locked memory that stays untouched until the
+        // event recorded next has completed.
+        unsafe { result::memcpy_htod_async(d, &*host, self.stream.cu_stream()) }
+            .map_err(driver("cuMemcpyHtoDAsync"))?;
+        up.record(&self.stream)
+    }
+
     /// Device pointer of an update's guard element, or null (0) for none.
     fn guard_ptr(&self, op: &'static str, guard: Option<Buf>) -> Result<u64, Error> {
         guard.map_or(Ok(0), |g| Ok(self.ptrs(op, [], [(g, 1)])?.1[0]))
@@ -520,31 +573,8 @@ impl Backend for CudaBackend {
             return Err(Error::Buffer { op: "write", reason: "length mismatch" });
         }
         let ([d], []) = self.ptrs("write", [(dst, 0)], [])?;
-        if 4 * src.len() <= PAGEABLE_WRITE {
-            // SAFETY: `d` spans `src.len()` floats of a live allocation (checked above); the
-            // copy is ordered on the stream after every kernel queued before it.
-            return unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }
-                .map_err(driver("cuMemcpyHtoDAsync"));
-        }
-        let i = self.next_upload;
-        let busy = self.uploads.get(i).is_none_or(|u| !u.is_idle());
-        if busy && self.uploads.len() < MAX_UPLOADS {
-            self.uploads.insert(i, Pinned::new(&self.ctx, src.len())?);
-        }
-        if !self.uploads[i].fits(src.len()) {
-            self.uploads[i] = Pinned::new(&self.ctx, src.len())?;
-        }
-        self.next_upload = (i + 1) % self.uploads.len();
-        let up = &mut self.uploads[i];
-        // Waits only when the ring is full and this buffer's copy is still queued.
-        up.wait()?;
-        let host = up.slice_mut(src.len())?;
-        host.copy_from_slice(src);
-        // SAFETY: as above; `host` is page-locked memory that stays untouched until the event
-        // recorded next has completed.
-        unsafe { result::memcpy_htod_async(d, &*host, self.stream.cu_stream()) }
-            .map_err(driver("cuMemcpyHtoDAsync"))?;
-        up.record(&self.stream)
+        // SAFETY: `d` spans `src.len()` floats of a live allocation (checked above).
+        unsafe { self.upload(d, src) }
     }
 
     fn read(&mut self, src: Buf, dst: &mut [f32]) -> Result<(), Error> {
@@ -588,7 +618,7 @@ impl Backend for CudaBackend {
             h[dst.offset..dst.offset + dst.len].copy_from_slice(src);
         }
         // SAFETY: `d` spans `src.len()` u32 of a live allocation (checked by `ids`).
-        unsafe { result::memcpy_htod_async(d, src, self.stream.cu_stream()) }.map_err(driver("cuMemcpyHtoDAsync"))
+        unsafe { self.upload(d, src) }
     }
 
     fn fill(&mut self, dst: Buf, value: f64) -> Result<(), Error> {
@@ -764,13 +794,10 @@ impl Backend for CudaBackend {
         }
         let base = self.groups.as_ref().map_or(0, |a| a.base);
         // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier users.
-        unsafe { result::memcpy_htod_async(base, &table, self.stream.cu_stream()) }
-            .map_err(driver("cuMemcpyHtoDAsync"))?;
+        unsafe { self.upload(base, &table) }?;
         let (pdest, pstart, prows) = (base, base + 4 * groups as u64, base + 4 * (2 * groups as u64 + 1));
         let cfg = row_cfg(groups, c);
-        launch!(self, "embedding_backward_f32", cfg, dt, dy, pdest, pstart, prows, i32_of(op, c)?)?;
-        // `table` is a pageable host buffer: the copy has been staged when the call returns.
-        Ok(())
+        launch!(self, "embedding_backward_f32", cfg, dt, dy, pdest, pstart, prows, i32_of(op, c)?)
     }
 
     fn patchify_forward(&mut self, out: Buf, pixels: Buf, d: Patches) -> Result<(), Error> {

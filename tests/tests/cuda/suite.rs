@@ -390,6 +390,48 @@ fn bf16_gemms_within_rounding(mut gpu: CudaBackend, precision: Precision) {
     }
 }
 
+/// Uploads above 64 KiB (a batch's images; the embedding backward's grouping table for many
+/// prompts, u32 words carried through the page-locked f32 buffers by their bits) never make
+/// the host wait, where the device counts waits (the emulator); the result matches the CPU's.
+#[test]
+fn large_uploads_never_wait_for_the_device() {
+    let Some(mut gpu) = super::backend(Precision::Fp32) else { return };
+    let Some(before) = super::stream_waits() else {
+        println!("skipped: the host's waits for the device are counted on the emulator only");
+        return;
+    };
+    let (n, rows, c) = (40_000, 1000, 2);
+    let ids: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % rows as u32).collect();
+    let dout: Vec<f64> = normals(5, n * c).iter().map(|&v| v as f32 as f64).collect();
+    let table = embedding_backward_into(&mut gpu, &ids, &dout, rows, c);
+    let waited = super::stream_waits().unwrap() - before;
+    let got = read_all(&mut gpu, table);
+    let mut cpu = CpuBackend::<f64>::new(1);
+    let cpu_table = embedding_backward_into(&mut cpu, &ids, &dout, rows, c);
+    let want = read_all(&mut cpu, cpu_table);
+    let (d, at) = max_abs_diff(&want, &got);
+    assert!(within(d, 1e-5), "embedding backward through the page-locked upload: max|Δ| {d:e} at {at}");
+    assert_eq!(waited, 0, "the host waited for the device {waited} times");
+}
+
+/// Queues `embedding_backward` of `dout` [ids, c] into a zeroed table [rows, c]; returns it.
+fn embedding_backward_into<B: Backend>(be: &mut B, ids: &[u32], dout: &[f64], rows: usize, c: usize) -> Buf {
+    let table = Buf { arena: be.alloc(rows * c).unwrap(), offset: 0, len: rows * c };
+    let dy = Buf { arena: be.alloc(dout.len()).unwrap(), offset: 0, len: dout.len() };
+    let ix = IdxBuf { arena: be.alloc_idx(ids.len()).unwrap(), offset: 0, len: ids.len() };
+    be.write_idx(ix, ids).unwrap();
+    let e: Vec<B::E> = dout.iter().map(|&v| mulki_core::Elem::from_f64(v)).collect();
+    be.write(dy, &e).unwrap();
+    be.embedding_backward(table, dy, ix, c).unwrap();
+    table
+}
+
+fn read_all<B: Backend>(be: &mut B, buf: Buf) -> Vec<f64> {
+    let mut out = vec![<B::E as mulki_core::Elem>::from_f64(0.0); buf.len];
+    be.read(buf, &mut out).unwrap();
+    out.iter().map(|&v| mulki_core::Elem::to_f64(v)).collect()
+}
+
 #[test]
 fn profiling_counts_every_launch() {
     let Some(mut gpu) = super::backend(Precision::Fp32) else { return };
