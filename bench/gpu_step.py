@@ -89,8 +89,10 @@ def main():
     for m in ours:
         if m.get("profile"):
             total = sum(p[2] for p in m["profile"])
+            wall = m.get("profile_seconds_per_step")
+            busy = f", busy {100 * total / m['steps'] / wall:.0f}% of {1e3 * wall:.1f} ms wall" if wall else ""
             print(f"mulki K={m['classes']}: per-kernel GPU time over {m['steps']} steps, from events around each launch "
-                  f"({1e3 * total / m['steps']:.1f} ms/step in kernels):")
+                  f"({1e3 * total / m['steps']:.1f} ms/step in kernels{busy}):")
             for name, calls, sec in m["profile"][:25]:
                 print(f"  {name:<36} {calls:>7} calls {1e3 * sec / m['steps']:>9.2f} ms/step {100 * sec / total:>5.1f}%")
     if a.json:

@@ -173,5 +173,8 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         println!("{device}: {profiled:?}");
         assert!(profiled.contains(&gemm), "{device}: no {gemm} in the profile {profiled:?}");
         assert!(profiled.contains(&"layer_norm_forward_f32"), "{device}: {profiled:?}");
+        let kernels: f64 = row["profile"].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).sum();
+        let wall = row["profile_seconds_per_step"].as_f64().unwrap_or(0.0);
+        assert!(kernels > 0.0 && wall > 0.0, "{device}: kernels {kernels} s, wall {wall} s per profiled step");
     }
 }

@@ -6,7 +6,7 @@
 // message on stderr naming the allocation.
 //
 // Kernels are mulki's CUDA C++ compiled as C++ (prelude.h); cuLaunchKernel runs the blocks one
-// after another. The threads of a kernel that synchronises (build.rs marks them) are fibers on
+// after another, in a scrambled order. The threads of a kernel that synchronises (build.rs marks them) are fibers on
 // the calling thread, scheduled by warp (see pick_next); the others run as plain calls, thread
 // after thread, and abort with a message should they synchronise after all.
 #include <stdint.h>
@@ -18,6 +18,7 @@
 #include <chrono>
 
 #include <map>
+#include <numeric>
 #include <mutex>
 #include <vector>
 
@@ -618,16 +619,22 @@ API CUresult cuLaunchKernel(void* f, unsigned int gx, unsigned int gy, unsigned 
     blockDim = {bx, by, bz};
     gridDim = {gx, gy, gz};
     bool fibers = g_kernel->syncs;
-    for (unsigned int z = 0; z < gz; z++) {
-        for (unsigned int y = 0; y < gy; y++) {
-            for (unsigned int x = 0; x < gx; x++) {
-                blockIdx = {x, y, z};
-                if (fibers) {
-                    run_block_as_fibers((unsigned int)threads);
-                } else {
-                    run_block_direct((unsigned int)threads);
-                }
-            }
+    // A GPU runs blocks in no set order, so neither does this: block i of the launch is block
+    // (a·i + c) mod n of the grid, with a coprime to n and (a, c) changing from launch to launch.
+    // A kernel whose result depends on the order of its blocks (one block reading what another
+    // wrote in the same launch) then gives wrong results here too.
+    unsigned long long n = (unsigned long long)gx * gy * gz;
+    static unsigned long long launches;
+    launches++;
+    unsigned long long a = 1 + 2 * (launches % 97), c = launches * 7919 % n;
+    while (std::gcd(a, n) != 1) a += 2;
+    for (unsigned long long i = 0; i < n; i++) {
+        unsigned long long b = (unsigned long long)(((unsigned __int128)a * i + c) % n);
+        blockIdx = {(unsigned int)(b % gx), (unsigned int)(b / gx % gy), (unsigned int)(b / gx / gy)};
+        if (fibers) {
+            run_block_as_fibers((unsigned int)threads);
+        } else {
+            run_block_direct((unsigned int)threads);
         }
     }
     return CUDA_SUCCESS;

@@ -7,7 +7,8 @@
 //! process gets them: `CudaBackend` then runs unchanged, the backend code under test is the code
 //! that runs on a GPU. [`library_paths`] gives them to another process (`LD_PRELOAD`).
 //!
-//! The driver runs blocks one after another. The threads of a kernel that synchronises (build.rs
+//! The driver runs blocks one after another, in an order scrambled from launch to launch (a GPU
+//! keeps none), so a kernel whose result depends on the order of its blocks fails. The threads of a kernel that synchronises (build.rs
 //! finds `__syncthreads` and warp shuffles in the sources, through calls) run as fibers: warps
 //! run on their own between barriers, a shuffle takes one turn of its warp, and the warp order
 //! reverses at every barrier, so a missing `__syncthreads` shows up as a wrong result. A shuffle
@@ -19,8 +20,8 @@
 //!
 //! What it checks: kernel index arithmetic and reductions, barriers and shuffles, launch
 //! configurations and argument order, cuBLAS leading dimensions, strides and transposes, scratch
-//! management and out-of-bounds accesses. What it cannot: speed, races between blocks that a
-//! GPU runs at the same time, and the GPU's own rounding of `expf` and friends (the tests'
+//! management, out-of-bounds accesses, and blocks that depend on each other's order. What it
+//! cannot: speed, races between blocks that a GPU runs at the same time, and the GPU's own rounding of `expf` and friends (the tests'
 //! tolerances cover the last).
 #[cfg(emulator)]
 use std::path::PathBuf;

@@ -109,6 +109,9 @@ pub struct StepResult {
     pub device_memory_bytes: Option<u64>,
     /// (kernel, calls, seconds) over the profiled steps, when `--profile`.
     pub profile: Vec<(String, u64, f64)>,
+    /// Wall time per profiled step: with the kernels' total it says how much of a step the
+    /// device spent idle, waiting for the host (the timing events add a little host work).
+    pub profile_seconds_per_step: Option<f64>,
 }
 
 /// A timed step must have been applied: a non-finite one fails the bench.
@@ -153,6 +156,7 @@ fn measure<B: Backend<E = f32>>(
         images_per_second: args.batch as f64 / sec,
         device_memory_bytes: tr.be.device_memory(),
         profile: Vec::new(),
+        profile_seconds_per_step: None,
     };
     Ok((tr, data, result))
 }
@@ -176,10 +180,12 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                 if args.profile {
                     tr.be.set_profiling(true);
                     let first = args.warmup + args.steps + 1;
+                    let t0 = Instant::now();
                     for s in first..first + args.steps {
                         applied(tr.step(1, s, &mut data)?)?;
                     }
                     applied(tr.settle()?)?;
+                    r.profile_seconds_per_step = Some(t0.elapsed().as_secs_f64() / args.steps.max(1) as f64);
                     r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
                 }
                 r
@@ -200,6 +206,15 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     .map_or(String::new(), |m| format!(", device memory {:.2} GiB", m as f64 / 1073741824.0))
             );
             let total: f64 = r.profile.iter().map(|p| p.2).sum();
+            if let Some(wall) = r.profile_seconds_per_step {
+                let busy = total / args.steps.max(1) as f64;
+                println!(
+                    "    kernels {:.1} ms of {:.1} ms per profiled step: the device is busy {:.0}% of the time",
+                    1e3 * busy,
+                    1e3 * wall,
+                    100.0 * busy / wall
+                );
+            }
             for (name, calls, s) in &r.profile {
                 println!(
                     "    {name:<36} {calls:>7} calls {:>9.2} ms/step {:>5.1}%",
