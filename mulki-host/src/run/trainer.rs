@@ -205,10 +205,9 @@ impl<B: Backend> Trainer<B> {
         let diff = alloc(&mut be, student.layout.len)?;
         let one = alloc(&mut be, 1)?;
         let report_layout = ReportLayout { micro_batches: cfg.train.grad_accumulation.max(1) };
+        // Zeroed: slots a run never writes (no ZSCL, no L_C, one teacher) stay 0.
         let report = alloc(&mut be, report_layout.len())?;
-        be.fill(report, 0.0)?;
         let zeros = alloc(&mut be, report_layout.health())?;
-        be.fill(zeros, 0.0)?;
         let (wz, wp) = (alloc(&mut be, kmax * pd)?, alloc(&mut be, kmax * pd)?);
         let ctx = clip_cfg.text_config.max_position_embeddings;
         let caption_prompts = Prompts::new(tokenizer, captions, &["{}".to_string()], ctx);

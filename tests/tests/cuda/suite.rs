@@ -21,6 +21,7 @@ use mulki_cuda::{CudaBackend, Precision};
 use mulki_host::import::load_clip_dir;
 use mulki_host::run::demo::{demo_config, SharedKnobs};
 use mulki_host::run::source::DataSource;
+use mulki_host::run::text::read_f64;
 use mulki_host::run::trainer::{Settled, StepReport, Trainer};
 use mulki_host::synth::source::{SynthSource, REFERENCE_SIZE};
 use mulki_host::synth::tasks::{default_stream, StreamSize};
@@ -308,14 +309,7 @@ fn run_case<B: Backend>(be: &mut B, case: &Case, inputs: &[Vec<f64>]) -> Vec<Vec
         })
         .collect();
     apply(be, case.name, &bufs, &ix).unwrap_or_else(|e| panic!("{}: {e}", case.name));
-    case.outs
-        .iter()
-        .map(|&o| {
-            let mut out = vec![<B::E as mulki_core::Elem>::from_f64(0.0); bufs[o].len];
-            be.read(bufs[o], &mut out).unwrap();
-            out.iter().map(|&v| mulki_core::Elem::to_f64(v)).collect()
-        })
-        .collect()
+    case.outs.iter().map(|&o| read_f64(be, bufs[o]).unwrap()).collect()
 }
 
 fn inputs_of(case: &Case, seed: u64) -> Vec<Vec<f64>> {
@@ -405,10 +399,10 @@ fn large_uploads_never_wait_for_the_device() {
     let dout: Vec<f64> = normals(5, n * c).iter().map(|&v| v as f32 as f64).collect();
     let table = embedding_backward_into(&mut gpu, &ids, &dout, rows, c);
     let waited = super::stream_waits().unwrap() - before;
-    let got = read_all(&mut gpu, table);
+    let got = read_f64(&mut gpu, table).unwrap();
     let mut cpu = CpuBackend::<f64>::new(1);
     let cpu_table = embedding_backward_into(&mut cpu, &ids, &dout, rows, c);
-    let want = read_all(&mut cpu, cpu_table);
+    let want = read_f64(&mut cpu, cpu_table).unwrap();
     let (d, at) = max_abs_diff(&want, &got);
     assert!(within(d, 1e-5), "embedding backward through the page-locked upload: max|Δ| {d:e} at {at}");
     assert_eq!(waited, 0, "the host waited for the device {waited} times");
@@ -424,12 +418,6 @@ fn embedding_backward_into<B: Backend>(be: &mut B, ids: &[u32], dout: &[f64], ro
     be.write(dy, &e).unwrap();
     be.embedding_backward(table, dy, ix, c).unwrap();
     table
-}
-
-fn read_all<B: Backend>(be: &mut B, buf: Buf) -> Vec<f64> {
-    let mut out = vec![<B::E as mulki_core::Elem>::from_f64(0.0); buf.len];
-    be.read(buf, &mut out).unwrap();
-    out.iter().map(|&v| mulki_core::Elem::to_f64(v)).collect()
 }
 
 #[test]
@@ -478,9 +466,7 @@ fn settled_step<B: Backend<E = f32>>(tr: &mut Trainer<B>, k: usize, data: &mut d
 
 fn read<B: Backend<E = f32>>(tr: &mut Trainer<B>, grads: bool) -> Vec<f64> {
     let buf = if grads { tr.student.grads() } else { tr.student.params() };
-    let mut v = vec![0f32; buf.len];
-    tr.be.read(buf, &mut v).unwrap();
-    v.into_iter().map(f64::from).collect()
+    read_f64(&mut tr.be, buf).unwrap()
 }
 
 /// One mulki step (task 1, two teachers) on the CPU (f32) and on the GPU: losses within
