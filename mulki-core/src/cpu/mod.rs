@@ -131,9 +131,12 @@ impl<E: CpuElem> Backend for CpuBackend<E> {
     }
 
     fn stage(&mut self, src: Buf) -> Result<(), Error> {
+        // The copy is reused from step to step, so staging allocates nothing once it has grown.
+        let mut staged = core::mem::take(&mut self.staged);
         let ([], [s]) = self.args("stage", [], [src])?;
-        let s = s.to_vec();
-        self.staged = s;
+        staged.clear();
+        staged.extend_from_slice(s);
+        self.staged = staged;
         Ok(())
     }
 

@@ -101,9 +101,7 @@ impl ReportLayout {
 struct Pending {
     task: usize,
     step: usize,
-    steps: usize,
     lr: f64,
-    images: usize,
     /// The ensemble merges after this step (when it was applied).
     merge: bool,
 }
@@ -510,7 +508,7 @@ impl<B: Backend> Trainer<B> {
         }
         self.be.stage(self.report)?;
         let merge = self.method.ensemble && merge_due(k, n_steps, self.method.interval(n_steps));
-        self.pending = Some(Pending { task: t, step: k, steps: n_steps, lr, images: b * acc, merge });
+        self.pending = Some(Pending { task: t, step: k, lr, merge });
         Ok(settled)
     }
 
@@ -576,12 +574,12 @@ impl<B: Backend> Trainer<B> {
         Ok(Some(Ok(StepReport {
             task: p.task,
             step: p.step,
-            steps: p.steps,
+            steps: self.cfg.iterations(p.task),
             lr: p.lr,
             loss: total,
             zscl,
             connection,
-            images: p.images,
+            images: self.micro * acc,
         })))
     }
 
