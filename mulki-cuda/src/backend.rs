@@ -9,7 +9,8 @@
 //!
 //! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
-//! bf16 with a kernel and accumulates in f32; [`Precision::FastBf16`] passes the f32 operands to
+//! bf16 and accumulates in f32: an arena operand once until it is written again (see
+//! [`crate::rounded`]), attention's operands inside the kernels that produce them; [`Precision::FastBf16`] passes the f32 operands to
 //! cuBLAS with `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master
 //! weights, optimiser state, normalisation, the similarity GEMMs and every loss kernel stay f32
 //! in every mode.
@@ -27,6 +28,7 @@ use mulki_core::Error;
 use crate::error::CudaError;
 use crate::kernels::Kernels;
 use crate::pinned::Pinned;
+use crate::rounded::{self, Rounded};
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -59,6 +61,32 @@ enum Slot {
     HeadRows = 4,
 }
 
+/// bf16 scratch slots, each grown on demand.
+#[derive(Clone, Copy)]
+enum Bf16Slot {
+    /// A GEMM's A and B operands, rounded here when the rounded-operand pool has no room.
+    A = 0,
+    B = 1,
+    /// Attention: q, k, v head-major.
+    Heads = 2,
+    /// Attention backward: dO head-major.
+    HeadRows = 3,
+    /// Attention: P.
+    Probs = 4,
+    /// Attention backward: dS.
+    Scores = 5,
+}
+
+/// The rounded-operand pool's share of the device's memory (it also holds at most half the
+/// f32 arenas' bytes: a bf16 copy of every element).
+const POOL_SHARE: u64 = 8;
+
+/// The device pool of rounded GEMM operands and its bookkeeping.
+struct Pool {
+    mem: Arena<u16>,
+    rounded: Rounded,
+}
+
 pub struct CudaBackend {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
@@ -69,7 +97,10 @@ pub struct CudaBackend {
     idx: Vec<Arena<u32>>,
     idx_host: Vec<Vec<u32>>,
     scratch: [Option<Arena<f32>>; 5],
-    bf16: [Option<Arena<u16>>; 2],
+    bf16: [Option<Arena<u16>>; 6],
+    /// bf16 mode: rounded arena operands, made on the first GEMM (when every arena of the run
+    /// exists).
+    pool: Option<Pool>,
     groups: Option<Arena<u32>>,
     /// Per-kernel timing, when on (see [`CudaBackend::set_profiling`]).
     profile: Option<Profiler>,
@@ -230,7 +261,8 @@ impl CudaBackend {
             idx: Vec::new(),
             idx_host: Vec::new(),
             scratch: [None, None, None, None, None],
-            bf16: [None, None],
+            bf16: Default::default(),
+            pool: None,
             groups: None,
             profile: None,
             staging: None,
@@ -326,8 +358,9 @@ impl CudaBackend {
     /// Device pointers of one kernel's operands, each given with the length its dims need:
     /// checks every handle against its arena and its needed length, and that no output overlaps
     /// another operand (as the CPU backend does).
+    /// Every output is marked written in the rounded-operand pool: all writes to arenas pass here.
     fn ptrs<const O: usize, const I: usize>(
-        &self, op: &'static str, outs: [(Buf, usize); O], ins: [(Buf, usize); I],
+        &mut self, op: &'static str, outs: [(Buf, usize); O], ins: [(Buf, usize); I],
     ) -> Result<([u64; O], [u64; I]), Error> {
         let resolve = |(b, need): (Buf, usize)| -> Result<u64, Error> {
             let a = self.arenas.get(b.arena as usize).ok_or(Error::Buffer { op, reason: "unknown arena" })?;
@@ -351,6 +384,11 @@ impl CudaBackend {
         let mut pi = [0u64; I];
         for (p, i) in pi.iter_mut().zip(ins) {
             *p = resolve(i)?;
+        }
+        if let Some(pool) = &mut self.pool {
+            for (o, _) in outs {
+                pool.rounded.written(o.arena, o.offset, o.len);
+            }
         }
         Ok((po, pi))
     }
@@ -392,7 +430,7 @@ impl CudaBackend {
     }
 
     /// Device pointer of an update's guard element, or null (0) for none.
-    fn guard_ptr(&self, op: &'static str, guard: Option<Buf>) -> Result<u64, Error> {
+    fn guard_ptr(&mut self, op: &'static str, guard: Option<Buf>) -> Result<u64, Error> {
         guard.map_or(Ok(0), |g| Ok(self.ptrs(op, [], [(g, 1)])?.1[0]))
     }
 
@@ -423,7 +461,8 @@ impl CudaBackend {
         Ok(self.scratch[s].as_ref().map_or(0, |a| a.base))
     }
 
-    fn bf16_scratch(&mut self, slot: usize, len: usize) -> Result<u64, Error> {
+    fn bf16_scratch(&mut self, slot: Bf16Slot, len: usize) -> Result<u64, Error> {
+        let slot = slot as usize;
         if self.bf16[slot].as_ref().is_none_or(|a| a.len < len) {
             self.bf16[slot] = None;
             self.bf16[slot] = Some(self.alloc_arena::<u16>(len)?);
@@ -452,20 +491,21 @@ impl CudaBackend {
         i64::try_from(n).map_err(|_| too_big(op))
     }
 
-    /// [`Backend::gemm`] on device pointers whose extents the caller checked.
-    fn gemm_ptrs(&mut self, pc: u64, mut pa: u64, mut pb: u64, d: Gemm) -> Result<(), Error> {
+    /// Whether GEMM `d` reads bf16 operands: then its callers hand [`Self::gemm_ptrs`] rounded ones.
+    fn rounds(&self, d: Gemm) -> bool {
+        self.precision == Precision::Bf16 && d.low_precision
+    }
+
+    /// [`Backend::gemm`] on device pointers whose extents the caller checked; the operands are
+    /// bf16 where [`Self::rounds`], f32 otherwise.
+    fn gemm_ptrs(&mut self, pc: u64, pa: u64, pb: u64, d: Gemm) -> Result<(), Error> {
         let op = "gemm";
         if d.batch == 0 || d.m == 0 || d.n == 0 {
             return Ok(());
         }
-        let (na, nb, _) = gemm_extents(d);
         use blas_sys::{cublasComputeType_t as Compute, cudaDataType::*};
         let (ty, compute, label) = match (self.precision, d.low_precision) {
-            (Precision::Bf16, true) => {
-                pa = self.round_to_bf16(0, pa, na)?;
-                pb = self.round_to_bf16(1, pb, nb)?;
-                (CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_bf16")
-            }
+            (Precision::Bf16, true) => (CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_bf16"),
             (Precision::FastBf16, true) => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F_FAST_16BF, "cublas_gemm_fast_bf16"),
             _ => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_f32"),
         };
@@ -517,20 +557,53 @@ impl CudaBackend {
         self.profile_end(label, t0)
     }
 
-    /// Permutes packed qkv at `x` to head-major q, k, v in the `Heads` scratch; returns its base.
-    fn heads_of(&mut self, op: &'static str, x: u64, d: Attn) -> Result<u64, Error> {
-        let heads = self.scratch(Slot::Heads, 3 * d.b * d.t * d.nh * d.hs)?;
+    /// Permutes packed qkv at `x` to head-major q, k, v, rounded to bf16 when attention's GEMMs
+    /// read bf16; returns the pointers of q, k and v.
+    fn heads_of(&mut self, op: &'static str, x: u64, d: Attn, bf16: bool) -> Result<[u64; 3], Error> {
+        let n = d.b * d.t * d.nh * d.hs;
+        let (heads, bytes) =
+            if bf16 { (self.bf16_scratch(Bf16Slot::Heads, 3 * n)?, 2) } else { (self.scratch(Slot::Heads, 3 * n)?, 4) };
         let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_heads_f32", cfg, x, heads, b, t, nh, hs, 1i32)?;
-        Ok(heads)
+        launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, if bf16 { 2i32 } else { 1 })?;
+        Ok([0, 1, 2].map(|i| heads + i * bytes * n as u64))
     }
 
-    /// Rounds `n` f32 at `src` to bf16 into bf16 slot `slot`.
-    fn round_to_bf16(&mut self, slot: usize, src: u64, n: usize) -> Result<u64, Error> {
-        let dst = self.bf16_scratch(slot, n)?;
+    /// Rounds `n` f32 at `src` to bf16 at `dst`; returns `dst`.
+    fn round_to_bf16(&mut self, dst: u64, src: u64, n: usize) -> Result<u64, Error> {
         launch!(self, "to_bf16", elem_cfg(n), dst, src, n as i64)?;
         Ok(dst)
+    }
+
+    /// The bf16 copies of GEMM operands A and B (`buf`, at `src`, its first `n` elements):
+    /// from the pool, rounded only when the source was written since the last time; in the bf16
+    /// scratch when the pool has no room.
+    fn rounded_operands(&mut self, operands: [(Buf, u64, usize); 2]) -> Result<[u64; 2], Error> {
+        let mut pool = match self.pool.take() {
+            Some(pool) => pool,
+            None => {
+                self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+                let (_, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
+                let arenas: usize = self.arenas.iter().map(|a| a.len).sum();
+                let capacity = arenas.min(total / 2 / POOL_SHARE as usize);
+                Pool { mem: self.alloc_arena::<u16>(capacity)?, rounded: Rounded::new(capacity) }
+            }
+        };
+        let base = pool.mem.base;
+        let copies = pool.rounded.lookup(operands.map(|(b, _, n)| (b.arena, b.offset, n)));
+        self.pool = Some(pool);
+        let mut out = [0; 2];
+        for (i, ((_, src, n), copy)) in operands.into_iter().zip(copies).enumerate() {
+            out[i] = match copy {
+                rounded::Copy::Fresh(at) => base + 2 * at as u64,
+                rounded::Copy::Round(at) => self.round_to_bf16(base + 2 * at as u64, src, n)?,
+                rounded::Copy::NoRoom => {
+                    let dst = self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n)?;
+                    self.round_to_bf16(dst, src, n)?
+                }
+            };
+        }
+        Ok(out)
     }
 }
 
@@ -639,7 +712,10 @@ impl Backend for CudaBackend {
 
     fn gemm(&mut self, c: Buf, a: Buf, b: Buf, d: Gemm) -> Result<(), Error> {
         let (na, nb, nc) = gemm_extents(d);
-        let ([pc], [pa, pb]) = self.ptrs("gemm", [(c, nc)], [(a, na), (b, nb)])?;
+        let ([pc], [mut pa, mut pb]) = self.ptrs("gemm", [(c, nc)], [(a, na), (b, nb)])?;
+        if self.rounds(d) && d.batch > 0 && d.m > 0 && d.n > 0 {
+            [pa, pb] = self.rounded_operands([(a, pa, na), (b, pb, nb)])?;
+        }
         self.gemm_ptrs(pc, pa, pb, d)
     }
 
@@ -703,43 +779,52 @@ impl Backend for CudaBackend {
         let op = "attention_forward";
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
-        let heads = self.heads_of(op, x, d)?;
         let g = HeadGemms::new(d);
-        let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
+        let bf16 = self.rounds(g.scores);
+        let [q, k, v] = self.heads_of(op, x, d, bf16)?;
         self.gemm_ptrs(p, q, k, g.scores)?;
         let (t, causal) = (i32_of(op, d.t)?, d.causal as i32);
         let rows = d.b * d.nh * d.t;
-        launch!(self, "attention_softmax_f32", warp_rows_cfg(op, rows)?, p, t, causal, rows as i64)?;
+        let pb = if bf16 { self.bf16_scratch(Bf16Slot::Probs, bhtt)? } else { 0 };
+        launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, p, pb, t, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
-        self.gemm_ptrs(oh, p, v, g.pv)?;
+        self.gemm_ptrs(oh, if bf16 { pb } else { p }, v, g.pv)?;
         let (b, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
-        launch!(self, "heads_rows_f32", rows, o, oh, b, t, nh, hs, 1i32)
+        launch!(self, "heads_rows", rows, o, oh, b, t, nh, hs, 1i32)
     }
 
     fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
         let op = "attention_backward";
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
-        let heads = self.heads_of(op, x, d)?;
-        let (q, k, v) = (heads, heads + 4 * btc as u64, heads + 8 * btc as u64);
-        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
-        let doh = self.scratch(Slot::HeadRows, btc)?;
-        let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
-        launch!(self, "heads_rows_f32", rows, doh, dy, b, t, nh, hs, 0i32)?;
         let g = HeadGemms::new(d);
+        let bf16 = self.rounds(g.scores);
+        let [q, k, v] = self.heads_of(op, x, d, bf16)?;
+        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
+        let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
+        launch!(self, "heads_rows", rows, doh, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
         let ds = self.scratch(Slot::Temp, bhtt)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         let rows = d.b * d.nh * d.t;
-        launch!(self, "attention_softmax_backward_f32", warp_rows_cfg(op, rows)?, ds, p, t, scale, rows as i64)?;
+        // bf16: dS and P rounded into bf16 scratch for the GEMMs; otherwise dS in place.
+        let (dsb, pb) = if bf16 {
+            (self.bf16_scratch(Bf16Slot::Scores, bhtt)?, self.bf16_scratch(Bf16Slot::Probs, bhtt)?)
+        } else {
+            (0, 0)
+        };
+        let cfg = warp_rows_cfg(op, rows)?;
+        launch!(self, "attention_softmax_backward", cfg, ds, dsb, p, pb, t, scale, rows as i64)?;
+        let (ds, p) = if bf16 { (dsb, pb) } else { (ds, p) };
         let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
         let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
         self.gemm_ptrs(dq, ds, k, g.pv)?;
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_heads_f32", cfg, dx, grads, b, t, nh, hs, 0i32)
+        launch!(self, "qkv_heads", cfg, dx, grads, b, t, nh, hs, 0i32)
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {

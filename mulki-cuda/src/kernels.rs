@@ -54,10 +54,10 @@ pub const NAMES: [&str; 36] = [
     "broadcast_add_f32",
     "row_dot_partial_f32",
     "row_sum_f32",
-    "qkv_heads_f32",
-    "heads_rows_f32",
-    "attention_softmax_f32",
-    "attention_softmax_backward_f32",
+    "qkv_heads",
+    "heads_rows",
+    "attention_softmax",
+    "attention_softmax_backward",
 ];
 
 /// The whole translation unit.

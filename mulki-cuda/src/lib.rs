@@ -15,13 +15,15 @@
 //! - [`kernels`]: the CUDA C++ sources, compiled with NVRTC at start-up;
 //! - [`backend`]: [`CudaBackend`], the [`mulki_core::Backend`] over cuBLAS and those kernels;
 //! - `pinned`: page-locked host buffers, so a step's uploads and its values' copy back never
-//!   make the host wait for the device.
+//!   make the host wait for the device;
+//! - `rounded`: which GEMM operands have an up-to-date bf16 copy (bf16 mode).
 
 pub mod backend;
 pub mod error;
 pub mod kernels;
 mod pinned;
 pub mod probe;
+mod rounded;
 
 pub use backend::CudaBackend;
 pub use error::{CudaError, CudaLibrary};

@@ -6,35 +6,40 @@
 //           entries exactly 0, saved as probs), O = P·v (GEMM), out = O back to [b, t, c].
 // Backward: dP = dO·vᵀ, dS = P ⊙ (dP − ⟨P, dP⟩_row)/√hs in place, dq = dS·k, dk = dSᵀ·q,
 //           dv = Pᵀ·dO (GEMMs), then dqkv += the three permuted back.
+//
+// In bf16 mode the GEMMs take bf16 operands: the kernels that produce an operand (q, k, v, dO in
+// head-major order, P, dS) also round it, writing bf16 into the backend's bf16 scratch, so no
+// separate conversion pass reads the operand again. P stays f32 in probs for the backward.
 
 // The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
 // packed side and one thread per column: reads and writes are contiguous runs of hs, and the index
 // arithmetic is 32-bit per element (a 64-bit division per element costs more than its traffic).
 
-// to_heads = 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs]; to_heads = 0: packed +=
-// heads (the gradient's way back). rows = b·t.
-extern "C" __global__ void qkv_heads_f32(float* packed, float* heads, int b, int t, int nh, int hs, int to_heads) {
+// mode 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs] (f32 heads), mode 2: the same
+// rounded to bf16 heads; mode 0: packed += heads (f32, the gradient's way back). rows = b·t.
+extern "C" __global__ void qkv_heads(float* packed, void* heads, int b, int t, int nh, int hs, int mode) {
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= 3 * c) return;
     int which = col / c, h = (col % c) / hs, d = col % hs;
     for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
         long long bi = row / t, i = row % t;
         long long head = (((long long)which * b + bi) * nh + h) * t * hs + i * hs + d;
-        if (to_heads) heads[head] = packed[row * 3 * c + col];
-        else packed[row * 3 * c + col] += heads[head];
+        if (mode) store(heads, head, packed[row * 3 * c + col], mode == 2);
+        else packed[row * 3 * c + col] += ((const float*)heads)[head];
     }
 }
 
-// to_rows = 1: dst [b, t, nh·hs] = src [b, nh, t, hs]; to_rows = 0: the inverse permutation.
-extern "C" __global__ void heads_rows_f32(float* dst, const float* src, int b, int t, int nh, int hs, int to_rows) {
+// mode 1: dst [b, t, nh·hs] = src [b, nh, t, hs] (f32); mode 0: the inverse permutation into f32
+// dst, mode 2: the inverse rounded to bf16 dst.
+extern "C" __global__ void heads_rows(void* dst, const float* src, int b, int t, int nh, int hs, int mode) {
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= c) return;
     int h = col / hs, d = col % hs;
     for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
         long long bi = row / t, i = row % t;
         long long head = ((bi * nh + h) * t + i) * hs + d;
-        if (to_rows) dst[row * c + col] = src[head];
-        else dst[head] = src[row * c + col];
+        if (mode == 1) ((float*)dst)[row * c + col] = src[head];
+        else store(dst, head, src[row * c + col], mode == 2);
     }
 }
 
@@ -42,8 +47,9 @@ extern "C" __global__ void heads_rows_f32(float* dst, const float* src, int b, i
 // reductions only, no __syncthreads, WARP_ROWS rows per block. `rows` = b·nh·t.
 #define WARP_ROWS 8
 
-// In place over rows of `t` scores (row r is query r % t): P = softmax(S [+ causal mask]).
-extern "C" __global__ void attention_softmax_f32(float* s, int t, int causal, long long rows) {
+// In place over rows of `t` scores (row r is query r % t): P = softmax(S [+ causal mask]); with
+// `pb` (not null) also P rounded to bf16 there.
+extern "C" __global__ void attention_softmax(float* s, bf16_bits* pb, int t, int causal, long long rows) {
     long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
     if (r >= rows) return;  // the whole warp: a row is never split
     int lane = threadIdx.x & 31, i = (int)(r % t), keys = causal ? i + 1 : t;
@@ -54,12 +60,17 @@ extern "C" __global__ void attention_softmax_f32(float* s, int t, int causal, lo
     float sum = 0.0f;
     for (int j = lane; j < keys; j += 32) sum += expf(x[j] - m);
     sum = warp_sum(sum);
-    for (int j = lane; j < t; j += 32) x[j] = j < keys ? expf(x[j] - m) / sum : 0.0f;
+    for (int j = lane; j < t; j += 32) {
+        float y = j < keys ? expf(x[j] - m) / sum : 0.0f;
+        x[j] = y;
+        if (pb) pb[r * t + j] = f32_to_bf16(y);
+    }
 }
 
-// In place: ds holds dP on entry, P ⊙ (dP − ⟨P, dP⟩)·scale on exit (0 where P is masked).
-extern "C" __global__ void attention_softmax_backward_f32(float* ds, const float* p, int t, float scale,
-                                                          long long rows) {
+// ds holds dP on entry; dS = P ⊙ (dP − ⟨P, dP⟩)·scale (0 where P is masked) is written in place,
+// or, with `dsb` (not null), rounded to bf16 there, along with P rounded to bf16 into `pb`.
+extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb, const float* p, bf16_bits* pb, int t,
+                                                      float scale, long long rows) {
     long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
     if (r >= rows) return;
     int lane = threadIdx.x & 31;
@@ -68,5 +79,13 @@ extern "C" __global__ void attention_softmax_backward_f32(float* ds, const float
     float s = 0.0f;
     for (int j = lane; j < t; j += 32) s += y[j] * g[j];
     s = warp_sum(s);
-    for (int j = lane; j < t; j += 32) g[j] = y[j] * (g[j] - s) * scale;
+    for (int j = lane; j < t; j += 32) {
+        float v = y[j] * (g[j] - s) * scale;
+        if (dsb) {
+            dsb[r * t + j] = f32_to_bf16(v);
+            pb[r * t + j] = f32_to_bf16(y[j]);
+        } else {
+            g[j] = v;
+        }
+    }
 }

@@ -46,6 +46,12 @@ __device__ __forceinline__ bf16_bits f32_to_bf16(float x) {
     return (bf16_bits)(u >> 16);
 }
 
+// out[i] = x, stored as f32 or, with `as_bf16`, rounded to bf16 (for a GEMM's bf16 operand).
+__device__ __forceinline__ void store(void* out, long long i, float x, int as_bf16) {
+    if (as_bf16) ((bf16_bits*)out)[i] = f32_to_bf16(x);
+    else ((float*)out)[i] = x;
+}
+
 // Whether an update guarded by `guard` goes ahead: no guard (null), or a finite value in it (an
 // exponent field not all ones).
 __device__ __forceinline__ bool guard_ok(const float* guard) {

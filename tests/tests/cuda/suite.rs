@@ -384,6 +384,85 @@ fn bf16_gemms_within_rounding(mut gpu: CudaBackend, precision: Precision) {
     }
 }
 
+/// `x` rounded to bf16 (to nearest, ties to even), as the CUDA backend rounds GEMM operands.
+fn bf16(x: f64) -> f64 {
+    let u = (x as f32).to_bits();
+    f32::from_bits(u.wrapping_add(0x7fff + ((u >> 16) & 1)) & 0xffff_0000) as f64
+}
+
+/// A linear layer's GEMMs twice, with writes to every operand in between (an upload, a kernel's
+/// output, a copy, a GEMM's output), through `gemm`; returns every product and, after each
+/// phase, `mark(be)`.
+fn linear_twice<B: Backend>(
+    be: &mut B, gemm: &mut dyn FnMut(&mut B, Buf, Buf, Buf, Gemm), mark: &mut dyn FnMut(&mut B) -> u64,
+) -> (Vec<Vec<f64>>, Vec<u64>) {
+    let (rows, c_in, c_out) = (37, 24, 16);
+    let fwd = Gemm::new(rows, c_out, c_in, false, true, 1.0, 0.0).low_precision(); // y = x·wᵀ
+    let dx = Gemm::new(rows, c_in, c_out, false, false, 1.0, 0.0).low_precision(); // dx = dy·w
+    let dw = Gemm::new(c_out, c_in, rows, true, false, 1.0, 0.0).low_precision(); // dw = dyᵀ·x
+    let buf = |be: &mut B, n: usize, seed: u64| {
+        let b = Buf { arena: be.alloc(n).unwrap(), offset: 0, len: n };
+        let e: Vec<B::E> = normals(seed, n).iter().map(|&v| mulki_core::Elem::from_f64(v)).collect();
+        be.write(b, &e).unwrap();
+        b
+    };
+    let (x, w, dy) = (buf(be, rows * c_in, 1), buf(be, c_out * c_in, 2), buf(be, rows * c_out, 3));
+    let outs: Vec<Buf> = (0..8).map(|i| buf(be, rows * c_in.max(c_out), 10 + i)).collect();
+    let (y, dxs, dws, t) = (outs[0], [outs[1], outs[2]], [outs[3], outs[4]], [outs[5], outs[6]]);
+    let fit = |b: Buf, n: usize| Buf { len: n, ..b };
+    let mut marks = vec![mark(be)];
+    for phase in 0..2 {
+        gemm(be, fit(y, rows * c_out), x, w, fwd);
+        marks.push(mark(be));
+        gemm(be, fit(dxs[phase], rows * c_in), dy, w, dx);
+        gemm(be, fit(dws[phase], c_out * c_in), dy, x, dw);
+        gemm(be, fit(t[phase], rows * c_in), fit(y, rows * c_out), w, dx);
+        marks.push(mark(be));
+        if phase == 0 {
+            be.axpby(w, fit(dws[0], c_out * c_in), -0.1, 1.0).unwrap(); // a kernel's output
+            let e: Vec<B::E> = normals(4, rows * c_in).iter().map(|&v| mulki_core::Elem::from_f64(v)).collect();
+            be.write(x, &e).unwrap(); // an upload
+            be.copy(dy, fit(outs[7], rows * c_out)).unwrap(); // a copy
+                                                              // and `y`, read above, is the next phase's first GEMM output
+        }
+    }
+    let got = [y].iter().chain(&dxs).chain(&dws).chain(&t).map(|&b| read_f64(be, b).unwrap()).collect();
+    (got, marks)
+}
+
+/// bf16 mode rounds a GEMM operand once until it is written: a linear layer's forward and
+/// backward round x, w and dy once each, not at each of their six reads; every write to an
+/// operand makes the next GEMM round it again. Each product matches the CPU's on the same
+/// bf16-rounded operands (f64) to 1e-5 relative, so a stale copy, or one not rounded, fails.
+#[test]
+fn bf16_operands_are_rounded_once_until_written() {
+    let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
+    gpu.set_profiling(true);
+    let mut roundings =
+        |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
+    let (got, marks) = linear_twice(&mut gpu, &mut |be, c, a, b, d| be.gemm(c, a, b, d).unwrap(), &mut roundings);
+    let mut cpu = CpuBackend::<f64>::new(1);
+    let mut rounded_gemm = |be: &mut CpuBackend<f64>, c: Buf, a: Buf, b: Buf, d: Gemm| {
+        let [ra, rb] = [a, b].map(|x| {
+            let v: Vec<f64> = read_f64(be, x).unwrap().into_iter().map(bf16).collect();
+            let r = Buf { arena: be.alloc(v.len()).unwrap(), offset: 0, len: v.len() };
+            be.write(r, &v).unwrap();
+            r
+        });
+        be.gemm(c, ra, rb, d).unwrap();
+    };
+    let (want, _) = linear_twice(&mut cpu, &mut rounded_gemm, &mut |_| 0);
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let scale = w.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let (d, at) = max_abs_diff(w, g);
+        assert!(within(d, 1e-5 * scale + 1e-6), "product {i}: max|Δ| {d:e} at {at} (max|ref| {scale:e})");
+    }
+    let per_phase: Vec<u64> = marks.windows(2).map(|m| m[1] - m[0]).collect();
+    println!("bf16 roundings: forward, backward, forward after writes, backward: {per_phase:?}");
+    // forward: x, w; backward: dy (w and x fresh), y; after the writes: x, w, then dy, y.
+    assert_eq!(per_phase, [2, 2, 2, 2]);
+}
+
 /// Uploads above 64 KiB (a batch's images; the embedding backward's grouping table for many
 /// prompts, u32 words carried through the page-locked f32 buffers by their bits) never make
 /// the host wait, where the device counts waits (the emulator); the result matches the CPU's.

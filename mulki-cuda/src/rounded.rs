@@ -1,0 +1,192 @@
+//! Which GEMM operands already have an up-to-date bf16 copy, and where.
+//!
+//! In bf16 mode a tower GEMM reads its operands rounded to bf16. A linear layer's input is read
+//! by its forward GEMM and again by its weight gradient's, its output gradient by both backward
+//! GEMMs, its weight forward and backward (a frozen teacher's at every step): rounding each
+//! operand at every use converted the same values up to three times. [`Rounded`] remembers, for
+//! each operand range of an arena, a bf16 copy in one device pool, until a write to any
+//! overlapping range makes it stale; the backend then rounds again into the same place.
+//!
+//! The pool's size is fixed when it is made, so device memory does not change from task to task.
+//! When a new operand does not fit, every entry is dropped and the pool filled again from the
+//! start: with a pool smaller than a step's operands, later entries replace earlier ones and
+//! each operand is rounded as often as without the pool, never more. A rounded copy holds the
+//! same bits whenever it is made, so results do not depend on the pool at all.
+use std::collections::HashMap;
+
+/// An operand: `len` elements from `start` of arena `arena`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    arena: u32,
+    start: usize,
+    len: usize,
+}
+
+struct Entry {
+    key: Key,
+    /// Element offset of the copy in the pool.
+    at: usize,
+    fresh: bool,
+}
+
+/// Where an operand's bf16 copy is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Copy {
+    /// At this pool offset, up to date.
+    Fresh(usize),
+    /// At this pool offset, to be rounded (again) by the caller now.
+    Round(usize),
+    /// No room in the pool (beside the other operand): the caller rounds it into scratch.
+    NoRoom,
+}
+
+/// The pool's bookkeeping (host only; the backend owns the device memory).
+pub(crate) struct Rounded {
+    /// Pool size in bf16 elements.
+    capacity: usize,
+    used: usize,
+    entries: Vec<Entry>,
+    by_key: HashMap<Key, usize>,
+    /// Per arena: its entries' indices in order of `start`, and the longest entry's length
+    /// (so a write's overlaps are found by a binary search, not a scan).
+    by_arena: Vec<(Vec<usize>, usize)>,
+}
+
+impl Rounded {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Rounded { capacity, used: 0, entries: Vec::new(), by_key: HashMap::new(), by_arena: Vec::new() }
+    }
+
+    /// The bf16 copies of a GEMM's two operands, each `(arena, start, len)`, read now. When the
+    /// new ones fit in the pool but not beside its entries, the pool starts again before either
+    /// is placed, so placing the second never overwrites the first.
+    pub(crate) fn lookup(&mut self, operands: [(u32, usize, usize); 2]) -> [Copy; 2] {
+        let keys = operands.map(|(arena, start, len)| Key { arena, start, len });
+        let new = |k: &Key| !self.by_key.contains_key(k);
+        let need = keys.iter().filter(|k| new(k)).map(|k| k.len).sum::<usize>()
+            - if keys[0] == keys[1] && new(&keys[0]) { keys[0].len } else { 0 };
+        if self.used + need > self.capacity && need <= self.capacity {
+            self.clear();
+        }
+        keys.map(|k| self.place(k))
+    }
+
+    fn place(&mut self, key: Key) -> Copy {
+        if let Some(&i) = self.by_key.get(&key) {
+            let e = &mut self.entries[i];
+            let was_fresh = std::mem::replace(&mut e.fresh, true);
+            return if was_fresh { Copy::Fresh(e.at) } else { Copy::Round(e.at) };
+        }
+        if self.used + key.len > self.capacity {
+            return Copy::NoRoom;
+        }
+        let at = self.used;
+        self.used += key.len;
+        let i = self.entries.len();
+        self.entries.push(Entry { key, at, fresh: true });
+        self.by_key.insert(key, i);
+        let a = key.arena as usize;
+        if self.by_arena.len() <= a {
+            self.by_arena.resize_with(a + 1, Default::default);
+        }
+        let (order, longest) = &mut self.by_arena[a];
+        let pos = order.partition_point(|&j| self.entries[j].key.start <= key.start);
+        order.insert(pos, i);
+        *longest = (*longest).max(key.len);
+        Copy::Round(at)
+    }
+
+    /// Elements `start..start + len` of `arena` are about to be written: every copy of an
+    /// overlapping range is stale from now on.
+    pub(crate) fn written(&mut self, arena: u32, start: usize, len: usize) {
+        let Some((order, longest)) = self.by_arena.get(arena as usize) else { return };
+        let end = start.saturating_add(len);
+        // An entry starting before `start - longest` ends before `start`.
+        let from = order.partition_point(|&j| self.entries[j].key.start + longest <= start);
+        for &j in &order[from..] {
+            let k = self.entries[j].key;
+            if k.start >= end {
+                break;
+            }
+            if k.start + k.len > start {
+                self.entries[j].fresh = false;
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.used = 0;
+        self.entries.clear();
+        self.by_key.clear();
+        self.by_arena.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Copy, Rounded};
+
+    /// One operand's copy (paired with an empty operand of arena 99).
+    fn one(r: &mut Rounded, arena: u32, start: usize, len: usize) -> Copy {
+        r.lookup([(arena, start, len), (99, 0, 0)])[0]
+    }
+
+    #[test]
+    fn a_copy_is_reused_until_its_source_is_written() {
+        let mut r = Rounded::new(100);
+        assert_eq!(one(&mut r, 0, 10, 20), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 10, 20), Copy::Fresh(0));
+        assert_eq!(one(&mut r, 1, 10, 20), Copy::Round(20), "another arena is another operand");
+        assert_eq!(one(&mut r, 0, 10, 5), Copy::Round(40), "another extent is another operand");
+        r.written(0, 29, 1); // the last element of 10..30 only
+        assert_eq!(one(&mut r, 0, 10, 20), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 10, 5), Copy::Fresh(40));
+        assert_eq!(one(&mut r, 1, 10, 20), Copy::Fresh(20));
+        r.written(0, 30, 50); // just after 10..30
+        r.written(0, 0, 10); // just before
+        r.written(1, 0, 0); // empty
+        assert_eq!(one(&mut r, 0, 10, 20), Copy::Fresh(0));
+        assert_eq!(one(&mut r, 1, 10, 20), Copy::Fresh(20));
+        r.written(1, 0, 1000);
+        assert_eq!(one(&mut r, 1, 10, 20), Copy::Round(20));
+        r.written(7, 0, 1000); // an arena without entries
+    }
+
+    #[test]
+    fn a_long_entry_before_the_write_is_found() {
+        let mut r = Rounded::new(1000);
+        one(&mut r, 0, 0, 500); // long, starts far before the write
+        for s in 1..20 {
+            one(&mut r, 0, 10 * s, 5);
+        }
+        r.written(0, 400, 1);
+        assert_eq!(one(&mut r, 0, 0, 500), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 5), Copy::Fresh(500 + 9 * 5));
+    }
+
+    #[test]
+    fn a_full_pool_starts_again_and_an_oversized_operand_is_refused() {
+        let mut r = Rounded::new(50);
+        assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(0), "no room: the pool starts again");
+        assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0), "the dropped entry is rounded again");
+        assert_eq!(one(&mut r, 0, 200, 51), Copy::NoRoom);
+        assert_eq!(one(&mut r, 0, 0, 30), Copy::Fresh(0));
+    }
+
+    #[test]
+    fn the_second_operand_never_overwrites_the_first() {
+        let mut r = Rounded::new(50);
+        assert_eq!(one(&mut r, 0, 0, 20), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 20), Copy::Round(20));
+        // A is fresh at 20..40 and B does not fit beside the pool's entries: the pool starts
+        // again before either is placed, so A is rounded again, not read where B now lies.
+        assert_eq!(r.lookup([(0, 100, 20), (0, 200, 20)]), [Copy::Round(0), Copy::Round(20)]);
+        assert_eq!(r.lookup([(0, 100, 20), (0, 200, 20)]), [Copy::Fresh(0), Copy::Fresh(20)]);
+        // Both new and together larger than the pool: neither is placed, nothing is dropped.
+        assert_eq!(r.lookup([(1, 0, 30), (1, 100, 30)]), [Copy::NoRoom, Copy::NoRoom]);
+        assert_eq!(one(&mut r, 0, 200, 20), Copy::Fresh(20));
+        // The same operand twice needs room once.
+        assert_eq!(r.lookup([(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
+    }
+}
