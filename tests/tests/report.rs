@@ -445,13 +445,17 @@ fn compare_seeds_gives_mean_and_sample_std() {
     let mulki = vec![shifted("mulki", 0.0), shifted("mulki", -1.0), shifted("mulki", -2.0)];
     // One seed of zscl is a task behind: every seed is cut to 2 tasks.
     let zscl = vec![shifted("zscl", 0.0), shifted("zscl", -4.0).truncated(2)];
-    let (md, csv) = compare_seeds(&[("mulki".into(), mulki), ("zscl".into(), zscl), ("empty".into(), vec![])]);
+    let one = vec![shifted("one", 0.0)];
+    let groups = [("mulki".into(), mulki), ("zscl".into(), zscl), ("empty".into(), vec![]), ("one".into(), one)];
+    let (md, csv) = compare_seeds(&groups);
     // Sample std of {0, −1, −2} is 1; of {0, −4} is √8.
     for want in [
         "| Method | Seeds | Tasks | Transfer | Avg. | Last | BWT |",
         "| mulki | 3 | 3/3 | 36.00 ± 1.00 | 68.44 ± 1.00 | 83.67 ± 1.00 | -15.00 ± 0.00 |",
         "| zscl | 2 | 2/3 | 35.00 ± 2.83 | 59.83 ± 2.83 | 67.33 ± 2.83 | -10.00 ± 0.00 |",
         "| empty | 0 | 0/0 | n/a | n/a | n/a | n/a |",
+        // One seed: its values, no "± 0.00" (a sample std needs two).
+        "| one | 1 | 3/3 | 37.00 | 69.44 | 84.67 | -15.00 |",
         "| mulki | 79.00 ± 1.00 | 73.00 ± 1.00 | 53.33 ± 1.00 | 68.44 ± 1.00 |",
     ] {
         assert!(md.contains(want), "missing {want:?} in\n{md}");
@@ -462,6 +466,7 @@ fn compare_seeds_gives_mean_and_sample_std() {
          last_mean,last_std,bwt_mean,bwt_std,transfer/Aircraft_mean,transfer/Aircraft_std,"
     ));
     assert!(lines[1].starts_with("mulki,3,3,3,36.00,1.00,68.44,1.00,83.67,1.00,-15.00,0.00,,,"));
+    assert!(lines[4].starts_with("one,1,3,3,37.00,,69.44,,84.67,,-15.00,,,,"), "{}", lines[4]);
     let fields = |l: &str| l.split(',').count();
     assert!(lines.iter().all(|l| fields(l) == fields(lines[0])), "{csv}");
 }

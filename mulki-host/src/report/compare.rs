@@ -66,7 +66,8 @@ pub fn compare(runs: &[RunReport]) -> (String, String) {
     render(&lines, shared_names(runs.iter()).as_deref(), false)
 }
 
-/// Methods with several seeds each: `(markdown, csv)` of mean ± sample std per metric. Seeds
+/// Methods with several seeds each: `(markdown, csv)` of mean ± sample std per metric (the mean
+/// alone, and an empty std field, where only one seed has a value). Seeds
 /// of a method are cut to the tasks all of them have done, so a lagging seed is not averaged
 /// with finished ones.
 pub fn compare_seeds(groups: &[(String, Vec<RunReport>)]) -> (String, String) {
@@ -78,7 +79,8 @@ pub fn compare_seeds(groups: &[(String, Vec<RunReport>)]) -> (String, String) {
             let n_tasks = sums.first().map_or(0, |s| s.n_tasks);
             let combine = |vals: Vec<Option<f64>>| {
                 let xs: Vec<f64> = vals.into_iter().flatten().collect();
-                mean_std(&xs).map(|(mean, std)| Stat { mean, std: Some(std) })
+                // A sample std needs two values: one seed shows its value alone, not "± 0.00".
+                mean_std(&xs).map(|(mean, std)| Stat { mean, std: (xs.len() > 1).then_some(std) })
             };
             let overall = std::array::from_fn(|k| combine(sums.iter().map(|s| overall(s)[k]).collect()));
             let width = sums.iter().map(|s| s.n_tasks).min().unwrap_or(0);
