@@ -77,9 +77,13 @@ enum Bf16Slot {
     Scores = 5,
 }
 
-/// The rounded-operand pool's share of the device's memory (it also holds at most half the
-/// f32 arenas' bytes: a bf16 copy of every element).
-const POOL_SHARE: u64 = 8;
+/// The rounded-operand pool takes at most this share of the device's memory, and of the memory
+/// still free when it is made (and at most half the f32 arenas' bytes: a bf16 copy of every
+/// element). Without room for it, rounding goes through scratch as before.
+const POOL_SHARE_OF_TOTAL: usize = 8;
+const POOL_SHARE_OF_FREE: usize = 4;
+/// Pool copies start at multiples of this many elements (256 bytes, as allocations do).
+const POOL_ALIGN: usize = 128;
 
 /// The device pool of rounded GEMM operands and its bookkeeping.
 struct Pool {
@@ -581,29 +585,48 @@ impl CudaBackend {
     fn rounded_operands(&mut self, operands: [(Buf, u64, usize); 2]) -> Result<[u64; 2], Error> {
         let mut pool = match self.pool.take() {
             Some(pool) => pool,
-            None => {
-                self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
-                let (_, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
-                let arenas: usize = self.arenas.iter().map(|a| a.len).sum();
-                let capacity = arenas.min(total / 2 / POOL_SHARE as usize);
-                Pool { mem: self.alloc_arena::<u16>(capacity)?, rounded: Rounded::new(capacity) }
-            }
+            None => self.new_pool()?,
         };
         let base = pool.mem.base;
         let copies = pool.rounded.lookup(operands.map(|(b, _, n)| (b.arena, b.offset, n)));
         self.pool = Some(pool);
         let mut out = [0; 2];
         for (i, ((_, src, n), copy)) in operands.into_iter().zip(copies).enumerate() {
-            out[i] = match copy {
-                rounded::Copy::Fresh(at) => base + 2 * at as u64,
-                rounded::Copy::Round(at) => self.round_to_bf16(base + 2 * at as u64, src, n)?,
+            let rounded = match copy {
+                rounded::Copy::Fresh(at) => Ok(base + 2 * at as u64),
+                rounded::Copy::Round(at) => self.round_to_bf16(base + 2 * at as u64, src, n),
                 rounded::Copy::NoRoom => {
-                    let dst = self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n)?;
-                    self.round_to_bf16(dst, src, n)?
+                    self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n).and_then(|dst| self.round_to_bf16(dst, src, n))
                 }
             };
+            match rounded {
+                Ok(p) => out[i] = p,
+                Err(e) => {
+                    // The pool already counts both copies as up to date: unmark them.
+                    if let Some(pool) = &mut self.pool {
+                        for (b, _, n) in operands {
+                            pool.rounded.written(b.arena, b.offset, n);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// The rounded-operand pool, sized by [`POOL_SHARE_OF_TOTAL`] and [`POOL_SHARE_OF_FREE`];
+    /// empty (every operand rounded into scratch) when the device has no room for it.
+    fn new_pool(&self) -> Result<Pool, Error> {
+        self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
+        let (free, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
+        let arenas: usize = self.arenas.iter().map(|a| a.len).sum();
+        // bf16 elements: bytes / 2.
+        let capacity = arenas.min(total / 2 / POOL_SHARE_OF_TOTAL).min(free / 2 / POOL_SHARE_OF_FREE);
+        match self.alloc_arena::<u16>(capacity) {
+            Ok(mem) => Ok(Pool { mem, rounded: Rounded::new(capacity, POOL_ALIGN) }),
+            Err(_) => Ok(Pool { mem: self.alloc_arena::<u16>(0)?, rounded: Rounded::new(0, POOL_ALIGN) }),
+        }
     }
 }
 

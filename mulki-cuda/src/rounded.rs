@@ -44,6 +44,9 @@ pub(crate) enum Copy {
 pub(crate) struct Rounded {
     /// Pool size in bf16 elements.
     capacity: usize,
+    /// Every copy starts at a multiple of this many elements (cuBLAS's fastest kernels want
+    /// aligned operands).
+    align: usize,
     used: usize,
     entries: Vec<Entry>,
     by_key: HashMap<Key, usize>,
@@ -53,22 +56,36 @@ pub(crate) struct Rounded {
 }
 
 impl Rounded {
-    pub(crate) fn new(capacity: usize) -> Self {
-        Rounded { capacity, used: 0, entries: Vec::new(), by_key: HashMap::new(), by_arena: Vec::new() }
+    pub(crate) fn new(capacity: usize, align: usize) -> Self {
+        Rounded {
+            capacity,
+            align: align.max(1),
+            used: 0,
+            entries: Vec::new(),
+            by_key: HashMap::new(),
+            by_arena: Vec::new(),
+        }
     }
 
     /// The bf16 copies of a GEMM's two operands, each `(arena, start, len)`, read now. When the
-    /// new ones fit in the pool but not beside its entries, the pool starts again before either
-    /// is placed, so placing the second never overwrites the first.
+    /// new ones do not fit beside the pool's entries but both operands fit in an empty pool, the
+    /// pool starts again before either is placed, so placing the second never overwrites the
+    /// first.
     pub(crate) fn lookup(&mut self, operands: [(u32, usize, usize); 2]) -> [Copy; 2] {
         let keys = operands.map(|(arena, start, len)| Key { arena, start, len });
-        let new = |k: &Key| !self.by_key.contains_key(k);
-        let need = keys.iter().filter(|k| new(k)).map(|k| k.len).sum::<usize>()
-            - if keys[0] == keys[1] && new(&keys[0]) { keys[0].len } else { 0 };
-        if self.used + need > self.capacity && need <= self.capacity {
+        let distinct = if keys[0] == keys[1] { &keys[..1] } else { &keys[..] };
+        let new = distinct.iter().filter(|k| !self.by_key.contains_key(k)).map(|k| k.len);
+        if self.end_of(self.used, new) > self.capacity
+            && self.end_of(0, distinct.iter().map(|k| k.len)) <= self.capacity
+        {
             self.clear();
         }
         keys.map(|k| self.place(k))
+    }
+
+    /// Where copies of `lens`, placed in turn from `from`, would end.
+    fn end_of(&self, from: usize, lens: impl Iterator<Item = usize>) -> usize {
+        lens.fold(from, |at, n| at.next_multiple_of(self.align).saturating_add(n))
     }
 
     fn place(&mut self, key: Key) -> Copy {
@@ -77,11 +94,11 @@ impl Rounded {
             let was_fresh = std::mem::replace(&mut e.fresh, true);
             return if was_fresh { Copy::Fresh(e.at) } else { Copy::Round(e.at) };
         }
-        if self.used + key.len > self.capacity {
+        let at = self.used.next_multiple_of(self.align);
+        if at.saturating_add(key.len) > self.capacity {
             return Copy::NoRoom;
         }
-        let at = self.used;
-        self.used += key.len;
+        self.used = at + key.len;
         let i = self.entries.len();
         self.entries.push(Entry { key, at, fresh: true });
         self.by_key.insert(key, i);
@@ -133,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_copy_is_reused_until_its_source_is_written() {
-        let mut r = Rounded::new(100);
+        let mut r = Rounded::new(100, 1);
         assert_eq!(one(&mut r, 0, 10, 20), Copy::Round(0));
         assert_eq!(one(&mut r, 0, 10, 20), Copy::Fresh(0));
         assert_eq!(one(&mut r, 1, 10, 20), Copy::Round(20), "another arena is another operand");
@@ -154,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_long_entry_before_the_write_is_found() {
-        let mut r = Rounded::new(1000);
+        let mut r = Rounded::new(1000, 1);
         one(&mut r, 0, 0, 500); // long, starts far before the write
         for s in 1..20 {
             one(&mut r, 0, 10 * s, 5);
@@ -166,7 +183,7 @@ mod tests {
 
     #[test]
     fn a_full_pool_starts_again_and_an_oversized_operand_is_refused() {
-        let mut r = Rounded::new(50);
+        let mut r = Rounded::new(50, 1);
         assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0));
         assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(0), "no room: the pool starts again");
         assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0), "the dropped entry is rounded again");
@@ -176,7 +193,7 @@ mod tests {
 
     #[test]
     fn the_second_operand_never_overwrites_the_first() {
-        let mut r = Rounded::new(50);
+        let mut r = Rounded::new(50, 1);
         assert_eq!(one(&mut r, 0, 0, 20), Copy::Round(0));
         assert_eq!(one(&mut r, 0, 100, 20), Copy::Round(20));
         // A is fresh at 20..40 and B does not fit beside the pool's entries: the pool starts
@@ -188,5 +205,26 @@ mod tests {
         assert_eq!(one(&mut r, 0, 200, 20), Copy::Fresh(20));
         // The same operand twice needs room once.
         assert_eq!(r.lookup([(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
+    }
+
+    #[test]
+    fn a_present_operand_beside_an_oversized_pair_does_not_wipe_the_pool() {
+        let mut r = Rounded::new(50, 1);
+        assert_eq!(one(&mut r, 0, 0, 10), Copy::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(10));
+        // (0, 100, 30) is present; the new 25 does not fit beside the entries, and the two
+        // together (55) would not fit an empty pool either: nothing is dropped.
+        assert_eq!(r.lookup([(0, 100, 30), (0, 200, 25)]), [Copy::Fresh(10), Copy::NoRoom]);
+        assert_eq!(one(&mut r, 0, 0, 10), Copy::Fresh(0));
+    }
+
+    #[test]
+    fn copies_start_aligned() {
+        let mut r = Rounded::new(1000, 128);
+        assert_eq!(r.lookup([(0, 0, 5), (0, 10, 300)]), [Copy::Round(0), Copy::Round(128)]);
+        assert_eq!(one(&mut r, 0, 500, 7), Copy::Round(512));
+        // 512 + 7 rounds up to 640; 640 + 400 > 1000, and the two would fit an empty pool.
+        assert_eq!(r.lookup([(1, 0, 400), (1, 0, 400)]), [Copy::Round(0), Copy::Fresh(0)]);
+        assert_eq!(one(&mut r, 0, 0, 5), Copy::Round(512), "dropped by the clear, placed after 0..400");
     }
 }
