@@ -48,6 +48,16 @@ fn every_preset_runs_end_to_end_and_reports() {
             }
         }
     }
+    // `mulki report` reads the zero-shot run (one row on disk) as the demo shows it: every row
+    // the zero-shot row, so its metrics are defined (BWT 0) instead of "0/3 n/a".
+    let runs = ["zero-shot", "ft"].map(|p| root.join("runs").join(p).to_string_lossy().into_owned());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mulki")).arg("report").args(&runs).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = String::from_utf8_lossy(&out.stdout);
+    let line =
+        md.lines().find(|l| l.starts_with("| zero-shot |")).unwrap_or_else(|| panic!("no zero-shot line:\n{md}"));
+    assert!(line.contains("| 3/3 |") && !line.contains("n/a") && line.ends_with("| 0.00 |"), "{line}\n{md}");
+    assert_eq!(read_csv(&root.join("runs/zero-shot")).len(), 1, "report changed the run's files");
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub use compare::{compare, compare_seeds};
 pub use csv::accuracy_csv;
 pub use json::metrics_json;
 pub use markdown::report_markdown;
-pub use run_info::{git_commit, write_run_json, RunInfo, TrainableParameters, MULKI_VERSION};
+pub use run_info::{git_commit, read_run_json, write_run_json, RunInfo, TrainableParameters, MULKI_VERSION};
 pub use svg::{heatmap_svg, viridis};
 
 pub const ACCURACY_CSV: &str = "accuracy.csv";
@@ -119,6 +119,29 @@ impl RunReport {
     pub fn push(&mut self, row: Vec<f64>, log: TaskLog) {
         self.rows.push(row);
         self.tasks.push(log);
+    }
+
+    /// The report of a run that trains nothing (the zero-shot preset), read as a method's row
+    /// of ZSCL's tables: the model after every task is the zero-shot model, so each task's row
+    /// is the zero-shot row (with an empty training log), and Transfer, Avg. and Last are
+    /// defined. A report that already has task rows is returned as it is.
+    pub fn untrained(mut self) -> Self {
+        if self.rows.len() == 1 {
+            for name in self.task_names.clone() {
+                let log = TaskLog {
+                    name,
+                    alpha_mean: Vec::new(),
+                    alpha_histogram: Vec::new(),
+                    drift: 0.0,
+                    wall_seconds: 0.0,
+                    peak_memory_bytes: 0,
+                    device_memory_bytes: None,
+                    final_loss: 0.0,
+                };
+                self.push(self.rows[0].clone(), log);
+            }
+        }
+        self
     }
 
     pub fn tasks_done(&self) -> usize {

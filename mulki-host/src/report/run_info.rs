@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::{create_dir, write_atomic, ReportError, RUN_JSON};
+use super::{create_dir, read, write_atomic, ReportError, RUN_JSON};
 
 pub const MULKI_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -87,4 +87,13 @@ pub fn write_run_json(dir: &Path, info: &RunInfo) -> Result<(), ReportError> {
     text.push('\n');
     create_dir(dir)?;
     write_atomic(&path, text.as_bytes())
+}
+
+/// Reads `dir/run.json`; `None` when the run has none (reports written by other tools).
+pub fn read_run_json(dir: &Path) -> Result<Option<RunInfo>, ReportError> {
+    let path = dir.join(RUN_JSON);
+    if !path.exists() {
+        return Ok(None);
+    }
+    serde_json::from_slice(&read(&path)?).map(Some).map_err(|e| ReportError::Json { path, message: e.to_string() })
 }

@@ -10,7 +10,7 @@ use super::config::{DatasetFormat, ModelConfig, ReferenceConfig, RunConfig, Task
 use super::progress::Progress;
 use super::session::{run_with, SessionOptions};
 use crate::import::load_clip_dir;
-use crate::report::{self, RunReport, TaskLog};
+use crate::report::{self, RunReport};
 use crate::synth::source::{SynthSource, REFERENCE_SIZE};
 use crate::synth::tasks::{default_stream, StreamSize, TaskSpec};
 use crate::synth::vocab::WordVocab;
@@ -143,6 +143,7 @@ pub fn run_demo(
         let mut zero_shot_row = None;
         for (i, method) in methods.iter().enumerate() {
             let cfg = demo_config(method, seed, knobs, model, &tasks, threads)?;
+            let trains = cfg.method().map_err(anyhow::Error::msg)?.train;
             let dir = out.join(format!("seed-{seed}")).join(method);
             let mut data = SynthSource::with_reference(tasks.clone(), seed, side, REFERENCE_SIZE);
             std::fs::create_dir_all(&dir)?;
@@ -154,22 +155,8 @@ pub fn run_demo(
             run_with(cfg, &dir, &opts, None, &theta0, &vocab, &mut data, threads, &mut progress)?;
             let mut rep = report::read_run(&dir)?;
             zero_shot_row.get_or_insert_with(|| rep.rows[0].clone());
-            if rep.rows.len() == 1 {
-                // No training: every row equals the zero-shot row, so the table shows zero-shot's
-                // Transfer, Avg and Last as ZSCL's tables do.
-                for name in rep.task_names.clone() {
-                    let log = TaskLog {
-                        name,
-                        alpha_mean: Vec::new(),
-                        alpha_histogram: Vec::new(),
-                        drift: 0.0,
-                        wall_seconds: 0.0,
-                        peak_memory_bytes: 0,
-                        device_memory_bytes: None,
-                        final_loss: 0.0,
-                    };
-                    rep.push(rep.rows[0].clone(), log);
-                }
+            if !trains {
+                rep = rep.untrained();
             }
             if !quiet {
                 print_matrix(&rep);
