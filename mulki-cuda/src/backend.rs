@@ -567,7 +567,7 @@ impl CudaBackend {
         let n = d.b * d.t * d.nh * d.hs;
         let (heads, bytes) =
             if bf16 { (self.bf16_scratch(Bf16Slot::Heads, 3 * n)?, 2) } else { (self.scratch(Slot::Heads, 3 * n)?, 4) };
-        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let [b, t, nh, hs] = head_dims(op, d)?;
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
         launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, if bf16 { 2i32 } else { 1 })?;
         Ok([0, 1, 2].map(|i| heads + i * bytes * n as u64))
@@ -806,13 +806,13 @@ impl Backend for CudaBackend {
         let bf16 = self.rounds(g.scores);
         let [q, k, v] = self.heads_of(op, x, d, bf16)?;
         self.gemm_ptrs(p, q, k, g.scores)?;
-        let (t, causal) = (i32_of(op, d.t)?, d.causal as i32);
+        let [b, t, nh, hs] = head_dims(op, d)?;
+        let causal = d.causal as i32;
         let rows = d.b * d.nh * d.t;
         let pb = if bf16 { self.bf16_scratch(Bf16Slot::Probs, bhtt)? } else { 0 };
         launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, p, pb, t, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
         self.gemm_ptrs(oh, if bf16 { pb } else { p }, v, g.pv)?;
-        let (b, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows", rows, o, oh, b, t, nh, hs, 1i32)
     }
@@ -824,7 +824,7 @@ impl Backend for CudaBackend {
         let g = HeadGemms::new(d);
         let bf16 = self.rounds(g.scores);
         let [q, k, v] = self.heads_of(op, x, d, bf16)?;
-        let (b, t, nh, hs) = (i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?);
+        let [b, t, nh, hs] = head_dims(op, d)?;
         let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows", rows, doh, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
@@ -1165,6 +1165,14 @@ impl HeadGemms {
             transposed_pv: batched(Gemm::new(t, hs, t, true, false, 1.0, 0.0), t * t, t * hs, t * hs),
         }
     }
+}
+
+/// `[b, t, nh, hs]` of attention as the kernels' ints, which also index the b·t token rows and
+/// the 3·nh·hs packed columns in 32 bits: checked to fit.
+fn head_dims(op: &'static str, d: Attn) -> Result<[i32; 4], Error> {
+    i32_of(op, d.b * d.t)?;
+    i32_of(op, 3 * d.nh * d.hs)?;
+    Ok([i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?])
 }
 
 /// Element count and (channels, side, patch) of a patch layout, checked.

@@ -12,8 +12,9 @@
 // separate conversion pass reads the operand again. P stays f32 in probs for the backward.
 
 // The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
-// packed side and one thread per column: reads and writes are contiguous runs of hs, and the index
-// arithmetic is 32-bit per element (a 64-bit division per element costs more than its traffic).
+// packed side and one thread per column: reads and writes are contiguous runs of hs, and the
+// divisions are 32-bit (b·t fits an int, checked by the backend; a 64-bit division per element
+// costs more than its traffic), only the final offsets 64-bit.
 
 // mode 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs] (f32 heads), mode 2: the same
 // rounded to bf16 heads; mode 0: packed += heads (f32, the gradient's way back). rows = b·t.
@@ -21,11 +22,12 @@ extern "C" __global__ void qkv_heads(float* packed, void* heads, int b, int t, i
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= 3 * c) return;
     int which = col / c, h = (col % c) / hs, d = col % hs;
-    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
-        long long bi = row / t, i = row % t;
-        long long head = (((long long)which * b + bi) * nh + h) * t * hs + i * hs + d;
-        if (mode) store(heads, head, packed[row * 3 * c + col], mode == 2);
-        else packed[row * 3 * c + col] += ((const float*)heads)[head];
+    for (int row = blockIdx.y; row < b * t; row += gridDim.y) {
+        int bi = row / t, i = row % t;
+        long long head = (((long long)which * b + bi) * nh + h) * t * hs + (long long)i * hs + d;
+        long long at = (long long)row * 3 * c + col;
+        if (mode) store(heads, head, packed[at], mode == 2);
+        else packed[at] += ((const float*)heads)[head];
     }
 }
 
@@ -35,11 +37,11 @@ extern "C" __global__ void heads_rows(void* dst, const float* src, int b, int t,
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= c) return;
     int h = col / hs, d = col % hs;
-    for (long long row = blockIdx.y; row < (long long)b * t; row += gridDim.y) {
-        long long bi = row / t, i = row % t;
-        long long head = ((bi * nh + h) * t + i) * hs + d;
-        if (mode == 1) ((float*)dst)[row * c + col] = src[head];
-        else store(dst, head, src[row * c + col], mode == 2);
+    for (int row = blockIdx.y; row < b * t; row += gridDim.y) {
+        int bi = row / t, i = row % t;
+        long long head = (((long long)bi * nh + h) * t + i) * hs + d, at = (long long)row * c + col;
+        if (mode == 1) ((float*)dst)[at] = src[head];
+        else store(dst, head, src[at], mode == 2);
     }
 }
 
