@@ -28,7 +28,7 @@ use mulki_core::Error;
 use crate::error::CudaError;
 use crate::kernels::Kernels;
 use crate::pinned::Pinned;
-use crate::rounded::{self, Rounded};
+use crate::rounded::{self, Form, Rounded};
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -84,6 +84,13 @@ const POOL_SHARE_OF_TOTAL: usize = 8;
 const POOL_SHARE_OF_FREE: usize = 4;
 /// Pool copies start at multiples of this many elements (256 bytes, as allocations do).
 const POOL_ALIGN: usize = 128;
+
+/// Where a pool copy is, as a device pointer (see [`rounded::Copy`]).
+enum Pooled {
+    Fresh(u64),
+    Round(u64),
+    NoRoom,
+}
 
 /// The device pool of rounded GEMM operands and its bookkeeping.
 struct Pool {
@@ -561,16 +568,30 @@ impl CudaBackend {
         self.profile_end(label, t0)
     }
 
-    /// Permutes packed qkv at `x` to head-major q, k, v, rounded to bf16 when attention's GEMMs
-    /// read bf16; returns the pointers of q, k and v.
-    fn heads_of(&mut self, op: &'static str, x: u64, d: Attn, bf16: bool) -> Result<[u64; 3], Error> {
+    /// Permutes packed `qkv` (at `x`) to head-major q, k, v; returns their pointers. Where
+    /// attention's GEMMs read bf16 they are rounded too, into the rounded-operand pool, so the
+    /// backward finds the forward's there unless `qkv` was written since; f32 in scratch
+    /// otherwise.
+    fn heads_of(&mut self, op: &'static str, qkv: Buf, x: u64, d: Attn, bf16: bool) -> Result<[u64; 3], Error> {
         let n = d.b * d.t * d.nh * d.hs;
-        let (heads, bytes) =
-            if bf16 { (self.bf16_scratch(Bf16Slot::Heads, 3 * n)?, 2) } else { (self.scratch(Slot::Heads, 3 * n)?, 4) };
         let [b, t, nh, hs] = head_dims(op, d)?;
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, if bf16 { 2i32 } else { 1 })?;
-        Ok([0, 1, 2].map(|i| heads + i * bytes * n as u64))
+        let at = |base: u64, bytes: u64| [0, 1, 2].map(|i| base + i * bytes * n as u64);
+        if !bf16 {
+            let heads = self.scratch(Slot::Heads, 3 * n)?;
+            launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, 1i32)?;
+            return Ok(at(heads, 4));
+        }
+        let operands = [(qkv, 3 * n)];
+        let form = Form::Heads([d.b, d.t, d.nh, d.hs]);
+        let heads = match self.pooled(form, operands)? {
+            [Pooled::Fresh(p)] => return Ok(at(p, 2)),
+            [Pooled::Round(p)] => p,
+            [Pooled::NoRoom] => self.bf16_scratch(Bf16Slot::Heads, 3 * n)?,
+        };
+        let permuted = launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, 2i32);
+        self.unmark_on_error(permuted, operands)?;
+        Ok(at(heads, 2))
     }
 
     /// Rounds `n` f32 at `src` to bf16 at `dst`; returns `dst`.
@@ -583,36 +604,50 @@ impl CudaBackend {
     /// from the pool, rounded only when the source was written since the last time; in the bf16
     /// scratch when the pool has no room.
     fn rounded_operands(&mut self, operands: [(Buf, u64, usize); 2]) -> Result<[u64; 2], Error> {
+        let copies = self.pooled(Form::Plain, operands.map(|(b, _, n)| (b, n)))?;
+        let mut out = [0; 2];
+        for (i, ((_, src, n), copy)) in operands.into_iter().zip(copies).enumerate() {
+            let rounded = match copy {
+                Pooled::Fresh(p) => Ok(p),
+                Pooled::Round(p) => self.round_to_bf16(p, src, n),
+                Pooled::NoRoom => {
+                    self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n).and_then(|dst| self.round_to_bf16(dst, src, n))
+                }
+            };
+            out[i] = self.unmark_on_error(rounded, operands.map(|(b, _, n)| (b, n)))?;
+        }
+        Ok(out)
+    }
+
+    /// The pool's copies, in `form`, of `(buf, its first n elements)` each, made on first use.
+    fn pooled<const N: usize>(&mut self, form: Form, operands: [(Buf, usize); N]) -> Result<[Pooled; N], Error> {
         let mut pool = match self.pool.take() {
             Some(pool) => pool,
             None => self.new_pool()?,
         };
         let base = pool.mem.base;
-        let copies = pool.rounded.lookup(operands.map(|(b, _, n)| (b.arena, b.offset, n)));
+        let copies = pool.rounded.lookup(form, operands.map(|(b, n)| (b.arena, b.offset, n)));
         self.pool = Some(pool);
-        let mut out = [0; 2];
-        for (i, ((_, src, n), copy)) in operands.into_iter().zip(copies).enumerate() {
-            let rounded = match copy {
-                rounded::Copy::Fresh(at) => Ok(base + 2 * at as u64),
-                rounded::Copy::Round(at) => self.round_to_bf16(base + 2 * at as u64, src, n),
-                rounded::Copy::NoRoom => {
-                    self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n).and_then(|dst| self.round_to_bf16(dst, src, n))
-                }
-            };
-            match rounded {
-                Ok(p) => out[i] = p,
-                Err(e) => {
-                    // The pool already counts both copies as up to date: unmark them.
-                    if let Some(pool) = &mut self.pool {
-                        for (b, _, n) in operands {
-                            pool.rounded.written(b.arena, b.offset, n);
-                        }
-                    }
-                    return Err(e);
+        Ok(copies.map(|c| match c {
+            rounded::Copy::Fresh(at) => Pooled::Fresh(base + 2 * at as u64),
+            rounded::Copy::Round(at) => Pooled::Round(base + 2 * at as u64),
+            rounded::Copy::NoRoom => Pooled::NoRoom,
+        }))
+    }
+
+    /// `r`, after unmarking the pool's copies of `operands` when it is an error: the pool counts
+    /// them as up to date from the lookup on, and the rounding that failed did not fill them.
+    fn unmark_on_error<T, const N: usize>(
+        &mut self, r: Result<T, Error>, operands: [(Buf, usize); N],
+    ) -> Result<T, Error> {
+        if r.is_err() {
+            if let Some(pool) = &mut self.pool {
+                for (b, n) in operands {
+                    pool.rounded.written(b.arena, b.offset, n);
                 }
             }
         }
-        Ok(out)
+        r
     }
 
     /// The rounded-operand pool, sized by [`POOL_SHARE_OF_TOTAL`] and [`POOL_SHARE_OF_FREE`];
@@ -804,7 +839,7 @@ impl Backend for CudaBackend {
         let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
         let g = HeadGemms::new(d);
         let bf16 = self.rounds(g.scores);
-        let [q, k, v] = self.heads_of(op, x, d, bf16)?;
+        let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
         self.gemm_ptrs(p, q, k, g.scores)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
         let causal = d.causal as i32;
@@ -823,7 +858,7 @@ impl Backend for CudaBackend {
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
         let g = HeadGemms::new(d);
         let bf16 = self.rounds(g.scores);
-        let [q, k, v] = self.heads_of(op, x, d, bf16)?;
+        let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
         let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;

@@ -7,6 +7,9 @@
 //! each operand range of an arena, a bf16 copy in one device pool, until a write to any
 //! overlapping range makes it stale; the backend then rounds again into the same place.
 //!
+//! Attention's q, k, v, rounded and permuted head-major by the forward, are kept the same way
+//! (as [`Form::Heads`] of the packed qkv range), so the backward does not permute them again.
+//!
 //! The pool's size is fixed when it is made, so device memory does not change from task to task.
 //! When a new operand does not fit, every entry is dropped and the pool filled again from the
 //! start: with a pool smaller than a step's operands, later entries replace earlier ones and
@@ -14,12 +17,22 @@
 //! same bits whenever it is made, so results do not depend on the pool at all.
 use std::collections::HashMap;
 
-/// An operand: `len` elements from `start` of arena `arena`.
+/// How a copy lays out its source's values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Form {
+    /// Element for element.
+    Plain,
+    /// Packed qkv `[b, t, 3, nh, hs]` as head-major q, k, v `[3, b, nh, t, hs]`.
+    Heads([usize; 4]),
+}
+
+/// An operand: `len` elements from `start` of arena `arena`, in form `form`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Key {
     arena: u32,
     start: usize,
     len: usize,
+    form: Form,
 }
 
 struct Entry {
@@ -67,17 +80,16 @@ impl Rounded {
         }
     }
 
-    /// The bf16 copies of a GEMM's two operands, each `(arena, start, len)`, read now. When the
-    /// new ones do not fit beside the pool's entries but both operands fit in an empty pool, the
-    /// pool starts again before either is placed, so placing the second never overwrites the
-    /// first.
-    pub(crate) fn lookup(&mut self, operands: [(u32, usize, usize); 2]) -> [Copy; 2] {
-        let keys = operands.map(|(arena, start, len)| Key { arena, start, len });
-        let distinct = if keys[0] == keys[1] { &keys[..1] } else { &keys[..] };
-        let new = distinct.iter().filter(|k| !self.by_key.contains_key(k)).map(|k| k.len);
-        if self.end_of(self.used, new) > self.capacity
-            && self.end_of(0, distinct.iter().map(|k| k.len)) <= self.capacity
-        {
+    /// The bf16 copies, in `form`, of the operands `(arena, start, len)` a GEMM (or attention)
+    /// reads now. When the new ones do not fit beside the pool's entries but all of them fit in
+    /// an empty pool, the pool starts again before any is placed, so placing one never
+    /// overwrites another.
+    pub(crate) fn lookup<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Copy; N] {
+        let keys = operands.map(|(arena, start, len)| Key { arena, start, len, form });
+        let distinct = |i: &usize| !keys[..*i].contains(&keys[*i]);
+        let new = (0..N).filter(distinct).filter(|&i| !self.by_key.contains_key(&keys[i])).map(|i| keys[i].len);
+        let all = (0..N).filter(distinct).map(|i| keys[i].len);
+        if self.end_of(self.used, new) > self.capacity && self.end_of(0, all) <= self.capacity {
             self.clear();
         }
         keys.map(|k| self.place(k))
@@ -141,11 +153,10 @@ impl Rounded {
 
 #[cfg(test)]
 mod tests {
-    use super::{Copy, Rounded};
+    use super::{Copy, Form, Rounded};
 
-    /// One operand's copy (paired with an empty operand of arena 99).
     fn one(r: &mut Rounded, arena: u32, start: usize, len: usize) -> Copy {
-        r.lookup([(arena, start, len), (99, 0, 0)])[0]
+        r.lookup(Form::Plain, [(arena, start, len)])[0]
     }
 
     #[test]
@@ -198,13 +209,13 @@ mod tests {
         assert_eq!(one(&mut r, 0, 100, 20), Copy::Round(20));
         // A is fresh at 20..40 and B does not fit beside the pool's entries: the pool starts
         // again before either is placed, so A is rounded again, not read where B now lies.
-        assert_eq!(r.lookup([(0, 100, 20), (0, 200, 20)]), [Copy::Round(0), Copy::Round(20)]);
-        assert_eq!(r.lookup([(0, 100, 20), (0, 200, 20)]), [Copy::Fresh(0), Copy::Fresh(20)]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Copy::Round(0), Copy::Round(20)]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Copy::Fresh(0), Copy::Fresh(20)]);
         // Both new and together larger than the pool: neither is placed, nothing is dropped.
-        assert_eq!(r.lookup([(1, 0, 30), (1, 100, 30)]), [Copy::NoRoom, Copy::NoRoom]);
+        assert_eq!(r.lookup(Form::Plain, [(1, 0, 30), (1, 100, 30)]), [Copy::NoRoom, Copy::NoRoom]);
         assert_eq!(one(&mut r, 0, 200, 20), Copy::Fresh(20));
         // The same operand twice needs room once.
-        assert_eq!(r.lookup([(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
+        assert_eq!(r.lookup(Form::Plain, [(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
     }
 
     #[test]
@@ -214,17 +225,30 @@ mod tests {
         assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(10));
         // (0, 100, 30) is present; the new 25 does not fit beside the entries, and the two
         // together (55) would not fit an empty pool either: nothing is dropped.
-        assert_eq!(r.lookup([(0, 100, 30), (0, 200, 25)]), [Copy::Fresh(10), Copy::NoRoom]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 30), (0, 200, 25)]), [Copy::Fresh(10), Copy::NoRoom]);
         assert_eq!(one(&mut r, 0, 0, 10), Copy::Fresh(0));
+    }
+
+    #[test]
+    fn another_form_of_the_same_range_is_another_copy_made_stale_by_the_same_writes() {
+        let mut r = Rounded::new(1000, 1);
+        let heads = Form::Heads([2, 5, 3, 4]);
+        assert_eq!(one(&mut r, 0, 0, 120), Copy::Round(0));
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Round(120)]);
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Fresh(120)]);
+        assert_eq!(r.lookup(Form::Heads([4, 5, 3, 2]), [(0, 0, 120)]), [Copy::Round(240)], "other dims");
+        r.written(0, 119, 1);
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Round(120)]);
+        assert_eq!(one(&mut r, 0, 0, 120), Copy::Round(0));
     }
 
     #[test]
     fn copies_start_aligned() {
         let mut r = Rounded::new(1000, 128);
-        assert_eq!(r.lookup([(0, 0, 5), (0, 10, 300)]), [Copy::Round(0), Copy::Round(128)]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 0, 5), (0, 10, 300)]), [Copy::Round(0), Copy::Round(128)]);
         assert_eq!(one(&mut r, 0, 500, 7), Copy::Round(512));
         // 512 + 7 rounds up to 640; 640 + 400 > 1000, and the two would fit an empty pool.
-        assert_eq!(r.lookup([(1, 0, 400), (1, 0, 400)]), [Copy::Round(0), Copy::Fresh(0)]);
+        assert_eq!(r.lookup(Form::Plain, [(1, 0, 400), (1, 0, 400)]), [Copy::Round(0), Copy::Fresh(0)]);
         assert_eq!(one(&mut r, 0, 0, 5), Copy::Round(512), "dropped by the clear, placed after 0..400");
     }
 }

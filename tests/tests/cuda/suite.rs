@@ -463,6 +463,53 @@ fn bf16_operands_are_rounded_once_until_written() {
     assert_eq!(per_phase, [2, 2, 2, 2]);
 }
 
+/// In bf16 mode attention's backward reads the q, k, v its forward rounded and permuted, kept
+/// until qkv is written: one permutation fewer, the same bits as permuting again; after a write
+/// of new values the backward follows them (against the CPU in f64, within bf16's error).
+#[test]
+fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
+    let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
+    gpu.set_profiling(true);
+    let d = ATTN_CAUSAL;
+    let (nqkv, nout, nprobs) = attn_len(d);
+    let buf = |be: &mut CudaBackend, n: usize| Buf { arena: be.alloc(n).unwrap(), offset: 0, len: n };
+    let (qkv, out, probs, dout) =
+        (buf(&mut gpu, nqkv), buf(&mut gpu, nout), buf(&mut gpu, nprobs), buf(&mut gpu, nout));
+    let dqkv: Vec<Buf> = (0..3).map(|_| buf(&mut gpu, nqkv)).collect();
+    let f32s = |seed| normals(seed, nqkv).iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    let (qkv1, qkv2) = (f32s(1), f32s(2));
+    let dy: Vec<f32> = normals(3, nout).iter().map(|&v| v as f32).collect();
+    gpu.write(qkv, &qkv1).unwrap();
+    gpu.write(dout, &dy).unwrap();
+    let permutations =
+        |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "qkv_heads").map_or(0, |p| p.1);
+    gpu.attention_forward(out, probs, qkv, d).unwrap();
+    let after_forward = permutations(&mut gpu);
+    gpu.attention_backward(dqkv[0], dout, qkv, probs, d).unwrap();
+    let kept = permutations(&mut gpu) - after_forward;
+    gpu.write(qkv, &qkv1).unwrap(); // the same values, but written: permuted again
+    gpu.attention_backward(dqkv[1], dout, qkv, probs, d).unwrap();
+    let again = permutations(&mut gpu) - after_forward - kept;
+    gpu.write(qkv, &qkv2).unwrap();
+    gpu.attention_backward(dqkv[2], dout, qkv, probs, d).unwrap();
+    // qkv_heads runs once more per backward for the gradient's way back.
+    assert_eq!((after_forward, kept, again), (1, 1, 2), "qkv_heads launches: forward, backward, after a write");
+    let got: Vec<Vec<f64>> = dqkv.iter().map(|&b| read_f64(&mut gpu, b).unwrap()).collect();
+    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got[0]), bits(&got[1]), "the kept heads gave other bits than permuting again");
+    let mut cpu = CpuBackend::<f64>::new(1);
+    let p = read_f64(&mut gpu, probs).unwrap();
+    let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let want = run_case(
+        &mut cpu,
+        &cases().into_iter().find(|c| c.name == "attention_causal_backward").unwrap(),
+        &[vec![0.0; nqkv], f64s(&dy), f64s(&qkv2), p],
+    );
+    let scale = want[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let (diff, at) = max_abs_diff(&want[0], &got[2]);
+    assert!(within(diff, 2e-2 * scale), "backward after new qkv: max|Δ| {diff:e} at {at} (max|ref| {scale:e})");
+}
+
 /// Uploads above 64 KiB (a batch's images; the embedding backward's grouping table for many
 /// prompts, u32 words carried through the page-locked f32 buffers by their bits) never make
 /// the host wait, where the device counts waits (the emulator); the result matches the CPU's.
