@@ -10,8 +10,9 @@
 //! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
 //! bf16 and accumulates in f32: an arena operand once until it is written again (see
-//! [`crate::rounded`]), attention's operands inside the kernels that produce them; [`Precision::FastBf16`] passes the f32 operands to
-//! cuBLAS with `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master
+//! [`crate::rounded`]), attention's operands inside the kernels that produce them;
+//! [`Precision::FastBf16`] passes the f32 operands to cuBLAS with
+//! `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master
 //! weights, optimiser state, normalisation, the similarity GEMMs and every loss kernel stay f32
 //! in every mode.
 use std::collections::HashMap;
@@ -368,8 +369,8 @@ impl CudaBackend {
 
     /// Device pointers of one kernel's operands, each given with the length its dims need:
     /// checks every handle against its arena and its needed length, and that no output overlaps
-    /// another operand (as the CPU backend does).
-    /// Every output is marked written in the rounded-operand pool: all writes to arenas pass here.
+    /// another operand (as the CPU backend does). Every output is marked written in the
+    /// rounded-operand pool: all writes to arenas pass here.
     fn ptrs<const O: usize, const I: usize>(
         &mut self, op: &'static str, outs: [(Buf, usize); O], ins: [(Buf, usize); I],
     ) -> Result<([u64; O], [u64; I]), Error> {
