@@ -422,8 +422,8 @@ fn linear_twice<B: Backend>(
             be.axpby(w, fit(dws[0], c_out * c_in), -0.1, 1.0).unwrap(); // a kernel's output
             let e: Vec<B::E> = normals(4, rows * c_in).iter().map(|&v| mulki_core::Elem::from_f64(v)).collect();
             be.write(x, &e).unwrap(); // an upload
-            be.copy(dy, fit(outs[7], rows * c_out)).unwrap(); // a copy
-                                                              // and `y`, read above, is the next phase's first GEMM output
+                                      // a copy; and `y`, read above, is the next phase's first GEMM output
+            be.copy(dy, fit(outs[7], rows * c_out)).unwrap();
         }
     }
     let got = [y].iter().chain(&dxs).chain(&dws).chain(&t).map(|&b| read_f64(be, b).unwrap()).collect();
