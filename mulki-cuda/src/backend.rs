@@ -575,12 +575,10 @@ impl CudaBackend {
     /// otherwise.
     fn heads_of(&mut self, op: &'static str, qkv: Buf, x: u64, d: Attn, bf16: bool) -> Result<[u64; 3], Error> {
         let n = d.b * d.t * d.nh * d.hs;
-        let [b, t, nh, hs] = head_dims(op, d)?;
-        let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
         let at = |base: u64, bytes: u64| [0, 1, 2].map(|i| base + i * bytes * n as u64);
         if !bf16 {
             let heads = self.scratch(Slot::Heads, 3 * n)?;
-            launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, 1i32)?;
+            self.qkv_heads(op, x, heads, d, 1)?;
             return Ok(at(heads, 4));
         }
         let operands = [(qkv, 3 * n)];
@@ -590,9 +588,17 @@ impl CudaBackend {
             [Pooled::Round(p)] => p,
             [Pooled::NoRoom] => self.bf16_scratch(Bf16Slot::Heads, 3 * n)?,
         };
-        let permuted = launch!(self, "qkv_heads", cfg, x, heads, b, t, nh, hs, 2i32);
+        let permuted = self.qkv_heads(op, x, heads, d, 2);
         self.unmark_on_error(permuted, operands)?;
         Ok(at(heads, 2))
+    }
+
+    /// Kernel `qkv_heads` between packed qkv at `packed` and head-major `heads` in `mode` (see
+    /// kernels/attention.cu).
+    fn qkv_heads(&mut self, op: &'static str, packed: u64, heads: u64, d: Attn, mode: i32) -> Result<(), Error> {
+        let [b, t, nh, hs] = head_dims(op, d)?;
+        let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
+        launch!(self, "qkv_heads", cfg, packed, heads, b, t, nh, hs, mode)
     }
 
     /// Rounds `n` f32 at `src` to bf16 at `dst`; returns `dst`.
@@ -882,8 +888,7 @@ impl Backend for CudaBackend {
         self.gemm_ptrs(dq, ds, k, g.pv)?;
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
-        let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_heads", cfg, dx, grads, b, t, nh, hs, 0i32)
+        self.qkv_heads(op, dx, grads, d, 0)
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
@@ -1203,10 +1208,10 @@ impl HeadGemms {
     }
 }
 
-/// `[b, t, nh, hs]` of attention as the kernels' ints, which also index the b·t token rows and
-/// the 3·nh·hs packed columns in 32 bits: checked to fit.
+/// `[b, t, nh, hs]` of attention as the kernels' ints, which also index the b·t token rows (a
+/// grid's stride beyond them) and the 3·nh·hs packed columns in 32 bits: checked to fit.
 fn head_dims(op: &'static str, d: Attn) -> Result<[i32; 4], Error> {
-    i32_of(op, d.b * d.t)?;
+    i32_of(op, d.b * d.t + MAX_GRID_Y)?;
     i32_of(op, 3 * d.nh * d.hs)?;
     Ok([i32_of(op, d.b)?, i32_of(op, d.t)?, i32_of(op, d.nh)?, i32_of(op, d.hs)?])
 }
