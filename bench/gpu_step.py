@@ -93,6 +93,11 @@ def main():
             busy = f", busy {100 * total / m['steps'] / wall:.0f}% of {1e3 * wall:.1f} ms wall" if wall else ""
             print(f"mulki K={m['classes']}: per-kernel GPU time over {m['steps']} steps, from events around each launch "
                   f"({1e3 * total / m['steps']:.1f} ms/step in kernels{busy}):")
+            pool = m.get("rounded_pool")
+            if pool:
+                print(f"  rounded-operand pool {pool['capacity_bytes'] / 2**30:.2f} GiB, per step: "
+                      f"{pool['reused']:.0f} roundings saved, {pool['rounded']:.0f} into the pool, "
+                      f"{pool['refused']:.0f} outside it, {pool['restarts']:.1f} restarts")
             for name, calls, sec in m["profile"][:25]:
                 print(f"  {name:<36} {calls:>7} calls {1e3 * sec / m['steps']:>9.2f} ms/step {100 * sec / total:>5.1f}%")
     if a.json:

@@ -29,7 +29,7 @@ use mulki_core::Error;
 use crate::error::CudaError;
 use crate::kernels::Kernels;
 use crate::pinned::Pinned;
-use crate::rounded::{self, Form, Rounded};
+use crate::rounded::{self, Form, PoolUse, Rounded};
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -335,6 +335,12 @@ impl CudaBackend {
             }
         }
         Ok(())
+    }
+
+    /// How the rounded-operand pool (bf16 mode) has served GEMM operands so far; `None` before
+    /// its first use.
+    pub fn pool_use(&self) -> Option<PoolUse> {
+        self.pool.as_ref().map(|p| p.rounded.counts())
     }
 
     pub fn precision(&self) -> Precision {

@@ -29,3 +29,4 @@ pub use backend::CudaBackend;
 pub use error::{CudaError, CudaLibrary};
 pub use mulki_core::backend::Precision;
 pub use probe::{probe, Device, DeviceInfo};
+pub use rounded::PoolUse;

@@ -53,6 +53,21 @@ pub(crate) enum Copy {
     NoRoom,
 }
 
+/// How the pool served operands, counted since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    /// The pool's size.
+    pub capacity_bytes: u64,
+    /// Operands whose copy was up to date: one rounding saved each.
+    pub reused: u64,
+    /// Operands rounded into the pool.
+    pub rounded: u64,
+    /// Operands rounded outside it, for want of room.
+    pub refused: u64,
+    /// Times the pool was full and started again from empty.
+    pub restarts: u64,
+}
+
 /// The pool's bookkeeping (host only; the backend owns the device memory).
 pub(crate) struct Rounded {
     /// Pool size in bf16 elements.
@@ -66,6 +81,7 @@ pub(crate) struct Rounded {
     /// Per arena: its entries' indices in order of `start`, and the longest entry's length
     /// (so a write's overlaps are found by a binary search, not a scan).
     by_arena: Vec<(Vec<usize>, usize)>,
+    counts: PoolUse,
 }
 
 impl Rounded {
@@ -77,6 +93,7 @@ impl Rounded {
             entries: Vec::new(),
             by_key: HashMap::new(),
             by_arena: Vec::new(),
+            counts: PoolUse { capacity_bytes: 2 * capacity as u64, ..PoolUse::default() },
         }
     }
 
@@ -91,8 +108,21 @@ impl Rounded {
         let all = (0..N).filter(distinct).map(|i| keys[i].len);
         if self.end_of(self.used, new) > self.capacity && self.end_of(0, all) <= self.capacity {
             self.clear();
+            self.counts.restarts += 1;
         }
-        keys.map(|k| self.place(k))
+        let copies = keys.map(|k| self.place(k));
+        for c in copies {
+            match c {
+                Copy::Fresh(_) => self.counts.reused += 1,
+                Copy::Round(_) => self.counts.rounded += 1,
+                Copy::NoRoom => self.counts.refused += 1,
+            }
+        }
+        copies
+    }
+
+    pub(crate) fn counts(&self) -> PoolUse {
+        self.counts
     }
 
     /// Where copies of `lens`, placed in turn from `from`, would end.
@@ -216,6 +246,8 @@ mod tests {
         assert_eq!(one(&mut r, 0, 200, 20), Copy::Fresh(20));
         // The same operand twice needs room once.
         assert_eq!(r.lookup(Form::Plain, [(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
+        let c = r.counts();
+        assert_eq!((c.capacity_bytes, c.reused, c.rounded, c.refused, c.restarts), (100, 4, 5, 2, 2));
     }
 
     #[test]

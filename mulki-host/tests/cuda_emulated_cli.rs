@@ -176,5 +176,15 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         let kernels: f64 = row["profile"].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).sum();
         let wall = row["profile_seconds_per_step"].as_f64().unwrap_or(0.0);
         assert!(kernels > 0.0 && wall > 0.0, "{device}: kernels {kernels} s, wall {wall} s per profiled step");
+        // Only bf16 mode rounds through the pool; on this small step it saves roundings and
+        // holds every operand.
+        let pool = &row["rounded_pool"];
+        if precision == Precision::Bf16 {
+            let per_step = |k: &str| pool[k].as_f64().unwrap_or(f64::NAN);
+            assert!(per_step("reused") > 0.0 && per_step("rounded") > 0.0, "{device}: {pool}");
+            assert!(per_step("refused") == 0.0 && per_step("restarts") == 0.0, "{device}: {pool}");
+        } else {
+            assert!(pool.is_null(), "{device}: a pool in {precision:?} mode: {pool}");
+        }
     }
 }

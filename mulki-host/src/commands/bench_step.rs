@@ -112,6 +112,20 @@ pub struct StepResult {
     /// Wall time per profiled step: with the kernels' total it says how much of a step the
     /// device spent idle, waiting for the host (the timing events add a little host work).
     pub profile_seconds_per_step: Option<f64>,
+    /// bf16 mode: how the rounded-operand pool served GEMM operands, per profiled step.
+    pub rounded_pool: Option<PoolPerStep>,
+}
+
+/// The rounded-operand pool over the profiled steps, per step: `reused` roundings saved,
+/// `rounded` into the pool, `refused` (rounded outside it for want of room), `restarts` (full,
+/// started again from empty; more than none means the pool is smaller than a step's operands).
+#[derive(Debug, Serialize)]
+pub struct PoolPerStep {
+    pub capacity_bytes: u64,
+    pub reused: f64,
+    pub rounded: f64,
+    pub refused: f64,
+    pub restarts: f64,
 }
 
 /// A timed step must have been applied: a non-finite one fails the bench.
@@ -157,6 +171,7 @@ fn measure<B: Backend<E = f32>>(
         device_memory_bytes: tr.be.device_memory(),
         profile: Vec::new(),
         profile_seconds_per_step: None,
+        rounded_pool: None,
     };
     Ok((tr, data, result))
 }
@@ -179,6 +194,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                 let (mut tr, mut data, mut r) = measure(be, args, k, &cfg, &theta0)?;
                 if args.profile {
                     tr.be.set_profiling(true);
+                    let pool_before = tr.be.pool_use();
                     let first = args.warmup + args.steps + 1;
                     let t0 = Instant::now();
                     for s in first..first + args.steps {
@@ -187,6 +203,17 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     applied(tr.settle()?)?;
                     r.profile_seconds_per_step = Some(t0.elapsed().as_secs_f64() / args.steps.max(1) as f64);
                     r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
+                    let per_step = |after: u64, before: u64| (after - before) as f64 / args.steps.max(1) as f64;
+                    r.rounded_pool = tr.be.pool_use().map(|a| {
+                        let b = pool_before.unwrap_or_default();
+                        PoolPerStep {
+                            capacity_bytes: a.capacity_bytes,
+                            reused: per_step(a.reused, b.reused),
+                            rounded: per_step(a.rounded, b.rounded),
+                            refused: per_step(a.refused, b.refused),
+                            restarts: per_step(a.restarts, b.restarts),
+                        }
+                    });
                 }
                 r
             }
@@ -213,6 +240,16 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     1e3 * busy,
                     1e3 * wall,
                     100.0 * busy / wall
+                );
+            }
+            if let Some(p) = &r.rounded_pool {
+                println!(
+                    "    rounded-operand pool {:.2} GiB, per step: {:.0} roundings saved, {:.0} into the pool, {:.0} outside it, {:.1} restarts",
+                    p.capacity_bytes as f64 / 1073741824.0,
+                    p.reused,
+                    p.rounded,
+                    p.refused,
+                    p.restarts
                 );
             }
             for (name, calls, s) in &r.profile {
