@@ -29,7 +29,7 @@ use mulki_core::Error;
 use crate::error::CudaError;
 use crate::kernels::Kernels;
 use crate::pinned::Pinned;
-use crate::rounded::{self, Form, PoolUse, Rounded};
+use crate::rounded::{Form, Placed, PoolUse, Rounded};
 
 /// Threads per block of the row kernels and the elementwise kernels.
 const ROW_THREADS: u32 = 256;
@@ -85,13 +85,6 @@ const POOL_SHARE_OF_TOTAL: usize = 8;
 const POOL_SHARE_OF_FREE: usize = 4;
 /// Pool copies start at multiples of this many elements (256 bytes, as allocations do).
 const POOL_ALIGN: usize = 128;
-
-/// Where a pool copy is, as a device pointer (see [`rounded::Copy`]).
-enum Pooled {
-    Fresh(u64),
-    Round(u64),
-    NoRoom,
-}
 
 /// The device pool of rounded GEMM operands and its bookkeeping.
 struct Pool {
@@ -590,9 +583,9 @@ impl CudaBackend {
         let operands = [(qkv, 3 * n)];
         let form = Form::Heads([d.b, d.t, d.nh, d.hs]);
         let heads = match self.pooled(form, operands)? {
-            [Pooled::Fresh(p)] => return Ok(at(p, 2)),
-            [Pooled::Round(p)] => p,
-            [Pooled::NoRoom] => self.bf16_scratch(Bf16Slot::Heads, 3 * n)?,
+            [Placed::Fresh(p)] => return Ok(at(p, 2)),
+            [Placed::Round(p)] => p,
+            [Placed::NoRoom] => self.bf16_scratch(Bf16Slot::Heads, 3 * n)?,
         };
         let permuted = self.qkv_heads(op, x, heads, d, 2);
         self.unmark_on_error(permuted, operands)?;
@@ -617,23 +610,24 @@ impl CudaBackend {
     /// from the pool, rounded only when the source was written since the last time; in the bf16
     /// scratch when the pool has no room.
     fn rounded_operands(&mut self, operands: [(Buf, u64, usize); 2]) -> Result<[u64; 2], Error> {
-        let copies = self.pooled(Form::Plain, operands.map(|(b, _, n)| (b, n)))?;
+        let extents = operands.map(|(b, _, n)| (b, n));
+        let copies = self.pooled(Form::Plain, extents)?;
         let mut out = [0; 2];
         for (i, ((_, src, n), copy)) in operands.into_iter().zip(copies).enumerate() {
             let rounded = match copy {
-                Pooled::Fresh(p) => Ok(p),
-                Pooled::Round(p) => self.round_to_bf16(p, src, n),
-                Pooled::NoRoom => {
+                Placed::Fresh(p) => Ok(p),
+                Placed::Round(p) => self.round_to_bf16(p, src, n),
+                Placed::NoRoom => {
                     self.bf16_scratch([Bf16Slot::A, Bf16Slot::B][i], n).and_then(|dst| self.round_to_bf16(dst, src, n))
                 }
             };
-            out[i] = self.unmark_on_error(rounded, operands.map(|(b, _, n)| (b, n)))?;
+            out[i] = self.unmark_on_error(rounded, extents)?;
         }
         Ok(out)
     }
 
     /// The pool's copies, in `form`, of `(buf, its first n elements)` each, made on first use.
-    fn pooled<const N: usize>(&mut self, form: Form, operands: [(Buf, usize); N]) -> Result<[Pooled; N], Error> {
+    fn pooled<const N: usize>(&mut self, form: Form, operands: [(Buf, usize); N]) -> Result<[Placed<u64>; N], Error> {
         let mut pool = match self.pool.take() {
             Some(pool) => pool,
             None => self.new_pool()?,
@@ -641,11 +635,7 @@ impl CudaBackend {
         let base = pool.mem.base;
         let copies = pool.rounded.lookup(form, operands.map(|(b, n)| (b.arena, b.offset, n)));
         self.pool = Some(pool);
-        Ok(copies.map(|c| match c {
-            rounded::Copy::Fresh(at) => Pooled::Fresh(base + 2 * at as u64),
-            rounded::Copy::Round(at) => Pooled::Round(base + 2 * at as u64),
-            rounded::Copy::NoRoom => Pooled::NoRoom,
-        }))
+        Ok(copies.map(|c| c.map(|at| base + 2 * at as u64)))
     }
 
     /// `r`, after unmarking the pool's copies of `operands` when it is an error: the pool counts

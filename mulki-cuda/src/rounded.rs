@@ -42,15 +42,27 @@ struct Entry {
     fresh: bool,
 }
 
-/// Where an operand's bf16 copy is.
+/// Where an operand's bf16 copy is: `P` is its element offset in the pool here, a device
+/// pointer in the backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Copy {
-    /// At this pool offset, up to date.
-    Fresh(usize),
-    /// At this pool offset, to be rounded (again) by the caller now.
-    Round(usize),
-    /// No room in the pool (beside the other operand): the caller rounds it into scratch.
+pub(crate) enum Placed<P = usize> {
+    /// Here, up to date.
+    Fresh(P),
+    /// Here, to be rounded (again) by the caller now.
+    Round(P),
+    /// No room in the pool (beside the other operands): the caller rounds it into scratch.
     NoRoom,
+}
+
+impl<P> Placed<P> {
+    /// The same copy with its position mapped by `f`.
+    pub(crate) fn map<Q>(self, f: impl FnOnce(P) -> Q) -> Placed<Q> {
+        match self {
+            Placed::Fresh(p) => Placed::Fresh(f(p)),
+            Placed::Round(p) => Placed::Round(f(p)),
+            Placed::NoRoom => Placed::NoRoom,
+        }
+    }
 }
 
 /// How the pool served operands, counted since it was made.
@@ -101,7 +113,7 @@ impl Rounded {
     /// reads now. When the new ones do not fit beside the pool's entries but all of them fit in
     /// an empty pool, the pool starts again before any is placed, so placing one never
     /// overwrites another.
-    pub(crate) fn lookup<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Copy; N] {
+    pub(crate) fn lookup<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Placed; N] {
         let keys = operands.map(|(arena, start, len)| Key { arena, start, len, form });
         let distinct = |i: &usize| !keys[..*i].contains(&keys[*i]);
         let new = (0..N).filter(distinct).filter(|&i| !self.by_key.contains_key(&keys[i])).map(|i| keys[i].len);
@@ -113,9 +125,9 @@ impl Rounded {
         let copies = keys.map(|k| self.place(k));
         for c in copies {
             match c {
-                Copy::Fresh(_) => self.counts.reused += 1,
-                Copy::Round(_) => self.counts.rounded += 1,
-                Copy::NoRoom => self.counts.refused += 1,
+                Placed::Fresh(_) => self.counts.reused += 1,
+                Placed::Round(_) => self.counts.rounded += 1,
+                Placed::NoRoom => self.counts.refused += 1,
             }
         }
         copies
@@ -130,15 +142,15 @@ impl Rounded {
         lens.fold(from, |at, n| at.next_multiple_of(self.align).saturating_add(n))
     }
 
-    fn place(&mut self, key: Key) -> Copy {
+    fn place(&mut self, key: Key) -> Placed {
         if let Some(&i) = self.by_key.get(&key) {
             let e = &mut self.entries[i];
             let was_fresh = std::mem::replace(&mut e.fresh, true);
-            return if was_fresh { Copy::Fresh(e.at) } else { Copy::Round(e.at) };
+            return if was_fresh { Placed::Fresh(e.at) } else { Placed::Round(e.at) };
         }
         let at = self.used.next_multiple_of(self.align);
         if at.saturating_add(key.len) > self.capacity {
-            return Copy::NoRoom;
+            return Placed::NoRoom;
         }
         self.used = at + key.len;
         let i = self.entries.len();
@@ -152,7 +164,7 @@ impl Rounded {
         let pos = order.partition_point(|&j| self.entries[j].key.start <= key.start);
         order.insert(pos, i);
         *longest = (*longest).max(key.len);
-        Copy::Round(at)
+        Placed::Round(at)
     }
 
     /// Elements `start..start + len` of `arena` are about to be written: every copy of an
@@ -183,30 +195,30 @@ impl Rounded {
 
 #[cfg(test)]
 mod tests {
-    use super::{Copy, Form, Rounded};
+    use super::{Form, Placed, Rounded};
 
-    fn one(r: &mut Rounded, arena: u32, start: usize, len: usize) -> Copy {
+    fn one(r: &mut Rounded, arena: u32, start: usize, len: usize) -> Placed {
         r.lookup(Form::Plain, [(arena, start, len)])[0]
     }
 
     #[test]
     fn a_copy_is_reused_until_its_source_is_written() {
         let mut r = Rounded::new(100, 1);
-        assert_eq!(one(&mut r, 0, 10, 20), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 10, 20), Copy::Fresh(0));
-        assert_eq!(one(&mut r, 1, 10, 20), Copy::Round(20), "another arena is another operand");
-        assert_eq!(one(&mut r, 0, 10, 5), Copy::Round(40), "another extent is another operand");
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Fresh(0));
+        assert_eq!(one(&mut r, 1, 10, 20), Placed::Round(20), "another arena is another operand");
+        assert_eq!(one(&mut r, 0, 10, 5), Placed::Round(40), "another extent is another operand");
         r.written(0, 29, 1); // the last element of 10..30 only
-        assert_eq!(one(&mut r, 0, 10, 20), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 10, 5), Copy::Fresh(40));
-        assert_eq!(one(&mut r, 1, 10, 20), Copy::Fresh(20));
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 10, 5), Placed::Fresh(40));
+        assert_eq!(one(&mut r, 1, 10, 20), Placed::Fresh(20));
         r.written(0, 30, 50); // just after 10..30
         r.written(0, 0, 10); // just before
         r.written(1, 0, 0); // empty
-        assert_eq!(one(&mut r, 0, 10, 20), Copy::Fresh(0));
-        assert_eq!(one(&mut r, 1, 10, 20), Copy::Fresh(20));
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Fresh(0));
+        assert_eq!(one(&mut r, 1, 10, 20), Placed::Fresh(20));
         r.written(1, 0, 1000);
-        assert_eq!(one(&mut r, 1, 10, 20), Copy::Round(20));
+        assert_eq!(one(&mut r, 1, 10, 20), Placed::Round(20));
         r.written(7, 0, 1000); // an arena without entries
     }
 
@@ -218,34 +230,34 @@ mod tests {
             one(&mut r, 0, 10 * s, 5);
         }
         r.written(0, 400, 1);
-        assert_eq!(one(&mut r, 0, 0, 500), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 100, 5), Copy::Fresh(500 + 9 * 5));
+        assert_eq!(one(&mut r, 0, 0, 500), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 5), Placed::Fresh(500 + 9 * 5));
     }
 
     #[test]
     fn a_full_pool_starts_again_and_an_oversized_operand_is_refused() {
         let mut r = Rounded::new(50, 1);
-        assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(0), "no room: the pool starts again");
-        assert_eq!(one(&mut r, 0, 0, 30), Copy::Round(0), "the dropped entry is rounded again");
-        assert_eq!(one(&mut r, 0, 200, 51), Copy::NoRoom);
-        assert_eq!(one(&mut r, 0, 0, 30), Copy::Fresh(0));
+        assert_eq!(one(&mut r, 0, 0, 30), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 30), Placed::Round(0), "no room: the pool starts again");
+        assert_eq!(one(&mut r, 0, 0, 30), Placed::Round(0), "the dropped entry is rounded again");
+        assert_eq!(one(&mut r, 0, 200, 51), Placed::NoRoom);
+        assert_eq!(one(&mut r, 0, 0, 30), Placed::Fresh(0));
     }
 
     #[test]
     fn the_second_operand_never_overwrites_the_first() {
         let mut r = Rounded::new(50, 1);
-        assert_eq!(one(&mut r, 0, 0, 20), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 100, 20), Copy::Round(20));
+        assert_eq!(one(&mut r, 0, 0, 20), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 20), Placed::Round(20));
         // A is fresh at 20..40 and B does not fit beside the pool's entries: the pool starts
         // again before either is placed, so A is rounded again, not read where B now lies.
-        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Copy::Round(0), Copy::Round(20)]);
-        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Copy::Fresh(0), Copy::Fresh(20)]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Placed::Round(0), Placed::Round(20)]);
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 20), (0, 200, 20)]), [Placed::Fresh(0), Placed::Fresh(20)]);
         // Both new and together larger than the pool: neither is placed, nothing is dropped.
-        assert_eq!(r.lookup(Form::Plain, [(1, 0, 30), (1, 100, 30)]), [Copy::NoRoom, Copy::NoRoom]);
-        assert_eq!(one(&mut r, 0, 200, 20), Copy::Fresh(20));
+        assert_eq!(r.lookup(Form::Plain, [(1, 0, 30), (1, 100, 30)]), [Placed::NoRoom, Placed::NoRoom]);
+        assert_eq!(one(&mut r, 0, 200, 20), Placed::Fresh(20));
         // The same operand twice needs room once.
-        assert_eq!(r.lookup(Form::Plain, [(2, 0, 40), (2, 0, 40)]), [Copy::Round(0), Copy::Fresh(0)]);
+        assert_eq!(r.lookup(Form::Plain, [(2, 0, 40), (2, 0, 40)]), [Placed::Round(0), Placed::Fresh(0)]);
         let c = r.counts();
         assert_eq!((c.capacity_bytes, c.reused, c.rounded, c.refused, c.restarts), (100, 4, 5, 2, 2));
     }
@@ -253,34 +265,34 @@ mod tests {
     #[test]
     fn a_present_operand_beside_an_oversized_pair_does_not_wipe_the_pool() {
         let mut r = Rounded::new(50, 1);
-        assert_eq!(one(&mut r, 0, 0, 10), Copy::Round(0));
-        assert_eq!(one(&mut r, 0, 100, 30), Copy::Round(10));
+        assert_eq!(one(&mut r, 0, 0, 10), Placed::Round(0));
+        assert_eq!(one(&mut r, 0, 100, 30), Placed::Round(10));
         // (0, 100, 30) is present; the new 25 does not fit beside the entries, and the two
         // together (55) would not fit an empty pool either: nothing is dropped.
-        assert_eq!(r.lookup(Form::Plain, [(0, 100, 30), (0, 200, 25)]), [Copy::Fresh(10), Copy::NoRoom]);
-        assert_eq!(one(&mut r, 0, 0, 10), Copy::Fresh(0));
+        assert_eq!(r.lookup(Form::Plain, [(0, 100, 30), (0, 200, 25)]), [Placed::Fresh(10), Placed::NoRoom]);
+        assert_eq!(one(&mut r, 0, 0, 10), Placed::Fresh(0));
     }
 
     #[test]
     fn another_form_of_the_same_range_is_another_copy_made_stale_by_the_same_writes() {
         let mut r = Rounded::new(1000, 1);
         let heads = Form::Heads([2, 5, 3, 4]);
-        assert_eq!(one(&mut r, 0, 0, 120), Copy::Round(0));
-        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Round(120)]);
-        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Fresh(120)]);
-        assert_eq!(r.lookup(Form::Heads([4, 5, 3, 2]), [(0, 0, 120)]), [Copy::Round(240)], "other dims");
+        assert_eq!(one(&mut r, 0, 0, 120), Placed::Round(0));
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Placed::Round(120)]);
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Placed::Fresh(120)]);
+        assert_eq!(r.lookup(Form::Heads([4, 5, 3, 2]), [(0, 0, 120)]), [Placed::Round(240)], "other dims");
         r.written(0, 119, 1);
-        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Copy::Round(120)]);
-        assert_eq!(one(&mut r, 0, 0, 120), Copy::Round(0));
+        assert_eq!(r.lookup(heads, [(0, 0, 120)]), [Placed::Round(120)]);
+        assert_eq!(one(&mut r, 0, 0, 120), Placed::Round(0));
     }
 
     #[test]
     fn copies_start_aligned() {
         let mut r = Rounded::new(1000, 128);
-        assert_eq!(r.lookup(Form::Plain, [(0, 0, 5), (0, 10, 300)]), [Copy::Round(0), Copy::Round(128)]);
-        assert_eq!(one(&mut r, 0, 500, 7), Copy::Round(512));
+        assert_eq!(r.lookup(Form::Plain, [(0, 0, 5), (0, 10, 300)]), [Placed::Round(0), Placed::Round(128)]);
+        assert_eq!(one(&mut r, 0, 500, 7), Placed::Round(512));
         // 512 + 7 rounds up to 640; 640 + 400 > 1000, and the two would fit an empty pool.
-        assert_eq!(r.lookup(Form::Plain, [(1, 0, 400), (1, 0, 400)]), [Copy::Round(0), Copy::Fresh(0)]);
-        assert_eq!(one(&mut r, 0, 0, 5), Copy::Round(512), "dropped by the clear, placed after 0..400");
+        assert_eq!(r.lookup(Form::Plain, [(1, 0, 400), (1, 0, 400)]), [Placed::Round(0), Placed::Fresh(0)]);
+        assert_eq!(one(&mut r, 0, 0, 5), Placed::Round(512), "dropped by the clear, placed after 0..400");
     }
 }
