@@ -96,7 +96,8 @@ def main():
             pool = m.get("rounded_pool")
             if pool:
                 print(f"  rounded-operand pool {pool['capacity_bytes'] / 2**30:.2f} GiB, per step: "
-                      f"{pool['reused']:.0f} roundings saved, {pool['rounded']:.0f} into the pool, "
+                      f"{pool['reused']:.0f} roundings saved, {pool['rounded']:.0f} rounded into the pool, "
+                      f"{pool['produced']:.0f} written there by their producer, "
                       f"{pool['refused']:.0f} outside it, {pool['restarts']:.1f} restarts")
             for name, calls, sec in m["profile"][:25]:
                 print(f"  {name:<36} {calls:>7} calls {1e3 * sec / m['steps']:>9.2f} ms/step {100 * sec / total:>5.1f}%")

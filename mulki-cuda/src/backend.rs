@@ -228,15 +228,18 @@ macro_rules! launch {
         if cfg.grid_dim.0 == 0 {
             Ok(())
         } else {
-            let t0 = $be.profile_start()?;
-            let f = $be.k.get($name);
-            let mut l = $be.stream.launch_builder(f);
-            $(let a = $arg; l.arg(&a);)+
-            // SAFETY: every pointer argument was bounds-checked against its arena (and outputs
-            // against overlap) by the caller; the argument order and types follow the kernel's
-            // signature in kernels/*.cu.
-            unsafe { l.launch(cfg) }.map(|_| ()).map_err(driver($name))?;
-            $be.profile_end($name, t0)
+            // A `Result`, never an early return from the caller, so a caller can undo its
+            // bookkeeping when the launch fails.
+            $be.profile_start().and_then(|t0| {
+                let f = $be.k.get($name);
+                let mut l = $be.stream.launch_builder(f);
+                $(let a = $arg; l.arg(&a);)+
+                // SAFETY: every pointer argument was bounds-checked against its arena (and
+                // outputs against overlap) by the caller; the argument order and types follow
+                // the kernel's signature in kernels/*.cu.
+                unsafe { l.launch(cfg) }.map_err(driver($name))?;
+                $be.profile_end($name, t0)
+            })
         }
     }};
 }
@@ -515,11 +518,19 @@ impl CudaBackend {
             return Ok(());
         }
         use blas_sys::{cublasComputeType_t as Compute, cudaDataType::*};
-        let (ty, compute, label) = match (self.precision, d.low_precision) {
-            (Precision::Bf16, true) => (CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_bf16"),
-            (Precision::FastBf16, true) => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F_FAST_16BF, "cublas_gemm_fast_bf16"),
-            _ => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F, "cublas_gemm_f32"),
+        let (ty, compute, labels) = match (self.precision, d.low_precision) {
+            (Precision::Bf16, true) => {
+                (CUDA_R_16BF, Compute::CUBLAS_COMPUTE_32F, ["cublas_gemm_bf16", "cublas_gemm_bf16_batched"])
+            }
+            (Precision::FastBf16, true) => (
+                CUDA_R_32F,
+                Compute::CUBLAS_COMPUTE_32F_FAST_16BF,
+                ["cublas_gemm_fast_bf16", "cublas_gemm_fast_bf16_batched"],
+            ),
+            _ => (CUDA_R_32F, Compute::CUBLAS_COMPUTE_32F, ["cublas_gemm_f32", "cublas_gemm_f32_batched"]),
         };
+        // The profile shows attention's per-head products (batched) apart from the rest.
+        let label = labels[usize::from(d.batch > 1)];
         // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
         let t = |x: bool| {
             if x {
@@ -577,7 +588,7 @@ impl CudaBackend {
         let at = |base: u64, bytes: u64| [0, 1, 2].map(|i| base + i * bytes * n as u64);
         if !bf16 {
             let heads = self.scratch(Slot::Heads, 3 * n)?;
-            self.qkv_heads(op, x, heads, d, 1)?;
+            self.qkv_heads(op, x, 0, heads, d, 1)?;
             return Ok(at(heads, 4));
         }
         let operands = [(qkv, 3 * n)];
@@ -587,17 +598,19 @@ impl CudaBackend {
             [Placed::Round(p)] => p,
             [Placed::NoRoom] => self.bf16_scratch(Bf16Slot::Heads, 3 * n)?,
         };
-        let permuted = self.qkv_heads(op, x, heads, d, 2);
+        let permuted = self.qkv_heads(op, x, 0, heads, d, 2);
         self.unmark_on_error(permuted, operands)?;
         Ok(at(heads, 2))
     }
 
     /// Kernel `qkv_heads` between packed qkv at `packed` and head-major `heads` in `mode` (see
     /// kernels/attention.cu).
-    fn qkv_heads(&mut self, op: &'static str, packed: u64, heads: u64, d: Attn, mode: i32) -> Result<(), Error> {
+    fn qkv_heads(
+        &mut self, op: &'static str, packed: u64, copy: u64, heads: u64, d: Attn, mode: i32,
+    ) -> Result<(), Error> {
         let [b, t, nh, hs] = head_dims(op, d)?;
         let cfg = table_cfg(op, d.b * d.t, 3 * d.nh * d.hs)?;
-        launch!(self, "qkv_heads", cfg, packed, heads, b, t, nh, hs, mode)
+        launch!(self, "qkv_heads", cfg, packed, copy, heads, b, t, nh, hs, mode)
     }
 
     /// Rounds `n` f32 at `src` to bf16 at `dst`; returns `dst`.
@@ -628,14 +641,32 @@ impl CudaBackend {
 
     /// The pool's copies, in `form`, of `(buf, its first n elements)` each, made on first use.
     fn pooled<const N: usize>(&mut self, form: Form, operands: [(Buf, usize); N]) -> Result<[Placed<u64>; N], Error> {
-        let mut pool = match self.pool.take() {
+        let pool = self.pool()?;
+        let base = pool.mem.base;
+        let copies = pool.rounded.lookup(form, operands.map(|(b, n)| (b.arena, b.offset, n)));
+        Ok(copies.map(|c| c.map(|at| base + 2 * at as u64)))
+    }
+
+    /// Where the kernel about to write `out` (its first `n` elements; already through
+    /// [`Self::ptrs`]) also writes their bf16 copy, for the tower GEMM that reads them next: a
+    /// place in the pool in bf16 mode, null (0) otherwise or without room. The caller passes
+    /// its launch through [`Self::unmark_on_error`].
+    fn rounded_output(&mut self, out: Buf, n: usize) -> Result<u64, Error> {
+        if self.precision != Precision::Bf16 {
+            return Ok(0);
+        }
+        let pool = self.pool()?;
+        let base = pool.mem.base;
+        Ok(pool.rounded.produce(out.arena, out.offset, n).map_or(0, |at| base + 2 * at as u64))
+    }
+
+    /// The rounded-operand pool, made on first use.
+    fn pool(&mut self) -> Result<&mut Pool, Error> {
+        let pool = match self.pool.take() {
             Some(pool) => pool,
             None => self.new_pool()?,
         };
-        let base = pool.mem.base;
-        let copies = pool.rounded.lookup(form, operands.map(|(b, n)| (b.arena, b.offset, n)));
-        self.pool = Some(pool);
-        Ok(copies.map(|c| c.map(|at| base + 2 * at as u64)))
+        Ok(self.pool.insert(pool))
     }
 
     /// `r`, after unmarking the pool's copies of `operands` when it is an error: the pool counts
@@ -801,7 +832,9 @@ impl Backend for CudaBackend {
         let ([o, m, s], [x, w, b]) =
             self.ptrs("layer_norm_forward", [(out, rc), (mean, r), (rstd, r)], [(inp, rc), (weight, c), (bias, c)])?;
         let ci = i32_of("layer_norm_forward", c)?;
-        launch!(self, "layer_norm_forward_f32", row_cfg(r, c), o, m, s, x, w, b, ci, d.eps as f32)
+        let copy = self.rounded_output(out, rc)?;
+        let run = launch!(self, "layer_norm_forward_f32", row_cfg(r, c), o, copy, m, s, x, w, b, ci, d.eps as f32);
+        self.unmark_on_error(run, [(out, rc)])
     }
 
     fn layer_norm_backward(
@@ -815,7 +848,9 @@ impl Backend for CudaBackend {
         )?;
         let ci = i32_of("layer_norm_backward", c)?;
         let tmp = self.scratch(Slot::Temp, rc)?;
-        launch!(self, "layer_norm_backward_f32", row_cfg(r, c), dx, tmp, dy, x, w, m, s, ci)?;
+        let copy = self.rounded_output(dinp, rc)?;
+        let run = launch!(self, "layer_norm_backward_f32", row_cfg(r, c), dx, copy, tmp, dy, x, w, m, s, ci);
+        self.unmark_on_error(run, [(dinp, rc)])?;
         self.column_sum(dw, tmp, r, c, c)?;
         self.column_sum(db, dy, r, c, c)
     }
@@ -852,7 +887,9 @@ impl Backend for CudaBackend {
         let oh = self.scratch(Slot::HeadRows, btc)?;
         self.gemm_ptrs(oh, if bf16 { pb } else { p }, v, g.pv)?;
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
-        launch!(self, "heads_rows", rows, o, oh, b, t, nh, hs, 1i32)
+        let copy = self.rounded_output(out, btc)?;
+        let run = launch!(self, "heads_rows", rows, o, copy, oh, b, t, nh, hs, 1i32);
+        self.unmark_on_error(run, [(out, btc)])
     }
 
     fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
@@ -865,7 +902,7 @@ impl Backend for CudaBackend {
         let [b, t, nh, hs] = head_dims(op, d)?;
         let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
-        launch!(self, "heads_rows", rows, doh, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
+        launch!(self, "heads_rows", rows, doh, 0u64, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
         let ds = self.scratch(Slot::Temp, bhtt)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
@@ -884,18 +921,25 @@ impl Backend for CudaBackend {
         self.gemm_ptrs(dq, ds, k, g.pv)?;
         self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
         self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
-        self.qkv_heads(op, dx, grads, d, 0)
+        let copy = self.rounded_output(dqkv, 3 * btc)?;
+        let run = self.qkv_heads(op, dx, copy, grads, d, 0);
+        self.unmark_on_error(run, [(dqkv, 3 * btc)])
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
-        let ([o], [x]) = self.ptrs("act_forward", [(out, 0)], [(inp, out.len)])?;
-        launch!(self, "act_forward_f32", elem_cfg(out.len), o, x, act_code(act), out.len as i64)
+        let n = out.len;
+        let ([o], [x]) = self.ptrs("act_forward", [(out, 0)], [(inp, n)])?;
+        let copy = self.rounded_output(out, n)?;
+        let run = launch!(self, "act_forward_f32", elem_cfg(n), o, copy, x, act_code(act), n as i64);
+        self.unmark_on_error(run, [(out, n)])
     }
 
     fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
         let n = dinp.len;
         let ([dx], [dy, x]) = self.ptrs("act_backward", [(dinp, 0)], [(dout, n), (inp, n)])?;
-        launch!(self, "act_backward_f32", elem_cfg(n), dx, dy, x, act_code(act), n as i64)
+        let copy = self.rounded_output(dinp, n)?;
+        let run = launch!(self, "act_backward_f32", elem_cfg(n), dx, copy, dy, x, act_code(act), n as i64);
+        self.unmark_on_error(run, [(dinp, n)])
     }
 
     fn embedding_forward(&mut self, out: Buf, table: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {

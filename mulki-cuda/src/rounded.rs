@@ -10,6 +10,11 @@
 //! Attention's q, k, v, rounded and permuted head-major by the forward, are kept the same way
 //! (as [`Form::Heads`] of the packed qkv range), so the backward does not permute them again.
 //!
+//! A kernel that writes a tower GEMM's next operand (a layer norm's output, an activation, a
+//! gradient a linear layer's backward reads) takes a place here too ([`Rounded::produce`]) and
+//! writes the bf16 copy beside its f32 result, so the GEMM finds it up to date and no separate
+//! pass reads the f32 values again.
+//!
 //! The pool's size is fixed when it is made, so device memory does not change from task to task.
 //! When a new operand does not fit, every entry is dropped and the pool filled again from the
 //! start: with a pool smaller than a step's operands, later entries replace earlier ones and
@@ -74,6 +79,8 @@ pub struct PoolUse {
     pub reused: u64,
     /// Operands rounded into the pool.
     pub rounded: u64,
+    /// Copies written into the pool by the kernel that wrote their source.
+    pub produced: u64,
     /// Operands rounded outside it, for want of room.
     pub refused: u64,
     /// Times the pool was full and started again from empty.
@@ -114,15 +121,7 @@ impl Rounded {
     /// an empty pool, the pool starts again before any is placed, so placing one never
     /// overwrites another.
     pub(crate) fn lookup<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Placed; N] {
-        let keys = operands.map(|(arena, start, len)| Key { arena, start, len, form });
-        let distinct = |i: &usize| !keys[..*i].contains(&keys[*i]);
-        let new = (0..N).filter(distinct).filter(|&i| !self.by_key.contains_key(&keys[i])).map(|i| keys[i].len);
-        let all = (0..N).filter(distinct).map(|i| keys[i].len);
-        if self.end_of(self.used, new) > self.capacity && self.end_of(0, all) <= self.capacity {
-            self.clear();
-            self.counts.restarts += 1;
-        }
-        let copies = keys.map(|k| self.place(k));
+        let copies = self.place_all(form, operands);
         for c in copies {
             match c {
                 Placed::Fresh(_) => self.counts.reused += 1,
@@ -131,6 +130,33 @@ impl Rounded {
             }
         }
         copies
+    }
+
+    /// Where the kernel about to write elements `start..start + len` of `arena` also writes
+    /// their bf16 copy (its element offset in the pool); `None` without room. The copy counts as
+    /// up to date from now on, as a looked-up one does.
+    pub(crate) fn produce(&mut self, arena: u32, start: usize, len: usize) -> Option<usize> {
+        match self.place_all(Form::Plain, [(arena, start, len)]) {
+            [Placed::Fresh(at) | Placed::Round(at)] => {
+                self.counts.produced += 1;
+                Some(at)
+            }
+            [Placed::NoRoom] => None,
+        }
+    }
+
+    /// Places the copies of `operands` together: when the new ones do not fit beside the pool's
+    /// entries but all of them fit in an empty pool, the pool starts again first.
+    fn place_all<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Placed; N] {
+        let keys = operands.map(|(arena, start, len)| Key { arena, start, len, form });
+        let distinct = |i: &usize| !keys[..*i].contains(&keys[*i]);
+        let new = (0..N).filter(distinct).filter(|&i| !self.by_key.contains_key(&keys[i])).map(|i| keys[i].len);
+        let all = (0..N).filter(distinct).map(|i| keys[i].len);
+        if self.end_of(self.used, new) > self.capacity && self.end_of(0, all) <= self.capacity {
+            self.clear();
+            self.counts.restarts += 1;
+        }
+        keys.map(|k| self.place(k))
     }
 
     pub(crate) fn counts(&self) -> PoolUse {
@@ -294,5 +320,22 @@ mod tests {
         // 512 + 7 rounds up to 640; 640 + 400 > 1000, and the two would fit an empty pool.
         assert_eq!(r.lookup(Form::Plain, [(1, 0, 400), (1, 0, 400)]), [Placed::Round(0), Placed::Fresh(0)]);
         assert_eq!(one(&mut r, 0, 0, 5), Placed::Round(512), "dropped by the clear, placed after 0..400");
+    }
+
+    #[test]
+    fn a_produced_copy_serves_the_next_lookup_until_its_source_is_written() {
+        let mut r = Rounded::new(100, 1);
+        assert_eq!(r.produce(0, 10, 20), Some(0));
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Fresh(0), "no rounding after the producer");
+        r.written(0, 15, 1);
+        assert_eq!(r.produce(0, 10, 20), Some(0), "the producer writes it again in its place");
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Fresh(0));
+        assert_eq!(one(&mut r, 0, 12, 5), Placed::Round(20), "part of a copy is another operand");
+        assert_eq!(r.produce(1, 0, 80), Some(0), "no room beside the others: the pool starts again");
+        assert_eq!(one(&mut r, 0, 10, 20), Placed::Round(80));
+        assert_eq!(r.produce(1, 100, 101), None, "larger than the pool");
+        assert_eq!(one(&mut r, 1, 0, 80), Placed::Fresh(0), "a refused producer drops nothing");
+        let c = r.counts();
+        assert_eq!((c.produced, c.reused, c.rounded, c.refused, c.restarts), (3, 3, 2, 0, 1));
     }
 }

@@ -172,6 +172,8 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         let profiled: Vec<&str> = row["profile"].as_array().unwrap().iter().filter_map(|p| p[0].as_str()).collect();
         println!("{device}: {profiled:?}");
         assert!(profiled.contains(&gemm), "{device}: no {gemm} in the profile {profiled:?}");
+        let heads = format!("{gemm}_batched");
+        assert!(profiled.contains(&heads.as_str()), "{device}: attention's GEMMs not apart in {profiled:?}");
         assert!(profiled.contains(&"layer_norm_forward_f32"), "{device}: {profiled:?}");
         let kernels: f64 = row["profile"].as_array().unwrap().iter().filter_map(|p| p[2].as_f64()).sum();
         let wall = row["profile_seconds_per_step"].as_f64().unwrap_or(0.0);
@@ -182,6 +184,7 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         if precision == Precision::Bf16 {
             let per_step = |k: &str| pool[k].as_f64().unwrap_or(f64::NAN);
             assert!(per_step("reused") > 0.0 && per_step("rounded") > 0.0, "{device}: {pool}");
+            assert!(per_step("produced") > 0.0, "{device}: {pool}");
             assert!(per_step("refused") == 0.0 && per_step("restarts") == 0.0, "{device}: {pool}");
         } else {
             assert!(pool.is_null(), "{device}: a pool in {precision:?} mode: {pool}");

@@ -17,8 +17,10 @@
 // costs more than its traffic), only the final offsets 64-bit.
 
 // mode 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs] (f32 heads), mode 2: the same
-// rounded to bf16 heads; mode 0: packed += heads (f32, the gradient's way back). rows = b·t.
-extern "C" __global__ void qkv_heads(float* packed, void* heads, int b, int t, int nh, int hs, int mode) {
+// rounded to bf16 heads; mode 0: packed += heads (f32, the gradient's way back), also rounded
+// into `copy` (null for none; see keep_bf16). rows = b·t.
+extern "C" __global__ void qkv_heads(float* packed, bf16_bits* copy, void* heads, int b, int t, int nh, int hs,
+                                     int mode) {
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= 3 * c) return;
     int which = col / c, h = (col % c) / hs, d = col % hs;
@@ -26,22 +28,33 @@ extern "C" __global__ void qkv_heads(float* packed, void* heads, int b, int t, i
         int bi = row / t, i = row % t;
         long long head = (((long long)which * b + bi) * nh + h) * t * hs + (long long)i * hs + d;
         long long at = (long long)row * 3 * c + col;
-        if (mode) store(heads, head, packed[at], mode == 2);
-        else packed[at] += ((const float*)heads)[head];
+        if (mode) {
+            store(heads, head, packed[at], mode == 2);
+        } else {
+            float y = packed[at] + ((const float*)heads)[head];
+            packed[at] = y;
+            keep_bf16(copy, at, y);
+        }
     }
 }
 
-// mode 1: dst [b, t, nh·hs] = src [b, nh, t, hs] (f32); mode 0: the inverse permutation into f32
-// dst, mode 2: the inverse rounded to bf16 dst.
-extern "C" __global__ void heads_rows(void* dst, const float* src, int b, int t, int nh, int hs, int mode) {
+// mode 1: dst [b, t, nh·hs] = src [b, nh, t, hs] (f32), also rounded into `copy` (null for none;
+// see keep_bf16); mode 0: the inverse permutation into f32 dst, mode 2: the inverse rounded to
+// bf16 dst.
+extern "C" __global__ void heads_rows(void* dst, bf16_bits* copy, const float* src, int b, int t, int nh, int hs,
+                                      int mode) {
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= c) return;
     int h = col / hs, d = col % hs;
     for (int row = blockIdx.y; row < b * t; row += gridDim.y) {
         int bi = row / t, i = row % t;
         long long head = (((long long)bi * nh + h) * t + i) * hs + d, at = (long long)row * c + col;
-        if (mode == 1) ((float*)dst)[at] = src[head];
-        else store(dst, head, src[at], mode == 2);
+        if (mode == 1) {
+            ((float*)dst)[at] = src[head];
+            keep_bf16(copy, at, src[head]);
+        } else {
+            store(dst, head, src[at], mode == 2);
+        }
     }
 }
 

@@ -52,6 +52,13 @@ __device__ __forceinline__ void store(void* out, long long i, float x, int as_bf
     else ((float*)out)[i] = x;
 }
 
+// x's bf16 rounding into `copy[i]` when there is a copy (not null): the kernels that write a
+// tower GEMM's next operand keep its bf16 copy in the backend's pool this way, so no separate
+// pass reads the f32 values again.
+__device__ __forceinline__ void keep_bf16(bf16_bits* copy, long long i, float x) {
+    if (copy) copy[i] = f32_to_bf16(x);
+}
+
 // Whether an update guarded by `guard` goes ahead: no guard (null), or a finite value in it (an
 // exponent field not all ones).
 __device__ __forceinline__ bool guard_ok(const float* guard) {

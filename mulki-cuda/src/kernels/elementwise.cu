@@ -31,12 +31,22 @@ __device__ __forceinline__ float act_derivative(int act, float x) {
     return cdf + x * pdf;
 }
 
-extern "C" __global__ void act_forward_f32(float* out, const float* inp, int act, long long n) {
-    FOR_EACH(i, n) out[i] = act_value(act, inp[i]);
+// `copy` (null for none): where the result's bf16 rounding goes too (see keep_bf16).
+extern "C" __global__ void act_forward_f32(float* out, bf16_bits* copy, const float* inp, int act, long long n) {
+    FOR_EACH(i, n) {
+        float y = act_value(act, inp[i]);
+        out[i] = y;
+        keep_bf16(copy, i, y);
+    }
 }
 
-extern "C" __global__ void act_backward_f32(float* dinp, const float* dout, const float* inp, int act, long long n) {
-    FOR_EACH(i, n) dinp[i] += dout[i] * act_derivative(act, inp[i]);
+extern "C" __global__ void act_backward_f32(float* dinp, bf16_bits* copy, const float* dout, const float* inp, int act,
+                                            long long n) {
+    FOR_EACH(i, n) {
+        float y = dinp[i] + dout[i] * act_derivative(act, inp[i]);
+        dinp[i] = y;
+        keep_bf16(copy, i, y);
+    }
 }
 
 // torch.optim.AdamW, the same f32 operations in the same order as the CPU backend; skipped when

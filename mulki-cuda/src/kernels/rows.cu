@@ -2,7 +2,8 @@
 
 #define ROW_LOOP(i, c) for (int i = threadIdx.x; i < (c); i += blockDim.x)
 
-extern "C" __global__ void layer_norm_forward_f32(float* out, float* mean, float* rstd, const float* inp,
+// `copy` (null for none): where `out`'s bf16 rounding goes too (see keep_bf16).
+extern "C" __global__ void layer_norm_forward_f32(float* out, bf16_bits* copy, float* mean, float* rstd, const float* inp,
                                                   const float* w, const float* b, int c, float eps) {
     long long r = blockIdx.x;
     const float* x = inp + r * c;
@@ -12,17 +13,23 @@ extern "C" __global__ void layer_norm_forward_f32(float* out, float* mean, float
     float q = 0.0f;
     ROW_LOOP(i, c) q += (x[i] - mu) * (x[i] - mu);
     float rs = 1.0f / sqrtf(block_sum(q) / c + eps);
-    ROW_LOOP(i, c) out[r * c + i] = (x[i] - mu) * rs * w[i] + b[i];
+    ROW_LOOP(i, c) {
+        float y = (x[i] - mu) * rs * w[i] + b[i];
+        out[r * c + i] = y;
+        keep_bf16(copy, r * c + i, y);
+    }
     if (threadIdx.x == 0) {
         mean[r] = mu;
         rstd[r] = rs;
     }
 }
 
-// dinp += rs·(dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)); writes dy·x̂ to `dyxhat` for dweight's
-// column sum (dbias is the column sum of dout).
-extern "C" __global__ void layer_norm_backward_f32(float* dinp, float* dyxhat, const float* dout, const float* inp,
-                                                   const float* w, const float* mean, const float* rstd, int c) {
+// dinp += rs·(dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)), also rounded into `copy` (null for none;
+// see keep_bf16); writes dy·x̂ to `dyxhat` for dweight's column sum (dbias is the column sum of
+// dout).
+extern "C" __global__ void layer_norm_backward_f32(float* dinp, bf16_bits* copy, float* dyxhat, const float* dout,
+                                                   const float* inp, const float* w, const float* mean,
+                                                   const float* rstd, int c) {
     long long r = blockIdx.x;
     const float *x = inp + r * c, *dy = dout + r * c;
     float mu = mean[r], rs = rstd[r];
@@ -35,7 +42,9 @@ extern "C" __global__ void layer_norm_backward_f32(float* dinp, float* dyxhat, c
     float m1 = block_sum(s1) / c, m2 = block_sum(s2) / c;
     ROW_LOOP(i, c) {
         float xhat = (x[i] - mu) * rs;
-        dinp[r * c + i] += rs * (dy[i] * w[i] - m1 - xhat * m2);
+        float y = dinp[r * c + i] + rs * (dy[i] * w[i] - m1 - xhat * m2);
+        dinp[r * c + i] = y;
+        keep_bf16(copy, r * c + i, y);
         dyxhat[r * c + i] = dy[i] * xhat;
     }
 }

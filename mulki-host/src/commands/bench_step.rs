@@ -117,13 +117,15 @@ pub struct StepResult {
 }
 
 /// The rounded-operand pool over the profiled steps, per step: `reused` roundings saved,
-/// `rounded` into the pool, `refused` (rounded outside it for want of room), `restarts` (full,
-/// started again from empty; more than none means the pool is smaller than a step's operands).
+/// `rounded` into the pool, `produced` (written there by the kernel that wrote their source),
+/// `refused` (rounded outside it for want of room), `restarts` (full, started again from empty;
+/// more than none means the pool is smaller than a step's operands).
 #[derive(Debug, Serialize)]
 pub struct PoolPerStep {
     pub capacity_bytes: u64,
     pub reused: f64,
     pub rounded: f64,
+    pub produced: f64,
     pub refused: f64,
     pub restarts: f64,
 }
@@ -210,6 +212,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                             capacity_bytes: a.capacity_bytes,
                             reused: per_step(a.reused, b.reused),
                             rounded: per_step(a.rounded, b.rounded),
+                            produced: per_step(a.produced, b.produced),
                             refused: per_step(a.refused, b.refused),
                             restarts: per_step(a.restarts, b.restarts),
                         }
@@ -244,10 +247,11 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
             }
             if let Some(p) = &r.rounded_pool {
                 println!(
-                    "    rounded-operand pool {:.2} GiB, per step: {:.0} roundings saved, {:.0} into the pool, {:.0} outside it, {:.1} restarts",
+                    "    rounded-operand pool {:.2} GiB, per step: {:.0} roundings saved, {:.0} rounded into the pool, {:.0} written there by their producer, {:.0} outside it, {:.1} restarts",
                     p.capacity_bytes as f64 / 1073741824.0,
                     p.reused,
                     p.rounded,
+                    p.produced,
                     p.refused,
                     p.restarts
                 );

@@ -463,6 +463,59 @@ fn bf16_operands_are_rounded_once_until_written() {
     assert_eq!(per_phase, [2, 2, 2, 2]);
 }
 
+/// In bf16 mode the kernels that write a tower GEMM's next operand (layer norm forward and
+/// backward, the MLP activation and its backward) also write its bf16 copy: the GEMM rounds
+/// nothing for it, and reads exactly the f32 result rounded (each product matches one in f64 on
+/// the GPU's f32 values rounded to bf16, to 1e-5 relative, so a copy not written, or stale,
+/// fails); a later write by a kernel that keeps no copy makes the GEMM round it again.
+#[test]
+fn bf16_producers_write_the_copy_their_gemm_reads() {
+    let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
+    gpu.set_profiling(true);
+    let roundings = |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
+    let (rows, c) = (37, 24);
+    let d = Rows { rows, c, eps: 1e-5 };
+    let fwd = Gemm::new(rows, c, c, false, true, 1.0, 0.0).low_precision(); // y = a·wᵀ
+    let mut buf = |n: usize, seed: u64| {
+        let b = Buf { arena: gpu.alloc(n).unwrap(), offset: 0, len: n };
+        gpu.write(b, &normals(seed, n).iter().map(|&v| v as f32).collect::<Vec<f32>>()).unwrap();
+        b
+    };
+    let (x, lw, lb, w, dy) = (buf(rows * c, 1), buf(c, 2), buf(c, 3), buf(c * c, 4), buf(rows * c, 5));
+    let [ln, h, dh, dx, dlw, dlb] = [6, 7, 8, 9, 10, 11].map(|seed| buf(rows * c, seed));
+    let [mean, rstd] = [12, 13].map(|seed| buf(rows, seed));
+    let ys: Vec<Buf> = (20..25).map(|seed| buf(rows * c, seed)).collect();
+    gpu.gemm(ys[0], x, w, fwd).unwrap(); // rounds x and w
+    let before = roundings(&mut gpu);
+    let mut operands = Vec::new();
+    gpu.layer_norm_forward(ln, mean, rstd, x, lw, lb, d).unwrap();
+    gpu.gemm(ys[1], ln, w, fwd).unwrap();
+    operands.push(read_f64(&mut gpu, ln).unwrap());
+    gpu.act_forward(h, ln, HiddenAct::QuickGelu).unwrap();
+    gpu.gemm(ys[2], h, w, fwd).unwrap();
+    operands.push(read_f64(&mut gpu, h).unwrap());
+    gpu.act_backward(dh, dy, ln, HiddenAct::QuickGelu).unwrap(); // adds to dh's values
+    gpu.gemm(ys[3], dh, w, fwd).unwrap();
+    operands.push(read_f64(&mut gpu, dh).unwrap());
+    gpu.layer_norm_backward(dx, Buf { len: c, ..dlw }, Buf { len: c, ..dlb }, dy, x, lw, mean, rstd, d).unwrap();
+    gpu.gemm(ys[4], dx, w, fwd).unwrap();
+    operands.push(read_f64(&mut gpu, dx).unwrap());
+    let produced = roundings(&mut gpu) - before;
+    gpu.axpby(h, dy, 1.0, 1.0).unwrap(); // no copy kept: the next GEMM rounds h again
+    gpu.gemm(ys[0], h, w, fwd).unwrap();
+    operands.push(read_f64(&mut gpu, h).unwrap());
+    assert_eq!((produced, roundings(&mut gpu) - before), (0, 1), "to_bf16 launches: after producers, after a write");
+    let wv = read_f64(&mut gpu, w).unwrap();
+    for (i, (a, y)) in operands.iter().zip([1, 2, 3, 4, 0]).enumerate() {
+        let want: Vec<f64> =
+            (0..rows * c).map(|e| (0..c).map(|k| bf16(a[e / c * c + k]) * bf16(wv[e % c * c + k])).sum()).collect();
+        let got = read_f64(&mut gpu, ys[y]).unwrap();
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let (diff, at) = max_abs_diff(&want, &got);
+        assert!(within(diff, 1e-5 * scale + 1e-6), "product {i}: max|Δ| {diff:e} at {at} (max|ref| {scale:e})");
+    }
+}
+
 /// In bf16 mode attention's backward reads the q, k, v its forward rounded and permuted, kept
 /// until qkv is written: one permutation fewer, the same bits as permuting again; after a write
 /// of new values the backward follows them (against the CPU in f64, within bf16's error).
