@@ -6,6 +6,8 @@
 #   carry/kernels-compile  mulki-cuda/tests/kernels_compile.rs
 #   carry/probe            mulki-cuda/tests/probe.rs
 #   carry/run.sh           scripts/gpu/session.sh
+#   carry/mulki-base       with MULKI_BASE=PATH: an earlier release build, benchmarked beside
+#                          this one by session.sh
 # Binaries are stripped. Then, on the GPU machine: `bash carry/run.sh` from the repository root.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -31,4 +33,9 @@ cp "$(test_binary mulki-cuda kernels_compile)" carry/kernels-compile
 cp "$(test_binary mulki-cuda probe)" carry/probe
 cp scripts/gpu/session.sh carry/run.sh
 strip carry/mulki carry/cuda-tests carry/kernels-compile carry/probe
+rm -f carry/mulki-base
+if [ -n "${MULKI_BASE:-}" ]; then
+    cp "$MULKI_BASE" carry/mulki-base
+    strip carry/mulki-base
+fi
 ls -l carry

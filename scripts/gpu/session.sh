@@ -21,10 +21,20 @@ echo "== probe"; timeout 60 carry/probe --nocapture
 echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
 echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
 echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
-# Both bf16 modes: operands rounded by mulki's kernel (the default) and rounded inside cuBLAS.
-for precision in bf16 fast-bf16; do
+# Both bf16 modes (BENCH_MODES): operands rounded by mulki's kernels (the default) and rounded
+# inside cuBLAS.
+for precision in ${BENCH_MODES:-bf16 fast-bf16}; do
     echo "== bench $precision"
     timeout 200 python bench/gpu_step.py --mulki carry/mulki --device "cuda:0:$precision" --profile \
         --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-$precision.json"
 done
+# An earlier build as carry/mulki-base (optional): the same bench step beside this one, on the
+# same GPU, for a change's effect.
+if [ -x carry/mulki-base ]; then
+    for m in carry/mulki-base carry/mulki; do
+        echo "== $m"
+        timeout 120 "$m" bench step --device cuda:0:bf16 --classes 100 397 --batch 64 --text-len 77 \
+            --steps "${BENCH_STEPS:-10}" --warmup 3
+    done
+fi
 date -u
