@@ -50,7 +50,7 @@ struct Arena<T> {
 /// Scratch slots, each grown on demand.
 #[derive(Clone, Copy)]
 enum Slot {
-    /// Per-element temporaries of one kernel (LayerNorm's dy·x̂, attention's dS).
+    /// Per-element temporaries of one kernel (LayerNorm's dy·x̂, attention's S and dS).
     Temp = 0,
     /// Column-sum and long-row partials.
     Partial = 1,
@@ -510,9 +510,14 @@ impl CudaBackend {
         self.precision == Precision::Bf16 && d.low_precision
     }
 
+    /// Attention's GEMMs for `d`; all of them are the towers' (low precision).
+    fn head_gemms(&self, d: Attn) -> HeadGemms {
+        HeadGemms::new(d, self.precision == Precision::Bf16)
+    }
+
     /// [`Backend::gemm`] on device pointers whose extents the caller checked; the operands are
     /// bf16 where [`Self::rounds`], f32 otherwise.
-    fn gemm_ptrs(&mut self, pc: u64, pa: u64, pb: u64, d: Gemm) -> Result<(), Error> {
+    fn gemm_ptrs(&mut self, pc: u64, pa: u64, pb: u64, d: Gemm, ld: Lds) -> Result<(), Error> {
         let op = "gemm";
         if d.batch == 0 || d.m == 0 || d.n == 0 {
             return Ok(());
@@ -539,11 +544,10 @@ impl CudaBackend {
                 blas_sys::cublasOperation_t::CUBLAS_OP_N
             }
         };
-        let lda = if d.trans_b { d.k } else { d.n };
-        let ldb = if d.trans_a { d.m } else { d.k };
+        let (lda, ldb) = (ld.b, ld.a);
         let (alpha, beta) = (d.alpha as f32, d.beta as f32);
         let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
-        let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, n, i32_of(op, d.batch)?);
+        let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, i32_of(op, ld.c)?, i32_of(op, d.batch)?);
         let t0 = self.profile_start()?;
         // SAFETY: the operand extents were checked against their arenas (or are scratch sized
         // for them); alpha and beta are host f32 (cuBLAS's default pointer mode); the handle is
@@ -808,7 +812,7 @@ impl Backend for CudaBackend {
         if self.rounds(d) && d.batch > 0 && d.m > 0 && d.n > 0 {
             [pa, pb] = self.rounded_operands([(a, pa, na), (b, pb, nb)])?;
         }
-        self.gemm_ptrs(pc, pa, pb, d)
+        self.gemm_ptrs(pc, pa, pb, d, Lds::packed(d))
     }
 
     fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {
@@ -875,17 +879,22 @@ impl Backend for CudaBackend {
         let op = "attention_forward";
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
-        let g = HeadGemms::new(d);
-        let bf16 = self.rounds(g.scores);
-        let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
-        self.gemm_ptrs(p, q, k, g.scores)?;
+        let g = self.head_gemms(d);
+        let [q, k, v] = self.heads_of(op, qkv, x, d, g.bf16)?;
+        // bf16: S into padded scratch, P from there into probs and, rounded, into padded bf16
+        // scratch for O = P·v; f32: S in probs, P over it in place.
+        let (s, pb) = if g.bf16 {
+            (self.scratch(Slot::Temp, g.padded_len)?, self.bf16_scratch(Bf16Slot::Probs, g.padded_len)?)
+        } else {
+            (p, 0)
+        };
+        self.gemm_ptrs(s, q, k, g.scores.0, g.scores.1)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
-        let causal = d.causal as i32;
+        let (causal, ld) = (d.causal as i32, i32_of(op, g.ld)?);
         let rows = d.b * d.nh * d.t;
-        let pb = if bf16 { self.bf16_scratch(Bf16Slot::Probs, bhtt)? } else { 0 };
-        launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, p, pb, t, causal, rows as i64)?;
+        launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, s, p, pb, t, ld, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
-        self.gemm_ptrs(oh, if bf16 { pb } else { p }, v, g.pv)?;
+        self.gemm_ptrs(oh, if g.bf16 { pb } else { p }, v, g.pv.0, g.pv.1)?;
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         let copy = self.rounded_output(out, btc)?;
         let run = launch!(self, "heads_rows", rows, o, copy, oh, b, t, nh, hs, 1i32);
@@ -896,31 +905,31 @@ impl Backend for CudaBackend {
         let op = "attention_backward";
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
-        let g = HeadGemms::new(d);
-        let bf16 = self.rounds(g.scores);
+        let g = self.head_gemms(d);
+        let bf16 = g.bf16;
         let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
         let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows", rows, doh, 0u64, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
-        let ds = self.scratch(Slot::Temp, bhtt)?;
-        self.gemm_ptrs(ds, doh, v, g.scores_like)?;
+        let ds = self.scratch(Slot::Temp, g.padded_len)?;
+        self.gemm_ptrs(ds, doh, v, g.scores_like.0, g.scores_like.1)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         let rows = d.b * d.nh * d.t;
         // bf16: dS and P rounded into bf16 scratch for the GEMMs; otherwise dS in place.
         let (dsb, pb) = if bf16 {
-            (self.bf16_scratch(Bf16Slot::Scores, bhtt)?, self.bf16_scratch(Bf16Slot::Probs, bhtt)?)
+            (self.bf16_scratch(Bf16Slot::Scores, g.padded_len)?, self.bf16_scratch(Bf16Slot::Probs, g.padded_len)?)
         } else {
             (0, 0)
         };
-        let cfg = warp_rows_cfg(op, rows)?;
-        launch!(self, "attention_softmax_backward", cfg, ds, dsb, p, pb, t, scale, rows as i64)?;
+        let (cfg, ld) = (warp_rows_cfg(op, rows)?, i32_of(op, g.ld)?);
+        launch!(self, "attention_softmax_backward", cfg, ds, dsb, p, pb, t, ld, scale, rows as i64)?;
         let (ds, p) = if bf16 { (dsb, pb) } else { (ds, p) };
         let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
         let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
-        self.gemm_ptrs(dq, ds, k, g.pv)?;
-        self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
-        self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
+        self.gemm_ptrs(dq, ds, k, g.pv.0, g.pv.1)?;
+        self.gemm_ptrs(dk, ds, q, g.transposed_pv.0, g.transposed_pv.1)?;
+        self.gemm_ptrs(dv, p, doh, g.transposed_pv.0, g.transposed_pv.1)?;
         let copy = self.rounded_output(dqkv, 3 * btc)?;
         let run = self.qkv_heads(op, dx, copy, grads, d, 0);
         self.unmark_on_error(run, [(dqkv, 3 * btc)])
@@ -1216,34 +1225,61 @@ fn act_code(act: HiddenAct) -> i32 {
     }
 }
 
-/// The strided batched GEMMs of attention over b·nh head-major matrices (see kernels/attention.cu).
+/// A GEMM's row strides (elements) of A, B and C, each stored row-major.
+#[derive(Clone, Copy, Debug)]
+struct Lds {
+    a: usize,
+    b: usize,
+    c: usize,
+}
+
+impl Lds {
+    /// Rows packed: each matrix's row stride is its row's length.
+    fn packed(d: Gemm) -> Self {
+        Lds { a: if d.trans_a { d.m } else { d.k }, b: if d.trans_b { d.k } else { d.n }, c: d.n }
+    }
+}
+
+/// Attention's per-head products, each one strided batched GEMM over the b·nh heads. In bf16
+/// mode the [t, t] matrices (S, dP and the bf16 P and dS) live in scratch with rows `ld` apart,
+/// t rounded up to 8 elements: with t = 197 or 77 packed rows every row and every head's
+/// matrix started misaligned, and cuBLAS ran its unaligned kernels. In f32 mode S and dS are
+/// computed in the probs arena and scratch as they are, rows t apart.
 struct HeadGemms {
+    bf16: bool,
+    /// Row stride of the [t, t] matrices.
+    ld: usize,
+    /// Elements of b·nh [t, t] matrices with rows `ld` apart.
+    padded_len: usize,
     /// S = q·kᵀ/√hs: [t, hs]·[t, hs]ᵀ.
-    scores: Gemm,
+    scores: (Gemm, Lds),
     /// dP = dO·vᵀ: as `scores` without the scale.
-    scores_like: Gemm,
+    scores_like: (Gemm, Lds),
     /// O = P·v and dq = dS·k: [t, t]·[t, hs].
-    pv: Gemm,
+    pv: (Gemm, Lds),
     /// dk = dSᵀ·q and dv = Pᵀ·dO.
-    transposed_pv: Gemm,
+    transposed_pv: (Gemm, Lds),
 }
 
 impl HeadGemms {
-    fn new(d: Attn) -> Self {
+    fn new(d: Attn, bf16: bool) -> Self {
         let (t, hs, heads) = (d.t, d.hs, d.b * d.nh);
-        let batched = |g: Gemm, sa: usize, sb: usize, sc: usize| Gemm {
-            batch: heads,
-            stride_a: sa,
-            stride_b: sb,
-            stride_c: sc,
-            ..g.low_precision()
+        let ld = if bf16 { t.next_multiple_of(8) } else { t };
+        let batched = |g: Gemm, sa: usize, sb: usize, sc: usize| {
+            let g = Gemm { batch: heads, stride_a: sa, stride_b: sb, stride_c: sc, ..g.low_precision() };
+            (g, Lds::packed(g))
         };
         let scale = 1.0 / (hs as f64).sqrt();
+        let with_c = |(g, l): (Gemm, Lds)| (g, Lds { c: ld, ..l });
+        let with_a = |(g, l): (Gemm, Lds)| (g, Lds { a: ld, ..l });
         HeadGemms {
-            scores: batched(Gemm::new(t, t, hs, false, true, scale, 0.0), t * hs, t * hs, t * t),
-            scores_like: batched(Gemm::new(t, t, hs, false, true, 1.0, 0.0), t * hs, t * hs, t * t),
-            pv: batched(Gemm::new(t, hs, t, false, false, 1.0, 0.0), t * t, t * hs, t * hs),
-            transposed_pv: batched(Gemm::new(t, hs, t, true, false, 1.0, 0.0), t * t, t * hs, t * hs),
+            bf16,
+            ld,
+            padded_len: heads * t * ld,
+            scores: with_c(batched(Gemm::new(t, t, hs, false, true, scale, 0.0), t * hs, t * hs, t * ld)),
+            scores_like: with_c(batched(Gemm::new(t, t, hs, false, true, 1.0, 0.0), t * hs, t * hs, t * ld)),
+            pv: with_a(batched(Gemm::new(t, hs, t, false, false, 1.0, 0.0), t * ld, t * hs, t * hs)),
+            transposed_pv: with_a(batched(Gemm::new(t, hs, t, true, false, 1.0, 0.0), t * ld, t * hs, t * hs)),
         }
     }
 }

@@ -9,7 +9,10 @@
 //
 // In bf16 mode the GEMMs take bf16 operands: the kernels that produce an operand (q, k, v, dO in
 // head-major order, P, dS) also round it, writing bf16 into the backend's bf16 scratch, so no
-// separate conversion pass reads the operand again. P stays f32 in probs for the backward.
+// separate conversion pass reads the operand again. P stays f32 in probs for the backward. The
+// [t, t] matrices the GEMMs read or write there (S, dP, and P and dS in bf16) have rows `ld`
+// apart, t rounded up to 8 (aligned rows for cuBLAS; see HeadGemms in backend.rs), so S and dP go
+// to scratch and the softmax writes P into probs from there.
 
 // The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
 // packed side and one thread per column: reads and writes are contiguous runs of hs, and the
@@ -62,13 +65,15 @@ extern "C" __global__ void heads_rows(void* dst, bf16_bits* copy, const float* s
 // reductions only, no __syncthreads, WARP_ROWS rows per block. `rows` = b·nh·t.
 #define WARP_ROWS 8
 
-// In place over rows of `t` scores (row r is query r % t): P = softmax(S [+ causal mask]); with
-// `pb` (not null) also P rounded to bf16 there.
-extern "C" __global__ void attention_softmax(float* s, bf16_bits* pb, int t, int causal, long long rows) {
+// P = softmax(S [+ causal mask]) over rows of `t` scores (row r is query r % t): S in `s` with
+// rows `ld` apart, P into `p` with rows t apart (`p` may be `s` itself, with ld = t), and with
+// `pb` (not null) P rounded to bf16 there, rows `ld` apart.
+extern "C" __global__ void attention_softmax(const float* s, float* p, bf16_bits* pb, int t, int ld, int causal,
+                                             long long rows) {
     long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
     if (r >= rows) return;  // the whole warp: a row is never split
     int lane = threadIdx.x & 31, i = (int)(r % t), keys = causal ? i + 1 : t;
-    float* x = s + r * t;
+    const float* x = s + r * ld;
     float m = -INF_F;
     for (int j = lane; j < keys; j += 32) m = fmaxf(m, x[j]);
     m = warp_max(m);
@@ -77,19 +82,20 @@ extern "C" __global__ void attention_softmax(float* s, bf16_bits* pb, int t, int
     sum = warp_sum(sum);
     for (int j = lane; j < t; j += 32) {
         float y = j < keys ? expf(x[j] - m) / sum : 0.0f;
-        x[j] = y;
-        if (pb) pb[r * t + j] = f32_to_bf16(y);
+        p[r * t + j] = y;
+        if (pb) pb[r * ld + j] = f32_to_bf16(y);
     }
 }
 
-// ds holds dP on entry; dS = P ⊙ (dP − ⟨P, dP⟩)·scale (0 where P is masked) is written in place,
-// or, with `dsb` (not null), rounded to bf16 there, along with P rounded to bf16 into `pb`.
+// ds holds dP on entry, rows `ld` apart (P in `p`, rows t apart); dS = P ⊙ (dP − ⟨P, dP⟩)·scale
+// (0 where P is masked) is written in place, or, with `dsb` (not null), rounded to bf16 there,
+// along with P rounded to bf16 into `pb`, both with rows `ld` apart.
 extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb, const float* p, bf16_bits* pb, int t,
-                                                      float scale, long long rows) {
+                                                      int ld, float scale, long long rows) {
     long long r = (long long)blockIdx.x * WARP_ROWS + threadIdx.x / 32;
     if (r >= rows) return;
     int lane = threadIdx.x & 31;
-    float* g = ds + r * t;
+    float* g = ds + r * ld;
     const float* y = p + r * t;
     float s = 0.0f;
     for (int j = lane; j < t; j += 32) s += y[j] * g[j];
@@ -97,8 +103,8 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
     for (int j = lane; j < t; j += 32) {
         float v = y[j] * (g[j] - s) * scale;
         if (dsb) {
-            dsb[r * t + j] = f32_to_bf16(v);
-            pb[r * t + j] = f32_to_bf16(y[j]);
+            dsb[r * ld + j] = f32_to_bf16(v);
+            pb[r * ld + j] = f32_to_bf16(y[j]);
         } else {
             g[j] = v;
         }
