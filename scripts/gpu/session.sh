@@ -17,10 +17,13 @@ echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 for l in libcuda.so libnvrtc.so libcublas.so; do echo "== $l"; ldconfig -p | grep "$l" | head -3; for d in ${libdirs//:/ }; do ls "$d"/$l* 2>/dev/null; done; done
 python -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
 chmod +x carry/*
-echo "== probe"; timeout 60 carry/probe --nocapture
-echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
-echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
-echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
+# BENCH_ONLY=1 skips the checks (probe, kernel compile, suite, e2e) for a benchmark alone.
+if [ -z "${BENCH_ONLY:-}" ]; then
+    echo "== probe"; timeout 60 carry/probe --nocapture
+    echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
+    echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
+    echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
+fi
 # Both bf16 modes (BENCH_MODES): operands rounded by mulki's kernels (the default) and rounded
 # inside cuBLAS.
 for precision in ${BENCH_MODES:-bf16 fast-bf16}; do
