@@ -176,6 +176,15 @@ fn cublas(call: &'static str) -> impl FnOnce(cudarc::cublas::result::CublasError
     move |e| CudaError::Cublas { call, reason: format!("{e:?}") }.into()
 }
 
+/// Elements (of a streaming kernel) or table rows a thread loads together (`UNROLL` in
+/// kernels/common.cu).
+const UNROLL: usize = 4;
+
+/// The kernels written with `each_unrolled`: `UNROLL` elements per thread and round.
+fn unrolled_cfg(n: usize) -> LaunchConfig {
+    elem_cfg(n.div_ceil(UNROLL))
+}
+
 fn elem_cfg(n: usize) -> LaunchConfig {
     let blocks = n.div_ceil(ELEM_THREADS as usize).clamp(1, 1 << 20) as u32;
     LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 }
@@ -184,15 +193,15 @@ fn elem_cfg(n: usize) -> LaunchConfig {
 /// Largest grid y dimension CUDA allows.
 const MAX_GRID_Y: usize = 65535;
 
-/// A [rows, cols] table: one thread per column, one block row per table row (kernels stride
-/// over rows beyond the grid's y limit).
+/// A [rows, cols] table: one thread per column, one block row per `UNROLL` table rows (the
+/// kernels' `rows_unrolled` strides over rows beyond the grid's y limit).
 fn table_cfg(op: &'static str, rows: usize, cols: usize) -> Result<LaunchConfig, Error> {
     // An empty table gets an empty grid, which `launch!` skips.
     let grid_dim = if rows == 0 || cols == 0 {
         (0, 0, 1)
     } else {
         let x = u32::try_from(cols.div_ceil(ELEM_THREADS as usize)).map_err(|_| too_big(op))?;
-        (x, rows.min(MAX_GRID_Y) as u32, 1)
+        (x, rows.div_ceil(UNROLL).min(MAX_GRID_Y) as u32, 1)
     };
     Ok(LaunchConfig { grid_dim, block_dim: (ELEM_THREADS, 1, 1), shared_mem_bytes: 0 })
 }
@@ -619,7 +628,7 @@ impl CudaBackend {
 
     /// Rounds `n` f32 at `src` to bf16 at `dst`; returns `dst`.
     fn round_to_bf16(&mut self, dst: u64, src: u64, n: usize) -> Result<u64, Error> {
-        launch!(self, "to_bf16", elem_cfg(n), dst, src, n as i64)?;
+        launch!(self, "to_bf16", unrolled_cfg(n), dst, src, n as i64)?;
         Ok(dst)
     }
 
@@ -939,7 +948,7 @@ impl Backend for CudaBackend {
         let n = out.len;
         let ([o], [x]) = self.ptrs("act_forward", [(out, 0)], [(inp, n)])?;
         let copy = self.rounded_output(out, n)?;
-        let run = launch!(self, "act_forward_f32", elem_cfg(n), o, copy, x, act_code(act), n as i64);
+        let run = launch!(self, "act_forward_f32", unrolled_cfg(n), o, copy, x, act_code(act), n as i64);
         self.unmark_on_error(run, [(out, n)])
     }
 
@@ -947,7 +956,7 @@ impl Backend for CudaBackend {
         let n = dinp.len;
         let ([dx], [dy, x]) = self.ptrs("act_backward", [(dinp, 0)], [(dout, n), (inp, n)])?;
         let copy = self.rounded_output(dinp, n)?;
-        let run = launch!(self, "act_backward_f32", elem_cfg(n), dx, copy, dy, x, act_code(act), n as i64);
+        let run = launch!(self, "act_backward_f32", unrolled_cfg(n), dx, copy, dy, x, act_code(act), n as i64);
         self.unmark_on_error(run, [(dinp, n)])
     }
 
@@ -1171,7 +1180,7 @@ impl Backend for CudaBackend {
 
     fn axpby(&mut self, y: Buf, x: Buf, a: f64, b: f64) -> Result<(), Error> {
         let ([py], [px]) = self.ptrs("axpby", [(y, 0)], [(x, y.len)])?;
-        launch!(self, "axpby_f32", elem_cfg(y.len), py, px, a as f32, b as f32, y.len as i64)
+        launch!(self, "axpby_f32", unrolled_cfg(y.len), py, px, a as f32, b as f32, y.len as i64)
     }
 
     fn adamw(&mut self, params: Buf, grads: Buf, m: Buf, v: Buf, hp: AdamW) -> Result<(), Error> {

@@ -14,10 +14,10 @@
 // apart, t rounded up to 8 (aligned rows for cuBLAS; see HeadGemms in backend.rs), so S and dP go
 // to scratch and the softmax writes P into probs from there.
 
-// The permutations run one block row (blockIdx.y, striding by gridDim.y) per token row of the
-// packed side and one thread per column: reads and writes are contiguous runs of hs, and the
-// divisions are 32-bit (b·t fits an int, checked by the backend; a 64-bit division per element
-// costs more than its traffic), only the final offsets 64-bit.
+// The permutations run one block row (blockIdx.y, then UNROLL rows gridDim.y apart; see
+// rows_unrolled) per token row of the packed side and one thread per column: reads and writes are
+// contiguous runs of hs, and the divisions are 32-bit (b·t fits an int, checked by the backend; a
+// 64-bit division per element costs more than its traffic), only the final offsets 64-bit.
 
 // mode 1: heads [3, b, nh, t, hs] = packed qkv [b, t, 3, nh, hs] (f32 heads), mode 2: the same
 // rounded to bf16 heads; mode 0: packed += heads (f32, the gradient's way back), also rounded
@@ -27,17 +27,24 @@ extern "C" __global__ void qkv_heads(float* packed, bf16_bits* copy, void* heads
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= 3 * c) return;
     int which = col / c, h = (col % c) / hs, d = col % hs;
-    for (int row = blockIdx.y; row < b * t; row += gridDim.y) {
-        int bi = row / t, i = row % t;
-        long long head = (((long long)which * b + bi) * nh + h) * t * hs + (long long)i * hs + d;
-        long long at = (long long)row * 3 * c + col;
-        if (mode) {
-            store(heads, head, packed[at], mode == 2);
-        } else {
-            float y = packed[at] + ((const float*)heads)[head];
-            packed[at] = y;
-            keep_bf16(copy, at, y);
-        }
+    // Row `r`'s element on the packed side and on the head-major side.
+    auto at = [&](long long r) { return r * 3 * c + col; };
+    auto head = [&](long long r) {
+        int row = (int)r, bi = row / t, i = row % t;
+        return (((long long)which * b + bi) * nh + h) * t * hs + (long long)i * hs + d;
+    };
+    if (mode) {
+        rows_unrolled(
+            b * t, [&](long long r) { return packed[at(r)]; },
+            [&](long long r, float x) { store(heads, head(r), x, mode == 2); });
+    } else {
+        rows_unrolled(
+            b * t, [&](long long r) { return f2{packed[at(r)], ((const float*)heads)[head(r)]}; },
+            [&](long long r, f2 v) {
+                float y = v.a + v.b;
+                packed[at(r)] = y;
+                keep_bf16(copy, at(r), y);
+            });
     }
 }
 
@@ -49,15 +56,23 @@ extern "C" __global__ void heads_rows(void* dst, bf16_bits* copy, const float* s
     int c = nh * hs, col = blockIdx.x * blockDim.x + threadIdx.x;
     if (col >= c) return;
     int h = col / hs, d = col % hs;
-    for (int row = blockIdx.y; row < b * t; row += gridDim.y) {
-        int bi = row / t, i = row % t;
-        long long head = (((long long)bi * nh + h) * t + i) * hs + d, at = (long long)row * c + col;
-        if (mode == 1) {
-            ((float*)dst)[at] = src[head];
-            keep_bf16(copy, at, src[head]);
-        } else {
-            store(dst, head, src[at], mode == 2);
-        }
+    // Row `r`'s element on the row side and on the head-major side.
+    auto at = [&](long long r) { return r * c + col; };
+    auto head = [&](long long r) {
+        int row = (int)r, bi = row / t, i = row % t;
+        return (((long long)bi * nh + h) * t + i) * hs + d;
+    };
+    if (mode == 1) {
+        rows_unrolled(
+            b * t, [&](long long r) { return src[head(r)]; },
+            [&](long long r, float x) {
+                ((float*)dst)[at(r)] = x;
+                keep_bf16(copy, at(r), x);
+            });
+    } else {
+        rows_unrolled(
+            b * t, [&](long long r) { return src[at(r)]; },
+            [&](long long r, float x) { store(dst, head(r), x, mode == 2); });
     }
 }
 

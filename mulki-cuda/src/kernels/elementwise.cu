@@ -10,7 +10,8 @@ extern "C" __global__ void scale_f32(float* y, float a, long long n) {
 
 // y = a·x + b·y
 extern "C" __global__ void axpby_f32(float* y, const float* x, float a, float b, long long n) {
-    FOR_EACH(i, n) y[i] = a * x[i] + b * y[i];
+    each_unrolled(
+        n, [&](long long i) { return f2{x[i], y[i]}; }, [&](long long i, f2 v) { y[i] = a * v.a + b * v.b; });
 }
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -33,20 +34,24 @@ __device__ __forceinline__ float act_derivative(int act, float x) {
 
 // `copy` (null for none): where the result's bf16 rounding goes too (see keep_bf16).
 extern "C" __global__ void act_forward_f32(float* out, bf16_bits* copy, const float* inp, int act, long long n) {
-    FOR_EACH(i, n) {
-        float y = act_value(act, inp[i]);
-        out[i] = y;
-        keep_bf16(copy, i, y);
-    }
+    each_unrolled(
+        n, [&](long long i) { return inp[i]; },
+        [&](long long i, float x) {
+            float y = act_value(act, x);
+            out[i] = y;
+            keep_bf16(copy, i, y);
+        });
 }
 
 extern "C" __global__ void act_backward_f32(float* dinp, bf16_bits* copy, const float* dout, const float* inp, int act,
                                             long long n) {
-    FOR_EACH(i, n) {
-        float y = dinp[i] + dout[i] * act_derivative(act, inp[i]);
-        dinp[i] = y;
-        keep_bf16(copy, i, y);
-    }
+    each_unrolled(
+        n, [&](long long i) { return f3{dinp[i], dout[i], inp[i]}; },
+        [&](long long i, f3 v) {
+            float y = v.a + v.b * act_derivative(act, v.c);
+            dinp[i] = y;
+            keep_bf16(copy, i, y);
+        });
 }
 
 // torch.optim.AdamW, the same f32 operations in the same order as the CPU backend; skipped when
@@ -66,7 +71,7 @@ extern "C" __global__ void adamw_f32(float* p, const float* g, float* m, float* 
 }
 
 extern "C" __global__ void to_bf16(bf16_bits* out, const float* inp, long long n) {
-    FOR_EACH(i, n) out[i] = f32_to_bf16(inp[i]);
+    each_unrolled(n, [&](long long i) { return inp[i]; }, [&](long long i, float x) { out[i] = f32_to_bf16(x); });
 }
 
 // dst[r, :] += dout[r] · src[r, :]  (row_dot backward, one side)

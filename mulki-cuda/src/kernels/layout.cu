@@ -70,5 +70,7 @@ extern "C" __global__ void vision_embed_backward_patches_f32(float* dpatch_out, 
 extern "C" __global__ void broadcast_add_f32(float* out, const float* add, int inner, long long outer) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= inner) return;
-    for (long long o = blockIdx.y; o < outer; o += gridDim.y) out[o * inner + j] += add[j];
+    float a = add[j];
+    rows_unrolled(
+        outer, [&](long long o) { return out[o * inner + j]; }, [&](long long o, float x) { out[o * inner + j] = x + a; });
 }
