@@ -117,9 +117,8 @@ impl Rounded {
     }
 
     /// The bf16 copies, in `form`, of the operands `(arena, start, len)` a GEMM (or attention)
-    /// reads now. When the new ones do not fit beside the pool's entries but all of them fit in
-    /// an empty pool, the pool starts again before any is placed, so placing one never
-    /// overwrites another.
+    /// reads now, placed together (see [`Self::place_all`]), so placing one never overwrites
+    /// another.
     pub(crate) fn lookup<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Placed; N] {
         let copies = self.place_all(form, operands);
         for c in copies {
@@ -146,7 +145,7 @@ impl Rounded {
     }
 
     /// Places the copies of `operands` together: when the new ones do not fit beside the pool's
-    /// entries but all of them fit in an empty pool, the pool starts again first.
+    /// entries but all of them fit in an empty pool, the pool starts again before any is placed.
     fn place_all<const N: usize>(&mut self, form: Form, operands: [(u32, usize, usize); N]) -> [Placed; N] {
         let keys = operands.map(|(arena, start, len)| Key { arena, start, len, form });
         let distinct = |i: &usize| !keys[..*i].contains(&keys[*i]);

@@ -9,10 +9,11 @@
 //
 // In bf16 mode the GEMMs take bf16 operands: the kernels that produce an operand (q, k, v, dO in
 // head-major order, P, dS) also round it, writing bf16 into the backend's bf16 scratch, so no
-// separate conversion pass reads the operand again. P stays f32 in probs for the backward. The
-// [t, t] matrices the GEMMs read or write there (S, dP, and P and dS in bf16) have rows `ld`
-// apart, t rounded up to 8 (aligned rows for cuBLAS; see HeadGemms in backend.rs), so S and dP go
-// to scratch and the softmax writes P into probs from there.
+// separate conversion pass reads the operand again. P stays f32 in probs for the backward. In
+// bf16 mode the [t, t] matrices the GEMMs read or write (S, dP, and P and dS in bf16) have rows
+// `ld` apart, t rounded up to 8 (aligned rows for cuBLAS; see HeadGemms in backend.rs), so S and
+// dP go to scratch and the softmax writes P into probs from there; in f32 mode ld = t and S is
+// computed in probs.
 
 // The permutations run one block row (blockIdx.y, then UNROLL rows gridDim.y apart; see
 // rows_unrolled) per token row of the packed side and one thread per column: reads and writes are

@@ -65,8 +65,8 @@ extern "C" __global__ void vision_embed_backward_patches_f32(float* dpatch_out, 
     }
 }
 
-// out[o, :] += add[:] with add of `inner` elements (bias, position embeddings): one block row per
-// outer index (striding by gridDim.y), so no division per element.
+// out[o, :] += add[:] with add of `inner` elements (bias, position embeddings): block rows over
+// the outer index (see rows_unrolled), so no division per element.
 extern "C" __global__ void broadcast_add_f32(float* out, const float* add, int inner, long long outer) {
     int j = blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= inner) return;

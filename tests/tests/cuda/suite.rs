@@ -464,10 +464,11 @@ fn bf16_operands_are_rounded_once_until_written() {
 }
 
 /// In bf16 mode the kernels that write a tower GEMM's next operand (layer norm forward and
-/// backward, the MLP activation and its backward) also write its bf16 copy: the GEMM rounds
-/// nothing for it, and reads exactly the f32 result rounded (each product matches one in f64 on
-/// the GPU's f32 values rounded to bf16, to 1e-5 relative, so a copy not written, or stale,
-/// fails); a later write by a kernel that keeps no copy makes the GEMM round it again.
+/// backward, the MLP activation and its backward, attention's output rows and its dqkv) also
+/// write its bf16 copy: the GEMM rounds nothing for it, and reads exactly the f32 result rounded
+/// (each product matches one in f64 on the GPU's f32 values rounded to bf16, to 1e-5 relative,
+/// so a copy not written, or stale, fails); a later write by a kernel that keeps no copy makes
+/// the GEMM round it again.
 #[test]
 fn bf16_producers_write_the_copy_their_gemm_reads() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
@@ -475,7 +476,8 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
     let roundings = |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
     let (rows, c) = (37, 24);
     let d = Rows { rows, c, eps: 1e-5 };
-    let fwd = Gemm::new(rows, c, c, false, true, 1.0, 0.0).low_precision(); // y = a·wᵀ
+    // y [r, c] = a [r, k]·w [c, k]ᵀ
+    let fwd = |r: usize, k: usize| Gemm::new(r, c, k, false, true, 1.0, 0.0).low_precision();
     let mut buf = |n: usize, seed: u64| {
         let b = Buf { arena: gpu.alloc(n).unwrap(), offset: 0, len: n };
         gpu.write(b, &normals(seed, n).iter().map(|&v| v as f32).collect::<Vec<f32>>()).unwrap();
@@ -484,34 +486,48 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
     let (x, lw, lb, w, dy) = (buf(rows * c, 1), buf(c, 2), buf(c, 3), buf(c * c, 4), buf(rows * c, 5));
     let [ln, h, dh, dx, dlw, dlb] = [6, 7, 8, 9, 10, 11].map(|seed| buf(rows * c, seed));
     let [mean, rstd] = [12, 13].map(|seed| buf(rows, seed));
-    let ys: Vec<Buf> = (20..25).map(|seed| buf(rows * c, seed)).collect();
-    gpu.gemm(ys[0], x, w, fwd).unwrap(); // rounds x and w
+    let ys: Vec<Buf> = (20..27).map(|seed| buf(rows * c, seed)).collect();
+    // Attention over b·t rows of nh·hs = c columns, with its own packed qkv and weights.
+    let a = Attn { b: 2, t: 13, nh: 3, hs: 8, causal: true };
+    let (nqkv, nout, nprobs) = attn_len(a);
+    let (ar, w3) = (a.b * a.t, buf(3 * c * c, 30));
+    let (qkv, att, probs, datt, dqkv) = (buf(nqkv, 31), buf(nout, 32), buf(nprobs, 33), buf(nout, 34), buf(nqkv, 35));
+    gpu.gemm(ys[0], x, w, fwd(rows, c)).unwrap(); // rounds x and w
+    gpu.gemm(ys[0], dqkv, w3, fwd(ar, 3 * c)).unwrap(); // rounds w3 (and dqkv)
     let before = roundings(&mut gpu);
-    let mut operands = Vec::new();
+    // (operand, its rows, its width, the weight, the product)
+    let mut products = Vec::new();
+    let read = |be: &mut CudaBackend, b: Buf| read_f64(be, b).unwrap();
     gpu.layer_norm_forward(ln, mean, rstd, x, lw, lb, d).unwrap();
-    gpu.gemm(ys[1], ln, w, fwd).unwrap();
-    operands.push(read_f64(&mut gpu, ln).unwrap());
+    gpu.gemm(ys[1], ln, w, fwd(rows, c)).unwrap();
+    products.push((read(&mut gpu, ln), rows, c, w, ys[1]));
     gpu.act_forward(h, ln, HiddenAct::QuickGelu).unwrap();
-    gpu.gemm(ys[2], h, w, fwd).unwrap();
-    operands.push(read_f64(&mut gpu, h).unwrap());
+    gpu.gemm(ys[2], h, w, fwd(rows, c)).unwrap();
+    products.push((read(&mut gpu, h), rows, c, w, ys[2]));
     gpu.act_backward(dh, dy, ln, HiddenAct::QuickGelu).unwrap(); // adds to dh's values
-    gpu.gemm(ys[3], dh, w, fwd).unwrap();
-    operands.push(read_f64(&mut gpu, dh).unwrap());
+    gpu.gemm(ys[3], dh, w, fwd(rows, c)).unwrap();
+    products.push((read(&mut gpu, dh), rows, c, w, ys[3]));
     gpu.layer_norm_backward(dx, Buf { len: c, ..dlw }, Buf { len: c, ..dlb }, dy, x, lw, mean, rstd, d).unwrap();
-    gpu.gemm(ys[4], dx, w, fwd).unwrap();
-    operands.push(read_f64(&mut gpu, dx).unwrap());
+    gpu.gemm(ys[4], dx, w, fwd(rows, c)).unwrap();
+    products.push((read(&mut gpu, dx), rows, c, w, ys[4]));
+    gpu.attention_forward(att, probs, qkv, a).unwrap();
+    gpu.gemm(ys[5], att, w, fwd(ar, c)).unwrap();
+    products.push((read(&mut gpu, att), ar, c, w, ys[5]));
+    gpu.attention_backward(dqkv, datt, qkv, probs, a).unwrap(); // adds to dqkv's values
+    gpu.gemm(ys[6], dqkv, w3, fwd(ar, 3 * c)).unwrap();
+    products.push((read(&mut gpu, dqkv), ar, 3 * c, w3, ys[6]));
     let produced = roundings(&mut gpu) - before;
     gpu.axpby(h, dy, 1.0, 1.0).unwrap(); // no copy kept: the next GEMM rounds h again
-    gpu.gemm(ys[0], h, w, fwd).unwrap();
-    operands.push(read_f64(&mut gpu, h).unwrap());
+    gpu.gemm(ys[0], h, w, fwd(rows, c)).unwrap();
+    products.push((read(&mut gpu, h), rows, c, w, ys[0]));
     assert_eq!((produced, roundings(&mut gpu) - before), (0, 1), "to_bf16 launches: after producers, after a write");
-    let wv = read_f64(&mut gpu, w).unwrap();
-    for (i, (a, y)) in operands.iter().zip([1, 2, 3, 4, 0]).enumerate() {
+    for (i, (op, r, k, w, y)) in products.into_iter().enumerate() {
+        let wv = read(&mut gpu, w);
         let want: Vec<f64> =
-            (0..rows * c).map(|e| (0..c).map(|k| bf16(a[e / c * c + k]) * bf16(wv[e % c * c + k])).sum()).collect();
-        let got = read_f64(&mut gpu, ys[y]).unwrap();
+            (0..r * c).map(|e| (0..k).map(|j| bf16(op[e / c * k + j]) * bf16(wv[e % c * k + j])).sum()).collect();
+        let got = read(&mut gpu, y);
         let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let (diff, at) = max_abs_diff(&want, &got);
+        let (diff, at) = max_abs_diff(&want, &got[..r * c]);
         assert!(within(diff, 1e-5 * scale + 1e-6), "product {i}: max|Δ| {diff:e} at {at} (max|ref| {scale:e})");
     }
 }
