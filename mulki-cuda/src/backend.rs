@@ -526,7 +526,7 @@ impl CudaBackend {
 
     /// [`Backend::gemm`] on device pointers whose extents the caller checked; the operands are
     /// bf16 where [`Self::rounds`], f32 otherwise.
-    fn gemm_ptrs(&mut self, pc: u64, pa: u64, pb: u64, d: Gemm, ld: Lds) -> Result<(), Error> {
+    fn gemm_ptrs(&mut self, pc: u64, pa: u64, pb: u64, (d, ld): (Gemm, Lds)) -> Result<(), Error> {
         let op = "gemm";
         if d.batch == 0 || d.m == 0 || d.n == 0 {
             return Ok(());
@@ -660,17 +660,22 @@ impl CudaBackend {
         Ok(copies.map(|c| c.map(|at| base + 2 * at as u64)))
     }
 
-    /// Where the kernel about to write `out` (its first `n` elements; already through
-    /// [`Self::ptrs`]) also writes their bf16 copy, for the tower GEMM that reads them next: a
-    /// place in the pool in bf16 mode, null (0) otherwise or without room. The caller passes
-    /// its launch through [`Self::unmark_on_error`].
-    fn rounded_output(&mut self, out: Buf, n: usize) -> Result<u64, Error> {
-        if self.precision != Precision::Bf16 {
-            return Ok(0);
-        }
-        let pool = self.pool()?;
-        let base = pool.mem.base;
-        Ok(pool.rounded.produce(out.arena, out.offset, n).map_or(0, |at| base + 2 * at as u64))
+    /// Runs `launch(self, copy)`, the kernel about to write `out` (its first `n` elements;
+    /// already through [`Self::ptrs`]), with `copy` where it also writes their bf16 rounding for
+    /// the tower GEMM that reads them next: a place in the pool in bf16 mode, null (0) otherwise
+    /// or without room. A failed launch leaves the copy marked stale.
+    fn with_rounded_copy(
+        &mut self, out: Buf, n: usize, launch: impl FnOnce(&mut Self, u64) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let copy = if self.precision == Precision::Bf16 {
+            let pool = self.pool()?;
+            let base = pool.mem.base;
+            pool.rounded.produce(out.arena, out.offset, n).map_or(0, |at| base + 2 * at as u64)
+        } else {
+            0
+        };
+        let run = launch(self, copy);
+        self.unmark_on_error(run, [(out, n)])
     }
 
     /// The rounded-operand pool, made on first use.
@@ -821,7 +826,7 @@ impl Backend for CudaBackend {
         if self.rounds(d) && d.batch > 0 && d.m > 0 && d.n > 0 {
             [pa, pb] = self.rounded_operands([(a, pa, na), (b, pb, nb)])?;
         }
-        self.gemm_ptrs(pc, pa, pb, d, Lds::packed(d))
+        self.gemm_ptrs(pc, pa, pb, (d, Lds::packed(d)))
     }
 
     fn broadcast_add_forward(&mut self, out: Buf, add: Buf, d: Bcast) -> Result<(), Error> {
@@ -845,9 +850,9 @@ impl Backend for CudaBackend {
         let ([o, m, s], [x, w, b]) =
             self.ptrs("layer_norm_forward", [(out, rc), (mean, r), (rstd, r)], [(inp, rc), (weight, c), (bias, c)])?;
         let ci = i32_of("layer_norm_forward", c)?;
-        let copy = self.rounded_output(out, rc)?;
-        let run = launch!(self, "layer_norm_forward_f32", row_cfg(r, c), o, copy, m, s, x, w, b, ci, d.eps as f32);
-        self.unmark_on_error(run, [(out, rc)])
+        self.with_rounded_copy(out, rc, |be, copy| {
+            launch!(be, "layer_norm_forward_f32", row_cfg(r, c), o, copy, m, s, x, w, b, ci, d.eps as f32)
+        })
     }
 
     fn layer_norm_backward(
@@ -861,9 +866,9 @@ impl Backend for CudaBackend {
         )?;
         let ci = i32_of("layer_norm_backward", c)?;
         let tmp = self.scratch(Slot::Temp, rc)?;
-        let copy = self.rounded_output(dinp, rc)?;
-        let run = launch!(self, "layer_norm_backward_f32", row_cfg(r, c), dx, copy, tmp, dy, x, w, m, s, ci);
-        self.unmark_on_error(run, [(dinp, rc)])?;
+        self.with_rounded_copy(dinp, rc, |be, copy| {
+            launch!(be, "layer_norm_backward_f32", row_cfg(r, c), dx, copy, tmp, dy, x, w, m, s, ci)
+        })?;
         self.column_sum(dw, tmp, r, c, c)?;
         self.column_sum(db, dy, r, c, c)
     }
@@ -897,17 +902,15 @@ impl Backend for CudaBackend {
         } else {
             (p, 0)
         };
-        self.gemm_ptrs(s, q, k, g.scores.0, g.scores.1)?;
+        self.gemm_ptrs(s, q, k, g.scores)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
         let (causal, ld) = (d.causal as i32, i32_of(op, g.ld)?);
         let rows = d.b * d.nh * d.t;
         launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, s, p, pb, t, ld, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
-        self.gemm_ptrs(oh, if g.bf16 { pb } else { p }, v, g.pv.0, g.pv.1)?;
+        self.gemm_ptrs(oh, if g.bf16 { pb } else { p }, v, g.pv)?;
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
-        let copy = self.rounded_output(out, btc)?;
-        let run = launch!(self, "heads_rows", rows, o, copy, oh, b, t, nh, hs, 1i32);
-        self.unmark_on_error(run, [(out, btc)])
+        self.with_rounded_copy(out, btc, |be, copy| launch!(be, "heads_rows", rows, o, copy, oh, b, t, nh, hs, 1i32))
     }
 
     fn attention_backward(&mut self, dqkv: Buf, dout: Buf, qkv: Buf, probs: Buf, d: Attn) -> Result<(), Error> {
@@ -922,7 +925,7 @@ impl Backend for CudaBackend {
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows", rows, doh, 0u64, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
         let ds = self.scratch(Slot::Temp, g.padded_len)?;
-        self.gemm_ptrs(ds, doh, v, g.scores_like.0, g.scores_like.1)?;
+        self.gemm_ptrs(ds, doh, v, g.scores_like)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         let rows = d.b * d.nh * d.t;
         // bf16: dS and P rounded into bf16 scratch for the GEMMs; otherwise dS in place.
@@ -936,28 +939,26 @@ impl Backend for CudaBackend {
         let (ds, p) = if bf16 { (dsb, pb) } else { (ds, p) };
         let grads = self.scratch(Slot::HeadGrads, 3 * btc)?;
         let (dq, dk, dv) = (grads, grads + 4 * btc as u64, grads + 8 * btc as u64);
-        self.gemm_ptrs(dq, ds, k, g.pv.0, g.pv.1)?;
-        self.gemm_ptrs(dk, ds, q, g.transposed_pv.0, g.transposed_pv.1)?;
-        self.gemm_ptrs(dv, p, doh, g.transposed_pv.0, g.transposed_pv.1)?;
-        let copy = self.rounded_output(dqkv, 3 * btc)?;
-        let run = self.qkv_heads(op, dx, copy, grads, d, 0);
-        self.unmark_on_error(run, [(dqkv, 3 * btc)])
+        self.gemm_ptrs(dq, ds, k, g.pv)?;
+        self.gemm_ptrs(dk, ds, q, g.transposed_pv)?;
+        self.gemm_ptrs(dv, p, doh, g.transposed_pv)?;
+        self.with_rounded_copy(dqkv, 3 * btc, |be, copy| be.qkv_heads(op, dx, copy, grads, d, 0))
     }
 
     fn act_forward(&mut self, out: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
         let n = out.len;
         let ([o], [x]) = self.ptrs("act_forward", [(out, 0)], [(inp, n)])?;
-        let copy = self.rounded_output(out, n)?;
-        let run = launch!(self, "act_forward_f32", unrolled_cfg(n), o, copy, x, act_code(act), n as i64);
-        self.unmark_on_error(run, [(out, n)])
+        self.with_rounded_copy(out, n, |be, copy| {
+            launch!(be, "act_forward_f32", unrolled_cfg(n), o, copy, x, act_code(act), n as i64)
+        })
     }
 
     fn act_backward(&mut self, dinp: Buf, dout: Buf, inp: Buf, act: HiddenAct) -> Result<(), Error> {
         let n = dinp.len;
         let ([dx], [dy, x]) = self.ptrs("act_backward", [(dinp, 0)], [(dout, n), (inp, n)])?;
-        let copy = self.rounded_output(dinp, n)?;
-        let run = launch!(self, "act_backward_f32", unrolled_cfg(n), dx, copy, dy, x, act_code(act), n as i64);
-        self.unmark_on_error(run, [(dinp, n)])
+        self.with_rounded_copy(dinp, n, |be, copy| {
+            launch!(be, "act_backward_f32", unrolled_cfg(n), dx, copy, dy, x, act_code(act), n as i64)
+        })
     }
 
     fn embedding_forward(&mut self, out: Buf, table: Buf, ids: IdxBuf, c: usize) -> Result<(), Error> {
