@@ -117,10 +117,13 @@ fn syncing_functions(src: &str) -> Vec<String> {
     let calls = |body: &str, f: &str| {
         body.match_indices(f).any(|(i, _)| {
             let before = body[..i].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-            before && body[i + f.len()..].trim_start().starts_with('(')
+            // a call, possibly of a template instance: `f(` or `f<...>(`
+            let after = body[i + f.len()..].trim_start();
+            let after = if after.starts_with('<') { after.split_once('>').map_or(after, |(_, a)| a) } else { after };
+            before && after.trim_start().starts_with('(')
         })
     };
-    let mut syncing: Vec<String> = vec!["__syncthreads".into(), "__shfl_xor_sync".into()];
+    let mut syncing: Vec<String> = vec!["__syncthreads".into(), "__shfl_xor_sync".into(), "mma_bf16".into()];
     loop {
         let before = syncing.len();
         for (name, body) in &bodies {

@@ -36,8 +36,13 @@ const ROW_THREADS: u32 = 256;
 const ELEM_THREADS: u32 = 256;
 /// Elements of a long row summed by one block of the two-pass row dot product.
 const LONG_ROW_CHUNK: usize = 1 << 16;
-/// Row chunks of the two-pass column sums.
+/// Row chunks of the two-pass column sums: at least COLUMN_CHUNKS, more for narrow sums, up to
+/// COLUMN_BLOCKS blocks in all. With 64 chunks a 512-wide bias gradient ran 128 blocks, about
+/// one per SM of an H100 or H200, and streamed at 1.9 TB/s; the finishing pass sums at most
+/// MAX_COLUMN_CHUNKS partials per column.
 const COLUMN_CHUNKS: usize = 64;
+const COLUMN_BLOCKS: usize = 1024;
+const MAX_COLUMN_CHUNKS: usize = 256;
 
 /// A device allocation and its element count.
 struct Arena<T> {
@@ -498,10 +503,11 @@ impl CudaBackend {
         if outer == 0 || n == 0 {
             return Ok(());
         }
-        let chunks = outer.min(COLUMN_CHUNKS);
+        let blocks = n.div_ceil(ELEM_THREADS as usize);
+        let chunks = outer.min((COLUMN_BLOCKS / blocks).clamp(COLUMN_CHUNKS, MAX_COLUMN_CHUNKS));
         let partial = self.scratch(Slot::Partial, chunks * n)?;
         let cfg = LaunchConfig {
-            grid_dim: (n.div_ceil(ELEM_THREADS as usize) as u32, chunks as u32, 1),
+            grid_dim: (blocks as u32, chunks as u32, 1),
             block_dim: (ELEM_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -590,6 +596,16 @@ impl CudaBackend {
         }
         .map_err(cublas("cublasGemmStridedBatchedEx"))?;
         self.profile_end(label, t0)
+    }
+
+    /// The launch configuration of the fused attention kernels (one block per FA_ROWS rows of a
+    /// head) where they take `d`: bf16 mode, a device with tensor cores, and [`fused_fits`].
+    fn fused_cfg(&self, bf16: bool, d: Attn) -> Option<LaunchConfig> {
+        (bf16 && self.k.tensor_cores && fused_fits(d)).then(|| LaunchConfig {
+            grid_dim: (d.t.div_ceil(FA_ROWS) as u32, (d.b * d.nh) as u32, 1),
+            block_dim: (32 * FA_WARPS, 1, 1),
+            shared_mem_bytes: 0,
+        })
     }
 
     /// Permutes packed `qkv` (at `x`) to head-major q, k, v; returns their pointers. Where
@@ -894,6 +910,18 @@ impl Backend for CudaBackend {
         let (btc, bhtt) = (d.b * d.t * d.nh * d.hs, d.b * d.nh * d.t * d.t);
         let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
         let g = self.head_gemms(d);
+        let [b, t, nh, hs] = head_dims(op, d)?;
+        let (causal, scale) = (d.causal as i32, (1.0 / (d.hs as f64).sqrt()) as f32);
+        if let Some(cfg) = self.fused_cfg(g.bf16, d) {
+            // The instance whose registers hold the scores of t keys (see kernels/attention.cu).
+            return self.with_rounded_copy(out, btc, |be, copy| {
+                if d.t <= 128 {
+                    launch!(be, "attention_fused_forward_128", cfg, x, o, copy, p, t, nh, hs, causal, scale)
+                } else {
+                    launch!(be, "attention_fused_forward_256", cfg, x, o, copy, p, t, nh, hs, causal, scale)
+                }
+            });
+        }
         let [q, k, v] = self.heads_of(op, qkv, x, d, g.bf16)?;
         // bf16: S into padded scratch, P from there into probs and, rounded, into padded bf16
         // scratch for O = P·v; f32: S in probs, P over it in place.
@@ -903,8 +931,7 @@ impl Backend for CudaBackend {
             (p, 0)
         };
         self.gemm_ptrs(s, q, k, g.scores)?;
-        let [b, t, nh, hs] = head_dims(op, d)?;
-        let (causal, ld) = (d.causal as i32, i32_of(op, g.ld)?);
+        let ld = i32_of(op, g.ld)?;
         let rows = d.b * d.nh * d.t;
         launch!(self, "attention_softmax", warp_rows_cfg(op, rows)?, s, p, pb, t, ld, causal, rows as i64)?;
         let oh = self.scratch(Slot::HeadRows, btc)?;
@@ -919,14 +946,25 @@ impl Backend for CudaBackend {
         let ([dx], [dy, x, p]) = self.ptrs(op, [(dqkv, 3 * btc)], [(dout, btc), (qkv, 3 * btc), (probs, bhtt)])?;
         let g = self.head_gemms(d);
         let bf16 = g.bf16;
-        let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
         let [b, t, nh, hs] = head_dims(op, d)?;
+        let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
+        if let Some(cfg) = self.fused_cfg(bf16, d) {
+            let ds = self.scratch(Slot::Temp, bhtt)?;
+            return self.with_rounded_copy(dqkv, 3 * btc, |be, copy| {
+                if d.t <= 128 {
+                    launch!(be, "attention_fused_backward_dq_128", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
+                } else {
+                    launch!(be, "attention_fused_backward_dq_256", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
+                }
+                .and_then(|()| launch!(be, "attention_fused_backward_dkv", cfg, x, dy, p, ds, dx, copy, t, nh, hs))
+            });
+        }
+        let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
         let doh = if bf16 { self.bf16_scratch(Bf16Slot::HeadRows, btc)? } else { self.scratch(Slot::HeadRows, btc)? };
         let rows = table_cfg(op, d.b * d.t, d.nh * d.hs)?;
         launch!(self, "heads_rows", rows, doh, 0u64, dy, b, t, nh, hs, if bf16 { 2i32 } else { 0 })?;
         let ds = self.scratch(Slot::Temp, g.padded_len)?;
         self.gemm_ptrs(ds, doh, v, g.scores_like)?;
-        let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         let rows = d.b * d.nh * d.t;
         // bf16: dS and P rounded into bf16 scratch for the GEMMs; otherwise dS in place.
         let (dsb, pb) = if bf16 {
@@ -1233,6 +1271,18 @@ fn act_code(act: HiddenAct) -> i32 {
         HiddenAct::QuickGelu => 0,
         HiddenAct::Gelu => 1,
     }
+}
+
+/// Warps per block and query rows per block of `attention_fused_forward` (`FA_WARPS` and
+/// `FA_ROWS` in kernels/attention.cu).
+const FA_WARPS: u32 = 4;
+const FA_ROWS: usize = 16 * FA_WARPS as usize;
+
+/// Whether `attention_fused_forward` takes these shapes: head sizes a multiple of 16 up to 64
+/// (ViT-B/16 and CLIP's text tower have 64), up to 256 keys (196 patches and a class token, 77
+/// tokens) and one grid row per head; others take the GEMM path.
+fn fused_fits(d: Attn) -> bool {
+    d.hs.is_multiple_of(16) && d.hs <= 64 && d.t <= 256 && d.b * d.nh <= MAX_GRID_Y
 }
 
 /// A GEMM's row strides (elements) of A, B and C, each stored row-major.

@@ -21,7 +21,7 @@ const SOURCES: [(&str, &str); 5] = [
 ];
 
 /// Every kernel of [`SOURCES`].
-pub const NAMES: [&str; 36] = [
+pub const NAMES: [&str; 41] = [
     "fill_f32",
     "scale_f32",
     "axpby_f32",
@@ -58,6 +58,11 @@ pub const NAMES: [&str; 36] = [
     "heads_rows",
     "attention_softmax",
     "attention_softmax_backward",
+    "attention_fused_forward_128",
+    "attention_fused_forward_256",
+    "attention_fused_backward_dq_128",
+    "attention_fused_backward_dq_256",
+    "attention_fused_backward_dkv",
 ];
 
 /// The whole translation unit.
@@ -102,6 +107,8 @@ pub fn arch_for(cc: (i32, i32)) -> &'static str {
 /// The loaded kernels, by name.
 pub struct Kernels {
     functions: HashMap<&'static str, CudaFunction>,
+    /// Whether the device has bf16 tensor-core products (`mma_bf16`, sm_80 and later).
+    pub tensor_cores: bool,
 }
 
 impl Kernels {
@@ -118,7 +125,7 @@ impl Kernels {
                 .map_err(|source| CudaError::Driver { call: "cuModuleGetFunction", source })?;
             functions.insert(name, f);
         }
-        Ok(Kernels { functions })
+        Ok(Kernels { functions, tensor_cores: cc.0 >= 8 })
     }
 
     /// The function `name` (one of [`NAMES`]).

@@ -129,7 +129,7 @@ struct Fiber {
     bool done;
     bool at_barrier;        // waiting at __syncthreads
     unsigned int barriers;  // __syncthreads this thread has reached in this block
-    unsigned int shuffles;  // warp shuffles this thread has made in this block
+    unsigned int shuffles;  // warp shuffles and tensor-core products this thread has made in this block
 };
 
 static const size_t STACK_BYTES = 256 << 10;
@@ -291,6 +291,46 @@ float emu_shfl_xor(float v, int lane_mask) {
         fail("a warp shuffle whose partner lane did not take part");
     }
     return lanes[partner];
+}
+
+// A warp's tensor-core product (mma_bf16 in common.cu): each lane leaves its A and B fragments
+// here (alternate buffers, as g_lanes), and after one turn of the warp computes its own four
+// accumulator elements from all 32 lanes' fragments, in the PTX fragment layout.
+struct MmaLane {
+    unsigned int a[4], b[2];
+};
+static MmaLane g_mma[2][1024];
+
+static float bf16_half(unsigned int pair, int high) {
+    unsigned int u = (high ? pair >> 16 : pair & 0xffffu) << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void emu_mma_bf16(float* acc, const unsigned int* a, const unsigned int* b) {
+    check_fiber();
+    unsigned int t = index_of(g_cur), warp = t & ~31u, lane = t & 31u;
+    unsigned int mine = g_cur->shuffles++;
+    MmaLane* lanes = g_mma[mine & 1];
+    memcpy(lanes[t].a, a, sizeof lanes[t].a);
+    memcpy(lanes[t].b, b, sizeof lanes[t].b);
+    yield_to_next();  // one turn of the warp: every lane has written
+    for (unsigned int l = warp; l < warp + 32; l++) {
+        if (l >= g_threads || g_fibers[l].shuffles <= mine) fail("a tensor-core product not every lane took part in");
+    }
+    // A[row][k] and B[k][n] from the lane and register that hold them.
+    auto A = [&](int row, int k) {
+        return bf16_half(lanes[warp + (row % 8) * 4 + (k % 8) / 2].a[row / 8 + 2 * (k / 8)], k & 1);
+    };
+    auto B = [&](int k, int n) { return bf16_half(lanes[warp + n * 4 + (k % 8) / 2].b[k / 8], k & 1); };
+    int g = (int)lane / 4, c = (int)lane % 4;
+    for (int e = 0; e < 4; e++) {
+        int row = g + 8 * (e >> 1), col = 2 * c + (e & 1);
+        float dot = 0.0f;
+        for (int k = 0; k < 16; k++) dot += A(row, k) * B(k, col);
+        acc[e] += dot;
+    }
 }
 
 static void run_block_as_fibers(unsigned int threads) {

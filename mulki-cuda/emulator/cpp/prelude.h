@@ -20,9 +20,12 @@ extern emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 void emu_sync_block();
 float emu_shfl_xor(float v, int lane_mask);
+void emu_mma_bf16(float* acc, const unsigned int* a, const unsigned int* b);
 
 inline void __syncthreads() { emu_sync_block(); }
 inline float __shfl_xor_sync(unsigned int, float v, int lane_mask) { return emu_shfl_xor(v, lane_mask); }
+// The tensor-core product of common.cu (whose own definition is for the GPU only).
+inline void mma_bf16(float* acc, const unsigned int* a, const unsigned int* b) { emu_mma_bf16(acc, a, b); }
 // Only the f32 shuffle is emulated: another type must not convert through float silently.
 template <typename T>
 T __shfl_xor_sync(unsigned int, T, int) = delete;

@@ -126,3 +126,414 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
         }
     }
 }
+
+// Fused forward for bf16 mode on the tensor cores, for hs a multiple of 16 up to FA_HS and t up
+// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block of FA_WARPS warps
+// per FA_ROWS query rows of one head (blockIdx.x the row tile, blockIdx.y = bi·nh + h, so a
+// head's tiles run together and share its k, v in L2), each warp 16 rows. q, k, v are read
+// straight from packed qkv [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory
+// (as qkv_heads would, without its pass). A warp's scores over every key stay in registers, so
+// the softmax is the exact one of the unfused path (no online rescaling): P goes to probs in
+// f32 for the backward and, rounded to bf16, into O = P·v; O goes straight to out [b, t, nh·hs]
+// with its bf16 copy (see keep_bf16). The precision is the unfused path's (bf16 q, k, P, v;
+// f32 accumulation and softmax); one kernel replaces its permutation, two batched GEMMs, the
+// softmax and the output permutation, and S never leaves the SM.
+#define FA_WARPS 4
+#define FA_ROWS (16 * FA_WARPS)
+#define FA_CHUNK FA_ROWS  // keys per chunk of k or v in shared memory (fa_load fills either)
+#define FA_HS 64
+// Shared rows in bf16 pairs, 8 bf16 of padding: the fragment reads of a warp hit 32 banks.
+#define FA_LDW ((FA_HS + 8) / 2)
+
+// Rows [r0, r0 + FA_CHUNK) and columns [0, 2·pairs) of an f32 matrix with rows `ld` apart
+// (one head's q, k, v or dO, or a tile of its P or dS) into `tile`, rounded to bf16 pairs;
+// elements at or past `rows` rows or `cols` columns as zeros (P is 0 there, and 0·NaN would
+// not be).
+__device__ __forceinline__ void fa_load(unsigned int (*tile)[FA_LDW], const float* m, long long ld, int r0, int rows,
+                                        int cols, int pairs) {
+    for (int e = threadIdx.x; e < FA_CHUNK * pairs; e += blockDim.x) {
+        int r = e / pairs, c = e % pairs;
+        long long at = (r0 + r) * ld + 2 * c;
+        bool in = r0 + r < rows;
+        tile[r][c] = pack_bf16(in && 2 * c < cols ? m[at] : 0.0f, in && 2 * c + 1 < cols ? m[at + 1] : 0.0f);
+    }
+}
+
+// bf16 `col` of a row of bf16 pairs, in a register's low half.
+__device__ __forceinline__ unsigned int fa_half(const unsigned int* row, int col) {
+    return (row[col >> 1] >> (16 * (col & 1))) & 0xffffu;
+}
+
+// CHUNKS: chunks of FA_CHUNK keys the scores take in registers (t ≤ CHUNKS·FA_CHUNK). Two
+// instances, so the text tower's 77 keys keep half the registers of the vision tower's 197.
+template <int CHUNKS>
+__device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bits* copy, float* probs, int t, int nh,
+                                           int hs, int causal, float scale) {
+    __shared__ unsigned int sq[FA_ROWS][FA_LDW];
+    __shared__ unsigned int skv[FA_CHUNK][FA_LDW];
+    long long head = blockIdx.y, bi = head / nh, h = head % nh, c3 = 3LL * nh * hs;
+    // Row 0 of this head's q; its k and v are nh·hs and 2·nh·hs further.
+    const float* q = qkv + bi * t * c3 + h * hs;
+    const float *k = q + nh * hs, *v = k + nh * hs;
+    int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
+    int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
+    fa_load(sq, q, c3, row0, t, hs, hs / 2);
+    __syncthreads();
+    unsigned int qa[FA_HS / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < FA_HS / 16; ks++) {
+        if (ks < ksteps) {
+            qa[ks][0] = sq[r][ks * 8 + c];
+            qa[ks][1] = sq[r + 8][ks * 8 + c];
+            qa[ks][2] = sq[r][ks * 8 + c + 4];
+            qa[ks][3] = sq[r + 8][ks * 8 + c + 4];
+        }
+    }
+    // S = q·kᵀ·scale, masked entries -inf: s[chunk][8-key tile][fragment element].
+    float s[CHUNKS][FA_CHUNK / 8][4];
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++) {
+        if (kc < chunks) {
+            __syncthreads();  // the previous chunk's reads are done
+            fa_load(skv, k, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            __syncthreads();
+        }
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++) {
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (kc < chunks) {
+#pragma unroll
+                for (int ks = 0; ks < FA_HS / 16; ks++) {
+                    if (ks < ksteps) {
+                        unsigned int kb[2] = {skv[nt * 8 + g][ks * 8 + c], skv[nt * 8 + g][ks * 8 + c + 4]};
+                        mma_bf16(acc, qa[ks], kb);
+                    }
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
+                s[kc][nt][e] = j < t && !(causal && j > i) ? acc[e] * scale : -INF_F;
+            }
+        }
+    }
+    // Row max and sum over the four lanes (c) that share rows g and g + 8.
+    float mx[2] = {-INF_F, -INF_F}, sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++)
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[kc][nt][e]);
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 2));
+    }
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++)
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                s[kc][nt][e] = expf(s[kc][nt][e] - mx[e >> 1]);  // masked: exp(-inf) = 0
+                sum[e >> 1] += s[kc][nt][e];
+            }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 1);
+        sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 2);
+    }
+    float* prow = probs + head * t * t;
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++)
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
+                float p = s[kc][nt][e] / sum[e >> 1];
+                s[kc][nt][e] = p;
+                if (i < t && j < t) prow[(long long)i * t + j] = p;
+            }
+    // O = P·v: P's accumulator fragments of two adjacent 8-key tiles are the A fragment of
+    // 16 keys, rounded to bf16.
+    float o[FA_HS / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++) {
+        if (kc < chunks) {
+            __syncthreads();
+            fa_load(skv, v, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            __syncthreads();
+#pragma unroll
+            for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
+                const float* p0 = s[kc][2 * ks];
+                const float* p1 = s[kc][2 * ks + 1];
+                unsigned int pa[4] = {pack_bf16(p0[0], p0[1]), pack_bf16(p0[2], p0[3]), pack_bf16(p1[0], p1[1]),
+                                      pack_bf16(p1[2], p1[3])};
+                int key = ks * 16 + 2 * c;
+#pragma unroll
+                for (int nt = 0; nt < FA_HS / 8; nt++) {
+                    if (nt * 8 < hs) {
+                        int d = nt * 8 + g;
+                        unsigned int vb[2] = {fa_half(skv[key], d) | fa_half(skv[key + 1], d) << 16,
+                                              fa_half(skv[key + 8], d) | fa_half(skv[key + 9], d) << 16};
+                        mma_bf16(o[nt], pa, vb);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) {
+        if (nt * 8 < hs) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row0 + r + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
+                if (i < t) {
+                    long long at = ((bi * t + i) * nh + h) * hs + d;
+                    out[at] = o[nt][e];
+                    keep_bf16(copy, at, o[nt][e]);
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void attention_fused_forward_128(const float* qkv, float* out, bf16_bits* copy, float* probs,
+                                                      int t, int nh, int hs, int causal, float scale) {
+    fa_forward<2>(qkv, out, copy, probs, t, nh, hs, causal, scale);
+}
+
+extern "C" __global__ void attention_fused_forward_256(const float* qkv, float* out, bf16_bits* copy, float* probs,
+                                                      int t, int nh, int hs, int causal, float scale) {
+    fa_forward<4>(qkv, out, copy, probs, t, nh, hs, causal, scale);
+}
+
+// Fused backward for the shapes of the fused forward, in two kernels on the tensor cores, with
+// the unfused path's precision (bf16 dO, v, dS, k, q, P; f32 accumulation and dS):
+//   dq pass (one block per FA_ROWS query rows of a head, each warp 16 rows, over every key):
+//     dP = dO·vᵀ in registers, dS = P ⊙ (dP − ⟨P, dP⟩_row)·scale, dS to `ds` (f32, [t, t] per
+//     head) for the other pass, and dqkv's q part += dS·k;
+//   dkv pass (one block per FA_ROWS keys, each warp 16 keys, over every query):
+//     dqkv's k part += dSᵀ·q and its v part += Pᵀ·dO.
+// Both read qkv, dO and P where the step keeps them and add into packed dqkv with its bf16 copy:
+// no permutation, and dP never leaves the SM.
+template <int CHUNKS>
+__device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* dout, const float* probs, float* dqkv,
+                                               bf16_bits* copy, float* ds, int t, int nh, int hs, float scale) {
+    __shared__ unsigned int sdo[FA_ROWS][FA_LDW];
+    __shared__ unsigned int skv[FA_CHUNK][FA_LDW];
+    long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
+    const float* k = qkv + bi * t * c3 + c1 + h * hs;
+    const float* v = k + c1;
+    int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
+    int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
+    fa_load(sdo, dout + bi * t * c1 + h * hs, c1, row0, t, hs, hs / 2);
+    __syncthreads();
+    unsigned int da[FA_HS / 16][4];
+#pragma unroll
+    for (int ks = 0; ks < FA_HS / 16; ks++) {
+        if (ks < ksteps) {
+            da[ks][0] = sdo[r][ks * 8 + c];
+            da[ks][1] = sdo[r + 8][ks * 8 + c];
+            da[ks][2] = sdo[r][ks * 8 + c + 4];
+            da[ks][3] = sdo[r + 8][ks * 8 + c + 4];
+        }
+    }
+    float dp[CHUNKS][FA_CHUNK / 8][4];
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++) {
+        if (kc < chunks) {
+            __syncthreads();
+            fa_load(skv, v, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            __syncthreads();
+        }
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++) {
+            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (kc < chunks) {
+#pragma unroll
+                for (int ks = 0; ks < FA_HS / 16; ks++) {
+                    if (ks < ksteps) {
+                        unsigned int vb[2] = {skv[nt * 8 + g][ks * 8 + c], skv[nt * 8 + g][ks * 8 + c + 4]};
+                        mma_bf16(acc, da[ks], vb);
+                    }
+                }
+            }
+#pragma unroll
+            for (int e = 0; e < 4; e++) dp[kc][nt][e] = acc[e];
+        }
+    }
+    // ⟨P, dP⟩ per row over the four lanes that share it; P read twice (the second time from
+    // cache) rather than held in registers beside dP. P is 0 past t (and where masked).
+    const float* prow = probs + head * t * t;
+    auto p_at = [&](int kc, int nt, int e) {
+        int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
+        return i < t && j < t ? prow[(long long)i * t + j] : 0.0f;
+    };
+    float dot[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++)
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dot[e >> 1] += p_at(kc, nt, e) * dp[kc][nt][e];
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        dot[hh] += __shfl_xor_sync(FULL_MASK, dot[hh], 1);
+        dot[hh] += __shfl_xor_sync(FULL_MASK, dot[hh], 2);
+    }
+    float* dsh = ds + head * t * t;
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++)
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
+                float d = p_at(kc, nt, e) * (dp[kc][nt][e] - dot[e >> 1]) * scale;
+                dp[kc][nt][e] = d;
+                if (i < t && j < t) dsh[(long long)i * t + j] = d;
+            }
+    // dq = dS·k, dS's accumulator fragments as the A fragments (as P in the forward).
+    float dq[FA_HS / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
+#pragma unroll
+    for (int kc = 0; kc < CHUNKS; kc++) {
+        if (kc < chunks) {
+            __syncthreads();
+            fa_load(skv, k, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            __syncthreads();
+#pragma unroll
+            for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
+                const float* d0 = dp[kc][2 * ks];
+                const float* d1 = dp[kc][2 * ks + 1];
+                unsigned int a[4] = {pack_bf16(d0[0], d0[1]), pack_bf16(d0[2], d0[3]), pack_bf16(d1[0], d1[1]),
+                                     pack_bf16(d1[2], d1[3])};
+                int key = ks * 16 + 2 * c;
+#pragma unroll
+                for (int nt = 0; nt < FA_HS / 8; nt++) {
+                    if (nt * 8 < hs) {
+                        int d = nt * 8 + g;
+                        unsigned int kb[2] = {fa_half(skv[key], d) | fa_half(skv[key + 1], d) << 16,
+                                              fa_half(skv[key + 8], d) | fa_half(skv[key + 9], d) << 16};
+                        mma_bf16(dq[nt], a, kb);
+                    }
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) {
+        if (nt * 8 < hs) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = row0 + r + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
+                if (i < t) {
+                    long long at = (bi * t + i) * c3 + h * hs + d;
+                    float y = dqkv[at] + dq[nt][e];
+                    dqkv[at] = y;
+                    keep_bf16(copy, at, y);
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void attention_fused_backward_dq_128(const float* qkv, const float* dout, const float* probs,
+                                                          float* dqkv, bf16_bits* copy, float* ds, int t, int nh,
+                                                          int hs, float scale) {
+    fa_backward_dq<2>(qkv, dout, probs, dqkv, copy, ds, t, nh, hs, scale);
+}
+
+extern "C" __global__ void attention_fused_backward_dq_256(const float* qkv, const float* dout, const float* probs,
+                                                          float* dqkv, bf16_bits* copy, float* ds, int t, int nh,
+                                                          int hs, float scale) {
+    fa_backward_dq<4>(qkv, dout, probs, dqkv, copy, ds, t, nh, hs, scale);
+}
+
+// The A fragment of Xᵀ for keys kr and kr + 8 (rows of Xᵀ) and the 16 queries from q0 (its
+// columns), from a tile of X [queries, keys] in bf16 pairs.
+__device__ __forceinline__ void fa_transposed(unsigned int* a, unsigned int (*x)[FA_LDW], int q0, int kr) {
+    a[0] = fa_half(x[q0], kr) | fa_half(x[q0 + 1], kr) << 16;
+    a[1] = fa_half(x[q0], kr + 8) | fa_half(x[q0 + 1], kr + 8) << 16;
+    a[2] = fa_half(x[q0 + 8], kr) | fa_half(x[q0 + 9], kr) << 16;
+    a[3] = fa_half(x[q0 + 8], kr + 8) | fa_half(x[q0 + 9], kr + 8) << 16;
+}
+
+// The B fragment of column d of Y [queries, hs] for the 16 queries from q0 (key rows of the
+// product), from a tile of Y in bf16 pairs.
+__device__ __forceinline__ void fa_column(unsigned int* b, unsigned int (*y)[FA_LDW], int q0, int d) {
+    b[0] = fa_half(y[q0], d) | fa_half(y[q0 + 1], d) << 16;
+    b[1] = fa_half(y[q0 + 8], d) | fa_half(y[q0 + 9], d) << 16;
+}
+
+extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const float* dout, const float* probs,
+                                                       const float* ds, float* dqkv, bf16_bits* copy, int t, int nh,
+                                                       int hs) {
+    __shared__ unsigned int sq[FA_CHUNK][FA_LDW];
+    __shared__ unsigned int sdo[FA_CHUNK][FA_LDW];
+    __shared__ unsigned int sds[FA_CHUNK][FA_LDW];
+    __shared__ unsigned int sp[FA_CHUNK][FA_LDW];
+    long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
+    const float* q = qkv + bi * t * c3 + h * hs;
+    const float* dy = dout + bi * t * c1 + h * hs;
+    int key0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int kr = (threadIdx.x >> 5) * 16 + g;  // this lane's keys in the tile: kr and kr + 8
+    // Row i of this head's P and dS from key0 on.
+    const float* p = probs + head * t * t + key0;
+    const float* dsh = ds + head * t * t + key0;
+    float dk[FA_HS / 8][4], dv[FA_HS / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
+    for (int q0 = 0; q0 < t; q0 += FA_CHUNK) {
+        __syncthreads();  // the previous chunk's reads are done
+        fa_load(sq, q, c3, q0, t, hs, hs / 2);
+        fa_load(sdo, dy, c1, q0, t, hs, hs / 2);
+        fa_load(sds, dsh, t, q0, t, t - key0, FA_CHUNK / 2);
+        fa_load(sp, p, t, q0, t, t - key0, FA_CHUNK / 2);
+        __syncthreads();
+#pragma unroll
+        for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
+            unsigned int ads[4], ap[4];
+            fa_transposed(ads, sds, ks * 16 + 2 * c, kr);
+            fa_transposed(ap, sp, ks * 16 + 2 * c, kr);
+#pragma unroll
+            for (int nt = 0; nt < FA_HS / 8; nt++) {
+                if (nt * 8 < hs) {
+                    unsigned int b[2];
+                    fa_column(b, sq, ks * 16 + 2 * c, nt * 8 + g);
+                    mma_bf16(dk[nt], ads, b);
+                    fa_column(b, sdo, ks * 16 + 2 * c, nt * 8 + g);
+                    mma_bf16(dv[nt], ap, b);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) {
+        if (nt * 8 < hs) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int j = key0 + kr + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
+                if (j < t) {
+                    long long at = (bi * t + j) * c3 + c1 + h * hs + d;
+                    float y = dqkv[at] + dk[nt][e];
+                    dqkv[at] = y;
+                    keep_bf16(copy, at, y);
+                    y = dqkv[at + c1] + dv[nt][e];
+                    dqkv[at + c1] = y;
+                    keep_bf16(copy, at + c1, y);
+                }
+            }
+        }
+    }
+}

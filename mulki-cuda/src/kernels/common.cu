@@ -46,6 +46,33 @@ __device__ __forceinline__ bf16_bits f32_to_bf16(float x) {
     return (bf16_bits)(u >> 16);
 }
 
+// Two f32 rounded to bf16 and packed into one 32-bit register, `lo` in the low half: the
+// operand format of the tensor-core product below.
+__device__ __forceinline__ unsigned int pack_bf16(float lo, float hi) {
+    return (unsigned int)f32_to_bf16(lo) | ((unsigned int)f32_to_bf16(hi) << 16);
+}
+
+// acc += A·B on the tensor cores for one warp: A [16, 16] and B [16, 8] bf16, acc [16, 8] f32
+// (PTX mma.m16n8k16.row.col). With g = lane / 4 and c = lane % 4, a lane holds
+//   a[0] = A[g][2c, 2c+1], a[1] = A[g+8][2c, 2c+1], a[2] = A[g][2c+8, 2c+9], a[3] = A[g+8][2c+8, 2c+9],
+//   b[0] = B[2c, 2c+1][g], b[1] = B[2c+8, 2c+9][g],
+//   acc = C[g][2c], C[g][2c+1], C[g+8][2c], C[g+8][2c+1],
+// pairs packed as pack_bf16 does. Every lane of the warp must make the call. It needs sm_80;
+// the backend launches its callers only there (the emulator supplies its own).
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ void mma_bf16(float* acc, const unsigned int* a, const unsigned int* b) {
+#if __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+    __trap();
+#endif
+}
+#endif
+
 // out[i] = x, stored as f32 or, with `as_bf16`, rounded to bf16 (for a GEMM's bf16 operand).
 __device__ __forceinline__ void store(void* out, long long i, float x, int as_bf16) {
     if (as_bf16) ((bf16_bits*)out)[i] = f32_to_bf16(x);

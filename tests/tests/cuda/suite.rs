@@ -464,7 +464,8 @@ fn bf16_operands_are_rounded_once_until_written() {
 }
 
 /// In bf16 mode the kernels that write a tower GEMM's next operand (layer norm forward and
-/// backward, the MLP activation and its backward, attention's output rows and its dqkv) also
+/// backward, the MLP activation and its backward, attention's output rows, fused or not, and its
+/// dqkv) also
 /// write its bf16 copy: the GEMM rounds nothing for it, and reads exactly the f32 result rounded
 /// (each product matches one in f64 on the GPU's f32 values rounded to bf16, to 1e-5 relative,
 /// so a copy not written, or stale, fails); a later write by a kernel that keeps no copy makes
@@ -474,7 +475,7 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
     gpu.set_profiling(true);
     let roundings = |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
-    let (rows, c) = (37, 24);
+    let (rows, c) = (37, 32);
     let d = Rows { rows, c, eps: 1e-5 };
     // y [r, c] = a [r, k]·w [c, k]ᵀ
     let fwd = |r: usize, k: usize| Gemm::new(r, c, k, false, true, 1.0, 0.0).low_precision();
@@ -486,12 +487,15 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
     let (x, lw, lb, w, dy) = (buf(rows * c, 1), buf(c, 2), buf(c, 3), buf(c * c, 4), buf(rows * c, 5));
     let [ln, h, dh, dx, dlw, dlb] = [6, 7, 8, 9, 10, 11].map(|seed| buf(rows * c, seed));
     let [mean, rstd] = [12, 13].map(|seed| buf(rows, seed));
-    let ys: Vec<Buf> = (20..27).map(|seed| buf(rows * c, seed)).collect();
+    let ys: Vec<Buf> = (20..28).map(|seed| buf(rows * c, seed)).collect();
     // Attention over b·t rows of nh·hs = c columns, with its own packed qkv and weights.
-    let a = Attn { b: 2, t: 13, nh: 3, hs: 8, causal: true };
+    // hs = 8 takes the GEMM path, hs = 16 the fused kernel (on the tensor cores).
+    let a = Attn { b: 2, t: 13, nh: 4, hs: 8, causal: true };
+    let fa = Attn { nh: 2, hs: 16, ..a };
     let (nqkv, nout, nprobs) = attn_len(a);
     let (ar, w3) = (a.b * a.t, buf(3 * c * c, 30));
     let (qkv, att, probs, datt, dqkv) = (buf(nqkv, 31), buf(nout, 32), buf(nprobs, 33), buf(nout, 34), buf(nqkv, 35));
+    let (fqkv, fatt, fprobs) = (buf(nqkv, 36), buf(nout, 37), buf(attn_len(fa).2, 38));
     gpu.gemm(ys[0], x, w, fwd(rows, c)).unwrap(); // rounds x and w
     gpu.gemm(ys[0], dqkv, w3, fwd(ar, 3 * c)).unwrap(); // rounds w3 (and dqkv)
     let before = roundings(&mut gpu);
@@ -513,6 +517,9 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
     gpu.attention_forward(att, probs, qkv, a).unwrap();
     gpu.gemm(ys[5], att, w, fwd(ar, c)).unwrap();
     products.push((read(&mut gpu, att), ar, c, w, ys[5]));
+    gpu.attention_forward(fatt, fprobs, fqkv, fa).unwrap();
+    gpu.gemm(ys[7], fatt, w, fwd(ar, c)).unwrap();
+    products.push((read(&mut gpu, fatt), ar, c, w, ys[7]));
     gpu.attention_backward(dqkv, datt, qkv, probs, a).unwrap(); // adds to dqkv's values
     gpu.gemm(ys[6], dqkv, w3, fwd(ar, 3 * c)).unwrap();
     products.push((read(&mut gpu, dqkv), ar, 3 * c, w3, ys[6]));
@@ -577,6 +584,115 @@ fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
     let scale = want[0].iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let (diff, at) = max_abs_diff(&want[0], &got[2]);
     assert!(within(diff, 2e-2 * scale), "backward after new qkv: max|Δ| {diff:e} at {at} (max|ref| {scale:e})");
+}
+
+/// In bf16 mode attention's forward runs as one fused tensor-core kernel for head sizes that are
+/// multiples of 16 up to 64 and up to 256 keys (ViT-B/16's 197 patches, the text tower's 77 causal
+/// tokens), and as GEMMs around a softmax otherwise. Both round q, k, v and P to bf16, so against
+/// the CPU in f64 on the same f32 inputs: |ΔS_ij| ≤ ε_i = 2⁻⁷·1.01·max_j Σ|q_i||k_j|/√hs, so
+/// |ΔP_ij| ≤ P_ij·(e^{2ε_i} − 1), and |ΔO_id| ≤ Σ_j (|ΔP_ij| + 2⁻⁸·(P_ij + |ΔP_ij|))·|v_jd|·(1 + 2⁻⁸)
+/// + 2⁻⁸·P_ij·|v_jd|, each with f32 slack. The backward (fused into two kernels, or GEMMs around
+/// a softmax backward) adds dqkv within 2e-2 of each of dq, dk and dv's largest value, against
+/// the CPU from the GPU's P.
+#[test]
+fn bf16_attention_is_within_bf16_rounding_of_the_cpu() {
+    let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
+    gpu.set_profiling(true);
+    let text = Attn { b: 2, t: 77, nh: 2, hs: 32, causal: true };
+    let fused = |be: &mut CudaBackend| {
+        be.profile().unwrap().iter().filter(|p| p.0.starts_with("attention_fused")).map(|p| p.1).sum::<u64>()
+    };
+    for (d, want_fused) in [(ATTN_VIT, 1), (text, 1), (ATTN_CAUSAL, 0)] {
+        let (nqkv, nout, nprobs) = attn_len(d);
+        let buf = |be: &mut CudaBackend, n: usize| Buf { arena: be.alloc(n).unwrap(), offset: 0, len: n };
+        let (qkv, out, probs) = (buf(&mut gpu, nqkv), buf(&mut gpu, nout), buf(&mut gpu, nprobs));
+        let x: Vec<f32> = normals(d.t as u64, nqkv).iter().map(|&v| v as f32).collect();
+        gpu.write(qkv, &x).unwrap();
+        let before = fused(&mut gpu);
+        gpu.attention_forward(out, probs, qkv, d).unwrap();
+        assert_eq!(fused(&mut gpu) - before, want_fused, "fused launches for {d:?}");
+        let (got_o, got_p) = (read_f64(&mut gpu, out).unwrap(), read_f64(&mut gpu, probs).unwrap());
+        let c = d.nh * d.hs;
+        // Element `e` of q (0), k (1) or v (2) of token `i` in head (bi, h).
+        let at =
+            |w: usize, bi: usize, h: usize, i: usize, e: usize| x[((bi * d.t + i) * 3 + w) * c + h * d.hs + e] as f64;
+        let scale = 1.0 / (d.hs as f64).sqrt();
+        let (mut worst_p, mut worst_o) = (0.0f64, 0.0f64);
+        for bi in 0..d.b {
+            for h in 0..d.nh {
+                for i in 0..d.t {
+                    let keys = if d.causal { i + 1 } else { d.t };
+                    let dot = |j: usize, f: fn(f64) -> f64| {
+                        (0..d.hs).map(|e| f(at(0, bi, h, i, e)) * f(at(1, bi, h, j, e))).sum::<f64>()
+                    };
+                    let s: Vec<f64> = (0..keys).map(|j| dot(j, |v| v) * scale).collect();
+                    let eps = (0..keys).map(|j| dot(j, f64::abs) * scale).fold(0.0, f64::max) * 2f64.powi(-7) * 1.01;
+                    let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                    let p: Vec<f64> = s.iter().map(|v| (v - m).exp() / z).collect();
+                    let dp: Vec<f64> = p.iter().map(|p| p * ((2.0 * eps).exp() - 1.0) + 1e-6 * p + 1e-7).collect();
+                    let row = ((bi * d.nh + h) * d.t + i) * d.t;
+                    for j in 0..d.t {
+                        let (want, bound) = if j < keys { (p[j], dp[j]) } else { (0.0, 0.0) };
+                        let diff = (got_p[row + j] - want).abs();
+                        assert!(
+                            within(diff, bound),
+                            "{d:?}: P[{bi},{h},{i},{j}] {} vs {want} (bound {bound:e})",
+                            got_p[row + j]
+                        );
+                        worst_p = worst_p.max(diff / bound.max(1e-300));
+                    }
+                    let u = 2f64.powi(-8);
+                    for e in 0..d.hs {
+                        let v = |j: usize| at(2, bi, h, j, e);
+                        let want: f64 = (0..keys).map(|j| p[j] * v(j)).sum();
+                        let bound: f64 = (0..keys)
+                            .map(|j| ((dp[j] + u * (p[j] + dp[j])) * (1.0 + u) + u * p[j]) * v(j).abs())
+                            .sum::<f64>()
+                            * (1.0 + 1e-5)
+                            + 1e-6;
+                        let got = got_o[(bi * d.t + i) * c + h * d.hs + e];
+                        assert!(
+                            within((got - want).abs(), bound),
+                            "{d:?}: O[{bi},{i},{h},{e}] {got} vs {want} (bound {bound:e})"
+                        );
+                        worst_o = worst_o.max((got - want).abs() / bound);
+                    }
+                }
+            }
+        }
+        println!("{d:?}: worst |ΔP| {worst_p:.3} and |ΔO| {worst_o:.3} of their bounds");
+        // The backward adds to dqkv's values; against the CPU from the GPU's P.
+        let (dqkv, dout) = (buf(&mut gpu, nqkv), buf(&mut gpu, nout));
+        let g0: Vec<f32> = normals(7, nqkv).iter().map(|&v| v as f32).collect();
+        let dy: Vec<f32> = normals(8, nout).iter().map(|&v| v as f32).collect();
+        gpu.write(dqkv, &g0).unwrap();
+        gpu.write(dout, &dy).unwrap();
+        let before = fused(&mut gpu);
+        gpu.attention_backward(dqkv, dout, qkv, probs, d).unwrap();
+        assert_eq!(fused(&mut gpu) - before, 2 * want_fused, "fused backward launches for {d:?}");
+        let got = read_f64(&mut gpu, dqkv).unwrap();
+        let mut cpu = CpuBackend::<f64>::new(1);
+        let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let [cg, cdy, cx, cp] = [f64s(&g0), f64s(&dy), f64s(&x), got_p].map(|v| {
+            let b = Buf { arena: cpu.alloc(v.len()).unwrap(), offset: 0, len: v.len() };
+            cpu.write(b, &v).unwrap();
+            b
+        });
+        cpu.attention_backward(cg, cdy, cx, cp, d).unwrap();
+        let want = read_f64(&mut cpu, cg).unwrap();
+        // Each of dq, dk, dv against its own largest gradient (as in the backward test above).
+        for (w, part) in ["dq", "dk", "dv"].iter().enumerate() {
+            let pick = |v: &[f64]| -> Vec<f64> {
+                v.chunks(c).enumerate().filter(|(r, _)| r % 3 == w).flat_map(|(_, x)| x.to_vec()).collect()
+            };
+            let (want, got, base) = (pick(&want), pick(&got), pick(&f64s(&g0)));
+            let scale = want.iter().zip(&base).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let (diff, at) = max_abs_diff(&want, &got);
+            println!("{d:?}: {part} max|Δ| {diff:e} ({:.3} of max|grad|)", diff / scale);
+            assert!(within(diff, 2e-2 * scale), "{d:?}: {part} max|Δ| {diff:e} at {at} (max|grad| {scale:e})");
+        }
+    }
 }
 
 /// Uploads above 64 KiB (a batch's images; the embedding backward's grouping table for many
