@@ -598,14 +598,10 @@ impl CudaBackend {
         self.profile_end(label, t0)
     }
 
-    /// The launch configuration of the fused attention kernels (one block per FA_ROWS rows of a
-    /// head) where they take `d`: bf16 mode, a device with tensor cores, and [`fused_fits`].
-    fn fused_cfg(&self, bf16: bool, d: Attn) -> Option<LaunchConfig> {
-        (bf16 && self.k.tensor_cores && fused_fits(d)).then(|| LaunchConfig {
-            grid_dim: (d.t.div_ceil(FA_ROWS) as u32, (d.b * d.nh) as u32, 1),
-            block_dim: (32 * FA_WARPS, 1, 1),
-            shared_mem_bytes: 0,
-        })
+    /// Whether the fused attention kernels take `d`: bf16 mode, a device with tensor cores, and
+    /// [`fused_fits`].
+    fn fused(&self, bf16: bool, d: Attn) -> bool {
+        bf16 && self.k.tensor_cores && fused_fits(d)
     }
 
     /// Permutes packed `qkv` (at `x`) to head-major q, k, v; returns their pointers. Where
@@ -912,7 +908,8 @@ impl Backend for CudaBackend {
         let g = self.head_gemms(d);
         let [b, t, nh, hs] = head_dims(op, d)?;
         let (causal, scale) = (d.causal as i32, (1.0 / (d.hs as f64).sqrt()) as f32);
-        if let Some(cfg) = self.fused_cfg(g.bf16, d) {
+        if self.fused(g.bf16, d) {
+            let cfg = fused_cfg(d, FA_WARPS);
             // The instance whose registers hold the scores of t keys (see kernels/attention.cu).
             return self.with_rounded_copy(out, btc, |be, copy| {
                 if d.t <= 128 {
@@ -948,7 +945,8 @@ impl Backend for CudaBackend {
         let bf16 = g.bf16;
         let [b, t, nh, hs] = head_dims(op, d)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
-        if let Some(cfg) = self.fused_cfg(bf16, d) {
+        if self.fused(bf16, d) {
+            let (cfg, dkv) = (fused_cfg(d, FA_WARPS), fused_cfg(d, FA_DKV_WARPS));
             let ds = self.scratch(Slot::Temp, bhtt)?;
             return self.with_rounded_copy(dqkv, 3 * btc, |be, copy| {
                 if d.t <= 128 {
@@ -956,7 +954,7 @@ impl Backend for CudaBackend {
                 } else {
                     launch!(be, "attention_fused_backward_dq_256", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
                 }
-                .and_then(|()| launch!(be, "attention_fused_backward_dkv", cfg, x, dy, p, ds, dx, copy, t, nh, hs))
+                .and_then(|()| launch!(be, "attention_fused_backward_dkv", dkv, x, dy, p, ds, dx, copy, t, nh, hs))
             });
         }
         let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
@@ -1273,10 +1271,20 @@ fn act_code(act: HiddenAct) -> i32 {
     }
 }
 
-/// Warps per block and query rows per block of `attention_fused_forward` (`FA_WARPS` and
-/// `FA_ROWS` in kernels/attention.cu).
-const FA_WARPS: u32 = 4;
-const FA_ROWS: usize = 16 * FA_WARPS as usize;
+/// Warps per block of the fused attention forward and its dq pass, 16 query rows each
+/// (`FA_WARPS` in kernels/attention.cu), and of the dkv pass, 16 keys each (`FA_DKV_WARPS`).
+const FA_WARPS: u32 = 8;
+const FA_DKV_WARPS: u32 = 4;
+
+/// One block of `warps` warps per 16·warps rows of each of attention's b·nh heads.
+fn fused_cfg(d: Attn, warps: u32) -> LaunchConfig {
+    let rows = 16 * warps as usize;
+    LaunchConfig {
+        grid_dim: (d.t.div_ceil(rows) as u32, (d.b * d.nh) as u32, 1),
+        block_dim: (32 * warps, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
 
 /// Whether `attention_fused_forward` takes these shapes: head sizes a multiple of 16 up to 64
 /// (ViT-B/16 and CLIP's text tower have 64), up to 256 keys (196 patches and a class token, 77

@@ -128,34 +128,46 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
 }
 
 // Fused forward for bf16 mode on the tensor cores, for hs a multiple of 16 up to FA_HS and t up
-// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block of FA_WARPS warps
-// per FA_ROWS query rows of one head (blockIdx.x the row tile, blockIdx.y = bi·nh + h, so a
-// head's tiles run together and share its k, v in L2), each warp 16 rows. q, k, v are read
-// straight from packed qkv [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory
-// (as qkv_heads would, without its pass). A warp's scores over every key stay in registers, so
-// the softmax is the exact one of the unfused path (no online rescaling): P goes to probs in
-// f32 for the backward and, rounded to bf16, into O = P·v; O goes straight to out [b, t, nh·hs]
+// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block of FA_WARPS warps per
+// FA_ROWS query rows of one head (blockIdx.x the row tile, blockIdx.y = bi·nh + h, so a head's
+// tiles run together and share its k, v in L2), each warp 16 rows. q, k, v are read straight
+// from packed qkv [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory (as
+// qkv_heads would, without its pass). A warp's scores over every key stay in registers, so the
+// softmax is the exact one of the unfused path (no online rescaling): P goes to probs in f32
+// for the backward and, rounded to bf16, into O = P·v; O goes straight to out [b, t, nh·hs]
 // with its bf16 copy (see keep_bf16). The precision is the unfused path's (bf16 q, k, P, v;
 // f32 accumulation and softmax); one kernel replaces its permutation, two batched GEMMs, the
 // softmax and the output permutation, and S never leaves the SM.
-#define FA_WARPS 4
+#define FA_WARPS 8
 #define FA_ROWS (16 * FA_WARPS)
-#define FA_CHUNK FA_ROWS  // keys per chunk of k or v in shared memory (fa_load fills either)
+#define FA_CHUNK 64  // keys (or, in the dkv pass, queries) per chunk in shared memory
 #define FA_HS 64
 // Shared rows in bf16 pairs, 8 bf16 of padding: the fragment reads of a warp hit 32 banks.
 #define FA_LDW ((FA_HS + 8) / 2)
 
-// Rows [r0, r0 + FA_CHUNK) and columns [0, 2·pairs) of an f32 matrix with rows `ld` apart
-// (one head's q, k, v or dO, or a tile of its P or dS) into `tile`, rounded to bf16 pairs;
-// elements at or past `rows` rows or `cols` columns as zeros (P is 0 there, and 0·NaN would
-// not be).
+// Rows [r0, r0 + ROWS) and columns [0, FA_HS) of an f32 matrix with rows `ld` apart (one head's
+// q, k, v or dO, or a tile of its P or dS) into `tile`, rounded to bf16 pairs, by a block of
+// THREADS threads; elements at or past `rows` rows or `cols` columns as zeros (P is 0 there,
+// and 0·NaN would not be). Every load of a thread is issued before its first store: a loop of
+// load-then-store kept one load in flight per thread, and the first version of these kernels
+// spent most of its time waiting on them.
+template <int ROWS, int THREADS>
 __device__ __forceinline__ void fa_load(unsigned int (*tile)[FA_LDW], const float* m, long long ld, int r0, int rows,
-                                        int cols, int pairs) {
-    for (int e = threadIdx.x; e < FA_CHUNK * pairs; e += blockDim.x) {
-        int r = e / pairs, c = e % pairs;
+                                        int cols) {
+    constexpr int PAIRS = FA_HS / 2, PER = ROWS * PAIRS / THREADS;
+    float x[PER][2];
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+        int e = threadIdx.x + u * THREADS, r = e / PAIRS, c = e % PAIRS;
         long long at = (r0 + r) * ld + 2 * c;
         bool in = r0 + r < rows;
-        tile[r][c] = pack_bf16(in && 2 * c < cols ? m[at] : 0.0f, in && 2 * c + 1 < cols ? m[at + 1] : 0.0f);
+        x[u][0] = in && 2 * c < cols ? m[at] : 0.0f;
+        x[u][1] = in && 2 * c + 1 < cols ? m[at + 1] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < PER; u++) {
+        int e = threadIdx.x + u * THREADS;
+        tile[e / PAIRS][e % PAIRS] = pack_bf16(x[u][0], x[u][1]);
     }
 }
 
@@ -178,7 +190,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
     int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load(sq, q, c3, row0, t, hs, hs / 2);
+    fa_load<FA_ROWS, 32 * FA_WARPS>(sq, q, c3, row0, t, hs);
     __syncthreads();
     unsigned int qa[FA_HS / 16][4];
 #pragma unroll
@@ -196,7 +208,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();  // the previous chunk's reads are done
-            fa_load(skv, k, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, k, c3, kc * FA_CHUNK, t, hs);
             __syncthreads();
         }
 #pragma unroll
@@ -266,7 +278,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load(skv, v, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, v, c3, kc * FA_CHUNK, t, hs);
             __syncthreads();
 #pragma unroll
             for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
@@ -318,7 +330,7 @@ extern "C" __global__ void attention_fused_forward_256(const float* qkv, float* 
 //   dq pass (one block per FA_ROWS query rows of a head, each warp 16 rows, over every key):
 //     dP = dO·vᵀ in registers, dS = P ⊙ (dP − ⟨P, dP⟩_row)·scale, dS to `ds` (f32, [t, t] per
 //     head) for the other pass, and dqkv's q part += dS·k;
-//   dkv pass (one block per FA_ROWS keys, each warp 16 keys, over every query):
+//   dkv pass (one block per FA_CHUNK keys, each warp 16 keys, over every query):
 //     dqkv's k part += dSᵀ·q and its v part += Pᵀ·dO.
 // Both read qkv, dO and P where the step keeps them and add into packed dqkv with its bf16 copy:
 // no permutation, and dP never leaves the SM.
@@ -333,7 +345,7 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
     int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load(sdo, dout + bi * t * c1 + h * hs, c1, row0, t, hs, hs / 2);
+    fa_load<FA_ROWS, 32 * FA_WARPS>(sdo, dout + bi * t * c1 + h * hs, c1, row0, t, hs);
     __syncthreads();
     unsigned int da[FA_HS / 16][4];
 #pragma unroll
@@ -350,7 +362,7 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load(skv, v, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, v, c3, kc * FA_CHUNK, t, hs);
             __syncthreads();
         }
 #pragma unroll
@@ -408,7 +420,7 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load(skv, k, c3, kc * FA_CHUNK, t, hs, hs / 2);
+            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, k, c3, kc * FA_CHUNK, t, hs);
             __syncthreads();
 #pragma unroll
             for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
@@ -474,6 +486,10 @@ __device__ __forceinline__ void fa_column(unsigned int* b, unsigned int (*y)[FA_
     b[1] = fa_half(y[q0 + 8], d) | fa_half(y[q0 + 9], d) << 16;
 }
 
+// The dkv pass: blocks of FA_DKV_WARPS warps, FA_CHUNK keys each (its registers are few, so
+// smaller blocks keep more of them per SM).
+#define FA_DKV_WARPS 4
+
 extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const float* dout, const float* probs,
                                                        const float* ds, float* dqkv, bf16_bits* copy, int t, int nh,
                                                        int hs) {
@@ -484,7 +500,7 @@ extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const 
     long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
     const float* q = qkv + bi * t * c3 + h * hs;
     const float* dy = dout + bi * t * c1 + h * hs;
-    int key0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int key0 = blockIdx.x * FA_CHUNK, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     int kr = (threadIdx.x >> 5) * 16 + g;  // this lane's keys in the tile: kr and kr + 8
     // Row i of this head's P and dS from key0 on.
     const float* p = probs + head * t * t + key0;
@@ -496,10 +512,10 @@ extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const 
         for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
     for (int q0 = 0; q0 < t; q0 += FA_CHUNK) {
         __syncthreads();  // the previous chunk's reads are done
-        fa_load(sq, q, c3, q0, t, hs, hs / 2);
-        fa_load(sdo, dy, c1, q0, t, hs, hs / 2);
-        fa_load(sds, dsh, t, q0, t, t - key0, FA_CHUNK / 2);
-        fa_load(sp, p, t, q0, t, t - key0, FA_CHUNK / 2);
+        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sq, q, c3, q0, t, hs);
+        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sdo, dy, c1, q0, t, hs);
+        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sds, dsh, t, q0, t, t - key0);
+        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sp, p, t, q0, t, t - key0);
         __syncthreads();
 #pragma unroll
         for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
