@@ -909,7 +909,7 @@ impl Backend for CudaBackend {
         let [b, t, nh, hs] = head_dims(op, d)?;
         let (causal, scale) = (d.causal as i32, (1.0 / (d.hs as f64).sqrt()) as f32);
         if self.fused(g.bf16, d) {
-            let cfg = fused_cfg(d, FA_WARPS);
+            let cfg = fused_cfg(d, fused_warps(d.t));
             // The instance whose registers hold the scores of t keys (see kernels/attention.cu).
             return self.with_rounded_copy(out, btc, |be, copy| {
                 if d.t <= 128 {
@@ -946,7 +946,7 @@ impl Backend for CudaBackend {
         let [b, t, nh, hs] = head_dims(op, d)?;
         let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
         if self.fused(bf16, d) {
-            let (cfg, dkv) = (fused_cfg(d, FA_WARPS), fused_cfg(d, FA_DKV_WARPS));
+            let (cfg, dkv) = (fused_cfg(d, fused_warps(d.t)), fused_cfg(d, FA_DKV_WARPS));
             let ds = self.scratch(Slot::Temp, bhtt)?;
             return self.with_rounded_copy(dqkv, 3 * btc, |be, copy| {
                 if d.t <= 128 {
@@ -1271,17 +1271,25 @@ fn act_code(act: HiddenAct) -> i32 {
     }
 }
 
-/// Warps per block of the fused attention forward and its dq pass, 16 query rows each
-/// (`FA_WARPS` in kernels/attention.cu), and of the dkv pass, 16 keys each (`FA_DKV_WARPS`).
-const FA_WARPS: u32 = 8;
-const FA_DKV_WARPS: u32 = 4;
+/// Most warps per block of the fused attention forward and its dq pass, 16 query rows each
+/// (`FA_WARPS` in kernels/attention.cu), and the warps of the dkv pass, 16 keys each
+/// (`FA_DKV_WARPS`).
+const FA_WARPS: usize = 8;
+const FA_DKV_WARPS: usize = 4;
+
+/// Warps per block of the fused forward and dq pass for t rows: the fewest blocks of at most
+/// FA_WARPS warps, then as few warps as cover t in them (at least 4, which the kernels' loads
+/// assume). 197 rows: two blocks of 7 (224 rows, where 8 gave 256); 77 rows: one block of 5.
+fn fused_warps(t: usize) -> usize {
+    let tiles = t.div_ceil(16);
+    tiles.div_ceil(tiles.div_ceil(FA_WARPS)).max(4)
+}
 
 /// One block of `warps` warps per 16·warps rows of each of attention's b·nh heads.
-fn fused_cfg(d: Attn, warps: u32) -> LaunchConfig {
-    let rows = 16 * warps as usize;
+fn fused_cfg(d: Attn, warps: usize) -> LaunchConfig {
     LaunchConfig {
-        grid_dim: (d.t.div_ceil(rows) as u32, (d.b * d.nh) as u32, 1),
-        block_dim: (32 * warps, 1, 1),
+        grid_dim: (d.t.div_ceil(16 * warps) as u32, (d.b * d.nh) as u32, 1),
+        block_dim: (32 * warps as u32, 1, 1),
         shared_mem_bytes: 0,
     }
 }

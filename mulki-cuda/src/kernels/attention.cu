@@ -128,9 +128,10 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
 }
 
 // Fused forward for bf16 mode on the tensor cores, for hs a multiple of 16 up to FA_HS and t up
-// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block of FA_WARPS warps per
-// FA_ROWS query rows of one head (blockIdx.x the row tile, blockIdx.y = bi·nh + h, so a head's
-// tiles run together and share its k, v in L2), each warp 16 rows. q, k, v are read straight
+// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block per tile of query rows of
+// one head (blockIdx.x the tile, blockIdx.y = bi·nh + h, so a head's tiles run together and
+// share its k, v in L2), each warp 16 rows. blockDim.x / 32 is 4 to FA_WARPS warps, as few as
+// cover t in the fewest blocks: 7 for 197 rows in two blocks, 5 for 77 in one. q, k, v are read straight
 // from packed qkv [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory (as
 // qkv_heads would, without its pass). A warp's scores over every key stay in registers, so the
 // softmax is the exact one of the unfused path (no online rescaling): P goes to probs in f32
@@ -138,36 +139,40 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
 // with its bf16 copy (see keep_bf16). The precision is the unfused path's (bf16 q, k, P, v;
 // f32 accumulation and softmax); one kernel replaces its permutation, two batched GEMMs, the
 // softmax and the output permutation, and S never leaves the SM.
-#define FA_WARPS 8
+#define FA_WARPS 8  // at most; the backend launches 4 to 8
 #define FA_ROWS (16 * FA_WARPS)
 #define FA_CHUNK 64  // keys (or, in the dkv pass, queries) per chunk in shared memory
 #define FA_HS 64
 // Shared rows in bf16 pairs, 8 bf16 of padding: the fragment reads of a warp hit 32 banks.
 #define FA_LDW ((FA_HS + 8) / 2)
 
-// Rows [r0, r0 + ROWS) and columns [0, FA_HS) of an f32 matrix with rows `ld` apart (one head's
-// q, k, v or dO, or a tile of its P or dS) into `tile`, rounded to bf16 pairs, by a block of
-// THREADS threads; elements at or past `rows` rows or `cols` columns as zeros (P is 0 there,
-// and 0·NaN would not be). Every load of a thread is issued before its first store: a loop of
-// load-then-store kept one load in flight per thread, and the first version of these kernels
-// spent most of its time waiting on them.
-template <int ROWS, int THREADS>
-__device__ __forceinline__ void fa_load(unsigned int (*tile)[FA_LDW], const float* m, long long ld, int r0, int rows,
-                                        int cols) {
-    constexpr int PAIRS = FA_HS / 2, PER = ROWS * PAIRS / THREADS;
-    float x[PER][2];
+// Rows [r0, r0 + n) and columns [0, FA_HS) of an f32 matrix with rows `ld` apart (one head's q,
+// k, v or dO, or a tile of its P or dS) into `tile`, rounded to bf16 pairs: warp w of W (at
+// least 4, and n ≤ 16·W) loads rows w, w + W, ..., a lane one pair of each. Elements at or past
+// `rows` rows or `cols` columns are zeros (P is 0 there, and 0·NaN would not be). A thread
+// issues its loads 8 at a time before their stores: a loop of load-then-store kept one load in
+// flight per thread, and the first version of these kernels spent most of its time waiting.
+__device__ __forceinline__ void fa_load(unsigned int (*tile)[FA_LDW], const float* m, long long ld, int r0, int n,
+                                        int rows, int cols) {
+    constexpr int BATCH = 8;
+    int w = threadIdx.x >> 5, warps = blockDim.x >> 5, c = 2 * (threadIdx.x & 31);
+    bool lo = c < cols, hi = c + 1 < cols;
 #pragma unroll
-    for (int u = 0; u < PER; u++) {
-        int e = threadIdx.x + u * THREADS, r = e / PAIRS, c = e % PAIRS;
-        long long at = (r0 + r) * ld + 2 * c;
-        bool in = r0 + r < rows;
-        x[u][0] = in && 2 * c < cols ? m[at] : 0.0f;
-        x[u][1] = in && 2 * c + 1 < cols ? m[at + 1] : 0.0f;
-    }
+    for (int u0 = 0; u0 < 16; u0 += BATCH) {
+        float x[BATCH][2];
 #pragma unroll
-    for (int u = 0; u < PER; u++) {
-        int e = threadIdx.x + u * THREADS;
-        tile[e / PAIRS][e % PAIRS] = pack_bf16(x[u][0], x[u][1]);
+        for (int u = 0; u < BATCH; u++) {
+            int r = w + (u0 + u) * warps;
+            bool in = r < n && r0 + r < rows;
+            const float* row = m + (long long)(r0 + r) * ld + c;
+            x[u][0] = in && lo ? row[0] : 0.0f;
+            x[u][1] = in && hi ? row[1] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            int r = w + (u0 + u) * warps;
+            if (r < n) tile[r][c / 2] = pack_bf16(x[u][0], x[u][1]);
+        }
     }
 }
 
@@ -187,10 +192,10 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     // Row 0 of this head's q; its k and v are nh·hs and 2·nh·hs further.
     const float* q = qkv + bi * t * c3 + h * hs;
     const float *k = q + nh * hs, *v = k + nh * hs;
-    int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
     int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load<FA_ROWS, 32 * FA_WARPS>(sq, q, c3, row0, t, hs);
+    fa_load(sq, q, c3, row0, rows, t, hs);
     __syncthreads();
     unsigned int qa[FA_HS / 16][4];
 #pragma unroll
@@ -208,7 +213,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();  // the previous chunk's reads are done
-            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, k, c3, kc * FA_CHUNK, t, hs);
+            fa_load(skv, k, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
             __syncthreads();
         }
 #pragma unroll
@@ -257,6 +262,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
         sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 1);
         sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 2);
     }
+    float inv[2] = {1.0f / sum[0], 1.0f / sum[1]};
     float* prow = probs + head * t * t;
 #pragma unroll
     for (int kc = 0; kc < CHUNKS; kc++)
@@ -265,7 +271,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
-                float p = s[kc][nt][e] / sum[e >> 1];
+                float p = s[kc][nt][e] * inv[e >> 1];
                 s[kc][nt][e] = p;
                 if (i < t && j < t) prow[(long long)i * t + j] = p;
             }
@@ -278,7 +284,7 @@ __device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bi
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, v, c3, kc * FA_CHUNK, t, hs);
+            fa_load(skv, v, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
             __syncthreads();
 #pragma unroll
             for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
@@ -327,7 +333,7 @@ extern "C" __global__ void attention_fused_forward_256(const float* qkv, float* 
 
 // Fused backward for the shapes of the fused forward, in two kernels on the tensor cores, with
 // the unfused path's precision (bf16 dO, v, dS, k, q, P; f32 accumulation and dS):
-//   dq pass (one block per FA_ROWS query rows of a head, each warp 16 rows, over every key):
+//   dq pass (blocks of query rows as the forward's, each warp 16 rows, over every key):
 //     dP = dO·vᵀ in registers, dS = P ⊙ (dP − ⟨P, dP⟩_row)·scale, dS to `ds` (f32, [t, t] per
 //     head) for the other pass, and dqkv's q part += dS·k;
 //   dkv pass (one block per FA_CHUNK keys, each warp 16 keys, over every query):
@@ -342,10 +348,10 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
     const float* k = qkv + bi * t * c3 + c1 + h * hs;
     const float* v = k + c1;
-    int row0 = blockIdx.x * FA_ROWS, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
     int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
     int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load<FA_ROWS, 32 * FA_WARPS>(sdo, dout + bi * t * c1 + h * hs, c1, row0, t, hs);
+    fa_load(sdo, dout + bi * t * c1 + h * hs, c1, row0, rows, t, hs);
     __syncthreads();
     unsigned int da[FA_HS / 16][4];
 #pragma unroll
@@ -362,7 +368,7 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, v, c3, kc * FA_CHUNK, t, hs);
+            fa_load(skv, v, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
             __syncthreads();
         }
 #pragma unroll
@@ -420,7 +426,7 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     for (int kc = 0; kc < CHUNKS; kc++) {
         if (kc < chunks) {
             __syncthreads();
-            fa_load<FA_CHUNK, 32 * FA_WARPS>(skv, k, c3, kc * FA_CHUNK, t, hs);
+            fa_load(skv, k, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
             __syncthreads();
 #pragma unroll
             for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
@@ -512,10 +518,10 @@ extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const 
         for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
     for (int q0 = 0; q0 < t; q0 += FA_CHUNK) {
         __syncthreads();  // the previous chunk's reads are done
-        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sq, q, c3, q0, t, hs);
-        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sdo, dy, c1, q0, t, hs);
-        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sds, dsh, t, q0, t, t - key0);
-        fa_load<FA_CHUNK, 32 * FA_DKV_WARPS>(sp, p, t, q0, t, t - key0);
+        fa_load(sq, q, c3, q0, FA_CHUNK, t, hs);
+        fa_load(sdo, dy, c1, q0, FA_CHUNK, t, hs);
+        fa_load(sds, dsh, t, q0, FA_CHUNK, t, t - key0);
+        fa_load(sp, p, t, q0, FA_CHUNK, t, t - key0);
         __syncthreads();
 #pragma unroll
         for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
