@@ -32,6 +32,9 @@ fn main() {
         writeln!(source, "// ---- {file}\n{text}").expect("write to String");
     }
     let mut dispatch = source.clone();
+    // The parsers below read kernels without `__launch_bounds__(...)` (which the prelude
+    // defines away for the compiler).
+    let source = without_launch_bounds(&source);
     let kernels = signatures(&source);
     assert!(!kernels.is_empty(), "no kernels found in the CUDA sources");
     for (name, params) in &kernels {
@@ -51,6 +54,19 @@ fn main() {
     for (lib, file) in [("libcuda.so", "driver.cpp"), ("libcublas.so", "cublas.cpp"), ("libnvrtc.so", "nvrtc.cpp")] {
         compile(&cpp.join(file), &out, lib);
     }
+}
+
+/// `src` with every `__launch_bounds__(...) ` removed.
+fn without_launch_bounds(src: &str) -> String {
+    let mut out = String::new();
+    let mut rest = src;
+    while let Some(at) = rest.find("__launch_bounds__(") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        rest = after.find(')').map_or("", |close| after[close + 1..].trim_start());
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `(name, parameter types)` of every `extern "C" __global__ void` kernel in `src`.

@@ -36,13 +36,8 @@ const ROW_THREADS: u32 = 256;
 const ELEM_THREADS: u32 = 256;
 /// Elements of a long row summed by one block of the two-pass row dot product.
 const LONG_ROW_CHUNK: usize = 1 << 16;
-/// Row chunks of the two-pass column sums: at least COLUMN_CHUNKS, more for narrow sums, up to
-/// COLUMN_BLOCKS blocks in all. With 64 chunks a 512-wide bias gradient ran 128 blocks, about
-/// one per SM of an H100 or H200, and streamed at 1.9 TB/s; the finishing pass sums at most
-/// MAX_COLUMN_CHUNKS partials per column.
+/// Row chunks of the two-pass column sums.
 const COLUMN_CHUNKS: usize = 64;
-const COLUMN_BLOCKS: usize = 1024;
-const MAX_COLUMN_CHUNKS: usize = 256;
 
 /// A device allocation and its element count.
 struct Arena<T> {
@@ -503,11 +498,10 @@ impl CudaBackend {
         if outer == 0 || n == 0 {
             return Ok(());
         }
-        let blocks = n.div_ceil(ELEM_THREADS as usize);
-        let chunks = outer.min((COLUMN_BLOCKS / blocks).clamp(COLUMN_CHUNKS, MAX_COLUMN_CHUNKS));
+        let chunks = outer.min(COLUMN_CHUNKS);
         let partial = self.scratch(Slot::Partial, chunks * n)?;
         let cfg = LaunchConfig {
-            grid_dim: (blocks as u32, chunks as u32, 1),
+            grid_dim: (n.div_ceil(ELEM_THREADS as usize) as u32, chunks as u32, 1),
             block_dim: (ELEM_THREADS, 1, 1),
             shared_mem_bytes: 0,
         };
@@ -910,13 +904,8 @@ impl Backend for CudaBackend {
         let (causal, scale) = (d.causal as i32, (1.0 / (d.hs as f64).sqrt()) as f32);
         if self.fused(g.bf16, d) {
             let cfg = fused_cfg(d, fused_warps(d.t));
-            // The instance whose registers hold the scores of t keys (see kernels/attention.cu).
             return self.with_rounded_copy(out, btc, |be, copy| {
-                if d.t <= 128 {
-                    launch!(be, "attention_fused_forward_128", cfg, x, o, copy, p, t, nh, hs, causal, scale)
-                } else {
-                    launch!(be, "attention_fused_forward_256", cfg, x, o, copy, p, t, nh, hs, causal, scale)
-                }
+                launch!(be, "attention_fused_forward", cfg, x, o, copy, p, t, nh, hs, causal, scale)
             });
         }
         let [q, k, v] = self.heads_of(op, qkv, x, d, g.bf16)?;
@@ -949,12 +938,8 @@ impl Backend for CudaBackend {
             let (cfg, dkv) = (fused_cfg(d, fused_warps(d.t)), fused_cfg(d, FA_DKV_WARPS));
             let ds = self.scratch(Slot::Temp, bhtt)?;
             return self.with_rounded_copy(dqkv, 3 * btc, |be, copy| {
-                if d.t <= 128 {
-                    launch!(be, "attention_fused_backward_dq_128", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
-                } else {
-                    launch!(be, "attention_fused_backward_dq_256", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
-                }
-                .and_then(|()| launch!(be, "attention_fused_backward_dkv", dkv, x, dy, p, ds, dx, copy, t, nh, hs))
+                launch!(be, "attention_fused_backward_dq", cfg, x, dy, p, dx, copy, ds, t, nh, hs, scale)
+                    .and_then(|()| launch!(be, "attention_fused_backward_dkv", dkv, x, dy, p, ds, dx, copy, t, nh, hs))
             });
         }
         let [q, k, v] = self.heads_of(op, qkv, x, d, bf16)?;
@@ -1294,11 +1279,11 @@ fn fused_cfg(d: Attn, warps: usize) -> LaunchConfig {
     }
 }
 
-/// Whether `attention_fused_forward` takes these shapes: head sizes a multiple of 16 up to 64
-/// (ViT-B/16 and CLIP's text tower have 64), up to 256 keys (196 patches and a class token, 77
-/// tokens) and one grid row per head; others take the GEMM path.
+/// Whether the fused attention kernels take these shapes: head sizes a multiple of 16 up to 64
+/// (ViT-B/16 and CLIP's text tower have 64) and one grid row per head; others take the GEMM
+/// path.
 fn fused_fits(d: Attn) -> bool {
-    d.hs.is_multiple_of(16) && d.hs <= 64 && d.t <= 256 && d.b * d.nh <= MAX_GRID_Y
+    d.hs.is_multiple_of(16) && d.hs <= 64 && d.b * d.nh <= MAX_GRID_Y
 }
 
 /// A GEMM's row strides (elements) of A, B and C, each stored row-major.

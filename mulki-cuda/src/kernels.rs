@@ -21,7 +21,7 @@ const SOURCES: [(&str, &str); 5] = [
 ];
 
 /// Every kernel of [`SOURCES`].
-pub const NAMES: [&str; 41] = [
+pub const NAMES: [&str; 39] = [
     "fill_f32",
     "scale_f32",
     "axpby_f32",
@@ -58,10 +58,8 @@ pub const NAMES: [&str; 41] = [
     "heads_rows",
     "attention_softmax",
     "attention_softmax_backward",
-    "attention_fused_forward_128",
-    "attention_fused_forward_256",
-    "attention_fused_backward_dq_128",
-    "attention_fused_backward_dq_256",
+    "attention_fused_forward",
+    "attention_fused_backward_dq",
     "attention_fused_backward_dkv",
 ];
 

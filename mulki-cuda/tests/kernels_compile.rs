@@ -33,8 +33,13 @@ fn every_kernel_compiles_for_each_architecture() {
 #[test]
 fn names_list_exactly_the_kernels_of_the_sources() {
     let src = source();
-    let defined: Vec<&str> =
-        src.split("extern \"C\" __global__ void ").skip(1).filter_map(|rest| rest.split('(').next()).collect();
+    // The name follows `void`, or `void __launch_bounds__(...)`.
+    let defined: Vec<&str> = src
+        .split("extern \"C\" __global__ void ")
+        .skip(1)
+        .map(|rest| rest.strip_prefix("__launch_bounds__(").and_then(|b| b.split_once(')')).map_or(rest, |(_, r)| r))
+        .filter_map(|rest| rest.trim_start().split('(').next())
+        .collect();
     let mut a = defined.clone();
     let mut b = NAMES.to_vec();
     a.sort_unstable();

@@ -177,7 +177,7 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         let heads = format!("{gemm}_batched");
         let attention: &[&str] = match precision {
             Precision::Bf16 => {
-                &["attention_fused_forward_128", "attention_fused_backward_dq_128", "attention_fused_backward_dkv"]
+                &["attention_fused_forward", "attention_fused_backward_dq", "attention_fused_backward_dkv"]
             }
             _ => &[&heads],
         };

@@ -34,13 +34,15 @@ for precision in ${BENCH_MODES:-bf16 fast-bf16}; do
     timeout 200 python bench/gpu_step.py --mulki carry/mulki --device "cuda:0:$precision" --profile \
         --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-$precision.json"
 done
-# An earlier build as carry/mulki-base (optional): the same bench step beside this one, on the
-# same GPU, for a change's effect.
-if [ -x carry/mulki-base ]; then
-    for m in carry/mulki-base carry/mulki; do
+# Other builds as carry/mulki-<name> (optional; build-carry.sh puts MULKI_BASE at
+# carry/mulki-base): the same bench step beside this one, on the same GPU, for a change's
+# effect. BENCH_ARGS adds options (--profile).
+others=$(ls carry/mulki-* 2>/dev/null)
+if [ -n "$others" ]; then
+    for m in $others carry/mulki; do
         echo "== $m"
         timeout 120 "$m" bench step --device cuda:0:bf16 --classes 100 397 --batch 64 --text-len 77 \
-            --steps "${BENCH_STEPS:-10}" --warmup 3
+            --steps "${BENCH_STEPS:-10}" --warmup 3 ${BENCH_ARGS:-}
     done
 fi
 date -u

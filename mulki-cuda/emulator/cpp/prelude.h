@@ -17,6 +17,7 @@ extern emu_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __shared__ static
+#define __launch_bounds__(...)
 
 void emu_sync_block();
 float emu_shfl_xor(float v, int lane_mask);

@@ -127,18 +127,21 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
     }
 }
 
-// Fused forward for bf16 mode on the tensor cores, for hs a multiple of 16 up to FA_HS and t up
-// to 4·FA_CHUNK keys (the backend checks both, and sm_80): one block per tile of query rows of
-// one head (blockIdx.x the tile, blockIdx.y = bi·nh + h, so a head's tiles run together and
-// share its k, v in L2), each warp 16 rows. blockDim.x / 32 is 4 to FA_WARPS warps, as few as
-// cover t in the fewest blocks: 7 for 197 rows in two blocks, 5 for 77 in one. q, k, v are read straight
-// from packed qkv [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory (as
-// qkv_heads would, without its pass). A warp's scores over every key stay in registers, so the
-// softmax is the exact one of the unfused path (no online rescaling): P goes to probs in f32
-// for the backward and, rounded to bf16, into O = P·v; O goes straight to out [b, t, nh·hs]
-// with its bf16 copy (see keep_bf16). The precision is the unfused path's (bf16 q, k, P, v;
-// f32 accumulation and softmax); one kernel replaces its permutation, two batched GEMMs, the
-// softmax and the output permutation, and S never leaves the SM.
+// Fused forward for bf16 mode on the tensor cores, for hs a multiple of 16 up to FA_HS (the
+// backend checks it, and sm_80): one block per tile of query rows of one head (blockIdx.x the
+// tile, blockIdx.y = bi·nh + h, so a head's tiles run together and share its k, v in L2), each
+// warp 16 rows. blockDim.x / 32 is 4 to FA_WARPS warps, as few as cover t in the fewest blocks:
+// 7 for 197 rows in two blocks, 5 for 77 in one. q, k, v are read straight from packed qkv
+// [b, t, 3, nh, hs] and rounded to bf16 on the way into shared memory (as qkv_heads would,
+// without its pass). Two passes over the keys, FA_CHUNK at a time: the first finds each row's
+// max and sum of exponentials, the second recomputes the scores, writes P to probs in f32 for
+// the backward and, rounded to bf16, adds P·v. P is the exact softmax, normalised as it is
+// written, as the backward needs; the scores are computed twice, which costs less than
+// holding a row's scores over every key in registers (the first version did, and at 197 keys
+// ran one block per SM, spilling). O goes straight to out [b, t, nh·hs] with its bf16 copy
+// (see keep_bf16). The precision is the unfused path's (bf16 q, k, P, v; f32 accumulation and
+// softmax); one kernel replaces its permutation, two batched GEMMs, the softmax and the output
+// permutation, and S never leaves the SM.
 #define FA_WARPS 8  // at most; the backend launches 4 to 8
 #define FA_ROWS (16 * FA_WARPS)
 #define FA_CHUNK 64  // keys (or, in the dkv pass, queries) per chunk in shared memory
@@ -154,7 +157,7 @@ extern "C" __global__ void attention_softmax_backward(float* ds, bf16_bits* dsb,
 // flight per thread, and the first version of these kernels spent most of its time waiting.
 __device__ __forceinline__ void fa_load(unsigned int (*tile)[FA_LDW], const float* m, long long ld, int r0, int n,
                                         int rows, int cols) {
-    constexpr int BATCH = 8;
+    constexpr int BATCH = 4;
     int w = threadIdx.x >> 5, warps = blockDim.x >> 5, c = 2 * (threadIdx.x & 31);
     bool lo = c < cols, hi = c + 1 < cols;
 #pragma unroll
@@ -181,282 +184,85 @@ __device__ __forceinline__ unsigned int fa_half(const unsigned int* row, int col
     return (row[col >> 1] >> (16 * (col & 1))) & 0xffffu;
 }
 
-// CHUNKS: chunks of FA_CHUNK keys the scores take in registers (t ≤ CHUNKS·FA_CHUNK). Two
-// instances, so the text tower's 77 keys keep half the registers of the vision tower's 197.
-template <int CHUNKS>
-__device__ __forceinline__ void fa_forward(const float* qkv, float* out, bf16_bits* copy, float* probs, int t, int nh,
-                                           int hs, int causal, float scale) {
-    __shared__ unsigned int sq[FA_ROWS][FA_LDW];
-    __shared__ unsigned int skv[FA_CHUNK][FA_LDW];
-    long long head = blockIdx.y, bi = head / nh, h = head % nh, c3 = 3LL * nh * hs;
-    // Row 0 of this head's q; its k and v are nh·hs and 2·nh·hs further.
-    const float* q = qkv + bi * t * c3 + h * hs;
-    const float *k = q + nh * hs, *v = k + nh * hs;
-    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
-    int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load(sq, q, c3, row0, rows, t, hs);
-    __syncthreads();
-    unsigned int qa[FA_HS / 16][4];
+// The A fragments of this lane's two rows (r and r + 8) of a [rows, hs] tile, hs/16 k-steps.
+__device__ __forceinline__ void fa_rows(unsigned int (*a)[4], unsigned int (*tile)[FA_LDW], int r, int c, int ksteps) {
 #pragma unroll
     for (int ks = 0; ks < FA_HS / 16; ks++) {
         if (ks < ksteps) {
-            qa[ks][0] = sq[r][ks * 8 + c];
-            qa[ks][1] = sq[r + 8][ks * 8 + c];
-            qa[ks][2] = sq[r][ks * 8 + c + 4];
-            qa[ks][3] = sq[r + 8][ks * 8 + c + 4];
+            a[ks][0] = tile[r][ks * 8 + c];
+            a[ks][1] = tile[r + 8][ks * 8 + c];
+            a[ks][2] = tile[r][ks * 8 + c + 4];
+            a[ks][3] = tile[r + 8][ks * 8 + c + 4];
         }
     }
-    // S = q·kᵀ·scale, masked entries -inf: s[chunk][8-key tile][fragment element].
-    float s[CHUNKS][FA_CHUNK / 8][4];
+}
+
+// acc = A·Bᵀ for a warp's 16 rows against the FA_CHUNK rows of `tile` (keys): A's fragments
+// `a`, `tile` [keys, hs] in bf16 pairs; acc[nt] holds keys nt·8 + 2c, + 1 of rows g and g + 8.
+__device__ __forceinline__ void fa_products(float (*acc)[4], unsigned int (*a)[4], unsigned int (*tile)[FA_LDW], int g,
+                                            int c, int ksteps) {
 #pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++) {
-        if (kc < chunks) {
-            __syncthreads();  // the previous chunk's reads are done
-            fa_load(skv, k, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
-            __syncthreads();
-        }
+    for (int nt = 0; nt < FA_CHUNK / 8; nt++) {
+        acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
 #pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++) {
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            if (kc < chunks) {
-#pragma unroll
-                for (int ks = 0; ks < FA_HS / 16; ks++) {
-                    if (ks < ksteps) {
-                        unsigned int kb[2] = {skv[nt * 8 + g][ks * 8 + c], skv[nt * 8 + g][ks * 8 + c + 4]};
-                        mma_bf16(acc, qa[ks], kb);
-                    }
-                }
-            }
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
-                s[kc][nt][e] = j < t && !(causal && j > i) ? acc[e] * scale : -INF_F;
+        for (int ks = 0; ks < FA_HS / 16; ks++) {
+            if (ks < ksteps) {
+                unsigned int b[2] = {tile[nt * 8 + g][ks * 8 + c], tile[nt * 8 + g][ks * 8 + c + 4]};
+                mma_bf16(acc[nt], a[ks], b);
             }
         }
     }
-    // Row max and sum over the four lanes (c) that share rows g and g + 8.
-    float mx[2] = {-INF_F, -INF_F}, sum[2] = {0.0f, 0.0f};
+}
+
+// o += X·Y for a warp's 16 rows: X [16, FA_CHUNK] in accumulator fragments (x[nt], as
+// fa_products leaves them; two adjacent 8-key tiles are the A fragment of 16 keys, rounded to
+// bf16), Y [FA_CHUNK, hs] a tile in bf16 pairs.
+__device__ __forceinline__ void fa_times(float (*o)[4], float (*x)[4], unsigned int (*y)[FA_LDW], int g, int c,
+                                         int hs) {
 #pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++)
+    for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
+        const float* x0 = x[2 * ks];
+        const float* x1 = x[2 * ks + 1];
+        unsigned int a[4] = {pack_bf16(x0[0], x0[1]), pack_bf16(x0[2], x0[3]), pack_bf16(x1[0], x1[1]),
+                             pack_bf16(x1[2], x1[3])};
+        int key = ks * 16 + 2 * c;
 #pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) mx[e >> 1] = fmaxf(mx[e >> 1], s[kc][nt][e]);
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 1));
-        mx[h] = fmaxf(mx[h], __shfl_xor_sync(FULL_MASK, mx[h], 2));
-    }
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++)
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                s[kc][nt][e] = expf(s[kc][nt][e] - mx[e >> 1]);  // masked: exp(-inf) = 0
-                sum[e >> 1] += s[kc][nt][e];
-            }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 1);
-        sum[h] += __shfl_xor_sync(FULL_MASK, sum[h], 2);
-    }
-    float inv[2] = {1.0f / sum[0], 1.0f / sum[1]};
-    float* prow = probs + head * t * t;
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++)
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
-                float p = s[kc][nt][e] * inv[e >> 1];
-                s[kc][nt][e] = p;
-                if (i < t && j < t) prow[(long long)i * t + j] = p;
-            }
-    // O = P·v: P's accumulator fragments of two adjacent 8-key tiles are the A fragment of
-    // 16 keys, rounded to bf16.
-    float o[FA_HS / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++) {
-        if (kc < chunks) {
-            __syncthreads();
-            fa_load(skv, v, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
-            __syncthreads();
-#pragma unroll
-            for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
-                const float* p0 = s[kc][2 * ks];
-                const float* p1 = s[kc][2 * ks + 1];
-                unsigned int pa[4] = {pack_bf16(p0[0], p0[1]), pack_bf16(p0[2], p0[3]), pack_bf16(p1[0], p1[1]),
-                                      pack_bf16(p1[2], p1[3])};
-                int key = ks * 16 + 2 * c;
-#pragma unroll
-                for (int nt = 0; nt < FA_HS / 8; nt++) {
-                    if (nt * 8 < hs) {
-                        int d = nt * 8 + g;
-                        unsigned int vb[2] = {fa_half(skv[key], d) | fa_half(skv[key + 1], d) << 16,
-                                              fa_half(skv[key + 8], d) | fa_half(skv[key + 9], d) << 16};
-                        mma_bf16(o[nt], pa, vb);
-                    }
-                }
+        for (int nt = 0; nt < FA_HS / 8; nt++) {
+            if (nt * 8 < hs) {
+                int d = nt * 8 + g;
+                unsigned int b[2] = {fa_half(y[key], d) | fa_half(y[key + 1], d) << 16,
+                                     fa_half(y[key + 8], d) | fa_half(y[key + 9], d) << 16};
+                mma_bf16(o[nt], a, b);
             }
         }
     }
+}
+
+// Sum over the four lanes (c) that share a row.
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(FULL_MASK, v, 1);
+    return v + __shfl_xor_sync(FULL_MASK, v, 2);
+}
+
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 1));
+    return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
+}
+
+// out[(bi·t + i)·ld + d] += o, or = o when `add` is 0, for this lane's rows i < t of a warp's
+// accumulator fragments o[nt] (columns d = nt·8 + 2c, + 1 below hs), with its bf16 copy.
+__device__ __forceinline__ void fa_store(float* out, bf16_bits* copy, long long at0, long long ld, float (*o)[4],
+                                         int i0, int t, int c, int hs, int add) {
 #pragma unroll
     for (int nt = 0; nt < FA_HS / 8; nt++) {
         if (nt * 8 < hs) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                int i = row0 + r + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
+                int i = i0 + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
                 if (i < t) {
-                    long long at = ((bi * t + i) * nh + h) * hs + d;
-                    out[at] = o[nt][e];
-                    keep_bf16(copy, at, o[nt][e]);
-                }
-            }
-        }
-    }
-}
-
-extern "C" __global__ void attention_fused_forward_128(const float* qkv, float* out, bf16_bits* copy, float* probs,
-                                                      int t, int nh, int hs, int causal, float scale) {
-    fa_forward<2>(qkv, out, copy, probs, t, nh, hs, causal, scale);
-}
-
-extern "C" __global__ void attention_fused_forward_256(const float* qkv, float* out, bf16_bits* copy, float* probs,
-                                                      int t, int nh, int hs, int causal, float scale) {
-    fa_forward<4>(qkv, out, copy, probs, t, nh, hs, causal, scale);
-}
-
-// Fused backward for the shapes of the fused forward, in two kernels on the tensor cores, with
-// the unfused path's precision (bf16 dO, v, dS, k, q, P; f32 accumulation and dS):
-//   dq pass (blocks of query rows as the forward's, each warp 16 rows, over every key):
-//     dP = dO·vᵀ in registers, dS = P ⊙ (dP − ⟨P, dP⟩_row)·scale, dS to `ds` (f32, [t, t] per
-//     head) for the other pass, and dqkv's q part += dS·k;
-//   dkv pass (one block per FA_CHUNK keys, each warp 16 keys, over every query):
-//     dqkv's k part += dSᵀ·q and its v part += Pᵀ·dO.
-// Both read qkv, dO and P where the step keeps them and add into packed dqkv with its bf16 copy:
-// no permutation, and dP never leaves the SM.
-template <int CHUNKS>
-__device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* dout, const float* probs, float* dqkv,
-                                               bf16_bits* copy, float* ds, int t, int nh, int hs, float scale) {
-    __shared__ unsigned int sdo[FA_ROWS][FA_LDW];
-    __shared__ unsigned int skv[FA_CHUNK][FA_LDW];
-    long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
-    const float* k = qkv + bi * t * c3 + c1 + h * hs;
-    const float* v = k + c1;
-    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
-    int r = (threadIdx.x >> 5) * 16 + g;  // this lane's rows in the tile: r and r + 8
-    int chunks = (t + FA_CHUNK - 1) / FA_CHUNK, ksteps = hs / 16;
-    fa_load(sdo, dout + bi * t * c1 + h * hs, c1, row0, rows, t, hs);
-    __syncthreads();
-    unsigned int da[FA_HS / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < FA_HS / 16; ks++) {
-        if (ks < ksteps) {
-            da[ks][0] = sdo[r][ks * 8 + c];
-            da[ks][1] = sdo[r + 8][ks * 8 + c];
-            da[ks][2] = sdo[r][ks * 8 + c + 4];
-            da[ks][3] = sdo[r + 8][ks * 8 + c + 4];
-        }
-    }
-    float dp[CHUNKS][FA_CHUNK / 8][4];
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++) {
-        if (kc < chunks) {
-            __syncthreads();
-            fa_load(skv, v, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
-            __syncthreads();
-        }
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++) {
-            float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-            if (kc < chunks) {
-#pragma unroll
-                for (int ks = 0; ks < FA_HS / 16; ks++) {
-                    if (ks < ksteps) {
-                        unsigned int vb[2] = {skv[nt * 8 + g][ks * 8 + c], skv[nt * 8 + g][ks * 8 + c + 4]};
-                        mma_bf16(acc, da[ks], vb);
-                    }
-                }
-            }
-#pragma unroll
-            for (int e = 0; e < 4; e++) dp[kc][nt][e] = acc[e];
-        }
-    }
-    // ⟨P, dP⟩ per row over the four lanes that share it; P read twice (the second time from
-    // cache) rather than held in registers beside dP. P is 0 past t (and where masked).
-    const float* prow = probs + head * t * t;
-    auto p_at = [&](int kc, int nt, int e) {
-        int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
-        return i < t && j < t ? prow[(long long)i * t + j] : 0.0f;
-    };
-    float dot[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++)
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) dot[e >> 1] += p_at(kc, nt, e) * dp[kc][nt][e];
-#pragma unroll
-    for (int hh = 0; hh < 2; hh++) {
-        dot[hh] += __shfl_xor_sync(FULL_MASK, dot[hh], 1);
-        dot[hh] += __shfl_xor_sync(FULL_MASK, dot[hh], 2);
-    }
-    float* dsh = ds + head * t * t;
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++)
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = row0 + r + 8 * (e >> 1), j = kc * FA_CHUNK + nt * 8 + 2 * c + (e & 1);
-                float d = p_at(kc, nt, e) * (dp[kc][nt][e] - dot[e >> 1]) * scale;
-                dp[kc][nt][e] = d;
-                if (i < t && j < t) dsh[(long long)i * t + j] = d;
-            }
-    // dq = dS·k, dS's accumulator fragments as the A fragments (as P in the forward).
-    float dq[FA_HS / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
-#pragma unroll
-    for (int kc = 0; kc < CHUNKS; kc++) {
-        if (kc < chunks) {
-            __syncthreads();
-            fa_load(skv, k, c3, kc * FA_CHUNK, FA_CHUNK, t, hs);
-            __syncthreads();
-#pragma unroll
-            for (int ks = 0; ks < FA_CHUNK / 16; ks++) {
-                const float* d0 = dp[kc][2 * ks];
-                const float* d1 = dp[kc][2 * ks + 1];
-                unsigned int a[4] = {pack_bf16(d0[0], d0[1]), pack_bf16(d0[2], d0[3]), pack_bf16(d1[0], d1[1]),
-                                     pack_bf16(d1[2], d1[3])};
-                int key = ks * 16 + 2 * c;
-#pragma unroll
-                for (int nt = 0; nt < FA_HS / 8; nt++) {
-                    if (nt * 8 < hs) {
-                        int d = nt * 8 + g;
-                        unsigned int kb[2] = {fa_half(skv[key], d) | fa_half(skv[key + 1], d) << 16,
-                                              fa_half(skv[key + 8], d) | fa_half(skv[key + 9], d) << 16};
-                        mma_bf16(dq[nt], a, kb);
-                    }
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) {
-        if (nt * 8 < hs) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = row0 + r + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
-                if (i < t) {
-                    long long at = (bi * t + i) * c3 + h * hs + d;
-                    float y = dqkv[at] + dq[nt][e];
-                    dqkv[at] = y;
+                    long long at = at0 + i * ld + d;
+                    float y = add ? out[at] + o[nt][e] : o[nt][e];
+                    out[at] = y;
                     keep_bf16(copy, at, y);
                 }
             }
@@ -464,16 +270,147 @@ __device__ __forceinline__ void fa_backward_dq(const float* qkv, const float* do
     }
 }
 
-extern "C" __global__ void attention_fused_backward_dq_128(const float* qkv, const float* dout, const float* probs,
-                                                          float* dqkv, bf16_bits* copy, float* ds, int t, int nh,
-                                                          int hs, float scale) {
-    fa_backward_dq<2>(qkv, dout, probs, dqkv, copy, ds, t, nh, hs, scale);
+extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_forward(const float* qkv, float* out, bf16_bits* copy, float* probs, int t,
+                                                  int nh, int hs, int causal, float scale) {
+    __shared__ unsigned int sq[FA_ROWS][FA_LDW];
+    __shared__ unsigned int sk[FA_CHUNK][FA_LDW];
+    __shared__ unsigned int sv[FA_CHUNK][FA_LDW];
+    long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
+    // Row 0 of this head's q; its k and v are nh·hs and 2·nh·hs further.
+    const float* q = qkv + bi * t * c3 + h * hs;
+    const float *k = q + c1, *v = k + c1;
+    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int r = (threadIdx.x >> 5) * 16 + g, i0 = row0 + r;  // this lane's rows: i0 and i0 + 8
+    int ksteps = hs / 16;
+    fa_load(sq, q, c3, row0, rows, t, hs);
+    __syncthreads();
+    unsigned int qa[FA_HS / 16][4];
+    fa_rows(qa, sq, r, c, ksteps);
+    float s[FA_CHUNK / 8][4];
+    // S = q·kᵀ·scale of keys [j0, j0 + FA_CHUNK) into s, masked entries -inf.
+    auto scores = [&](int j0) {
+        fa_products(s, qa, sk, g, c, ksteps);
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
+                s[nt][e] = j < t && !(causal && j > i) ? s[nt][e] * scale : -INF_F;
+            }
+    };
+    // Pass 1: each row's max m and sum l of exp(S − m), rescaled as m grows. Every row has a
+    // key (j = 0), so m is finite after the first chunk.
+    float m[2] = {-INF_F, -INF_F}, l[2] = {0.0f, 0.0f};
+    for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
+        __syncthreads();  // the previous chunk's reads are done
+        fa_load(sk, k, c3, j0, FA_CHUNK, t, hs);
+        __syncthreads();
+        scores(j0);
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            float cm = -INF_F;
+#pragma unroll
+            for (int nt = 0; nt < FA_CHUNK / 8; nt++) cm = fmaxf(cm, fmaxf(s[nt][2 * hh], s[nt][2 * hh + 1]));
+            float mn = fmaxf(m[hh], quad_max(cm)), sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < FA_CHUNK / 8; nt++) sum += expf(s[nt][2 * hh] - mn) + expf(s[nt][2 * hh + 1] - mn);
+            l[hh] = l[hh] * expf(m[hh] - mn) + sum;  // exp(-inf) = 0 before the first chunk
+            m[hh] = mn;
+        }
+    }
+    float inv[2] = {1.0f / quad_sum(l[0]), 1.0f / quad_sum(l[1])};
+    // Pass 2: P = exp(S − m)/l to probs, and O += P·v.
+    float* prow = probs + head * t * t;
+    float o[FA_HS / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
+        __syncthreads();
+        fa_load(sk, k, c3, j0, FA_CHUNK, t, hs);
+        fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
+        __syncthreads();
+        scores(j0);
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
+                float p = expf(s[nt][e] - m[e >> 1]) * inv[e >> 1];  // masked: exp(-inf) = 0
+                s[nt][e] = p;
+                if (i < t && j < t) prow[(long long)i * t + j] = p;
+            }
+        fa_times(o, s, sv, g, c, hs);
+    }
+    fa_store(out, copy, bi * t * c1 + h * hs, c1, o, i0, t, c, hs, 0);
 }
 
-extern "C" __global__ void attention_fused_backward_dq_256(const float* qkv, const float* dout, const float* probs,
-                                                          float* dqkv, bf16_bits* copy, float* ds, int t, int nh,
-                                                          int hs, float scale) {
-    fa_backward_dq<4>(qkv, dout, probs, dqkv, copy, ds, t, nh, hs, scale);
+// Fused backward for the shapes of the fused forward, in two kernels on the tensor cores, with
+// the unfused path's precision (bf16 dO, v, dS, k, q, P; f32 accumulation and dS):
+//   dq pass (blocks of query rows as the forward's, each warp 16 rows, two passes over the
+//     keys): first ⟨P, dP⟩ per row with dP = dO·vᵀ, then dP again, dS = P ⊙ (dP − ⟨P, dP⟩)·scale
+//     to `ds` (f32, [t, t] per head) for the other pass, and dqkv's q part += dS·k;
+//   dkv pass (one block per FA_CHUNK keys, each warp 16 keys, over every query):
+//     dqkv's k part += dSᵀ·q and its v part += Pᵀ·dO.
+// Both read qkv, dO and P where the step keeps them and add into packed dqkv with its bf16 copy:
+// no permutation, and dP never leaves the SM.
+extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_backward_dq(const float* qkv, const float* dout, const float* probs,
+                                                      float* dqkv, bf16_bits* copy, float* ds, int t, int nh, int hs,
+                                                      float scale) {
+    __shared__ unsigned int sdo[FA_ROWS][FA_LDW];
+    __shared__ unsigned int sk[FA_CHUNK][FA_LDW];
+    __shared__ unsigned int sv[FA_CHUNK][FA_LDW];
+    long long head = blockIdx.y, bi = head / nh, h = head % nh, c1 = (long long)nh * hs, c3 = 3 * c1;
+    const float* k = qkv + bi * t * c3 + c1 + h * hs;
+    const float* v = k + c1;
+    int rows = 16 * (blockDim.x >> 5), row0 = blockIdx.x * rows, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+    int r = (threadIdx.x >> 5) * 16 + g, i0 = row0 + r;  // this lane's rows: i0 and i0 + 8
+    int ksteps = hs / 16;
+    fa_load(sdo, dout + bi * t * c1 + h * hs, c1, row0, rows, t, hs);
+    __syncthreads();
+    unsigned int da[FA_HS / 16][4];
+    fa_rows(da, sdo, r, c, ksteps);
+    const float* prow = probs + head * t * t;
+    // P at this lane's element e of 8-key tile nt from key j0; 0 past t (and where masked).
+    auto p_at = [&](int j0, int nt, int e) {
+        int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
+        return i < t && j < t ? prow[(long long)i * t + j] : 0.0f;
+    };
+    float dp[FA_CHUNK / 8][4];
+    float dot[2] = {0.0f, 0.0f};
+    for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
+        __syncthreads();
+        fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
+        __syncthreads();
+        fa_products(dp, da, sv, g, c, ksteps);
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) dot[e >> 1] += p_at(j0, nt, e) * dp[nt][e];
+    }
+    dot[0] = quad_sum(dot[0]);
+    dot[1] = quad_sum(dot[1]);
+    float* dsh = ds + head * t * t;
+    float dq[FA_HS / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
+    for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
+        __syncthreads();
+        fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
+        fa_load(sk, k, c3, j0, FA_CHUNK, t, hs);
+        __syncthreads();
+        fa_products(dp, da, sv, g, c, ksteps);
+#pragma unroll
+        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
+                float d = p_at(j0, nt, e) * (dp[nt][e] - dot[e >> 1]) * scale;
+                dp[nt][e] = d;
+                if (i < t && j < t) dsh[(long long)i * t + j] = d;
+            }
+        fa_times(dq, dp, sk, g, c, hs);
+    }
+    fa_store(dqkv, copy, bi * t * c3 + h * hs, c3, dq, i0, t, c, hs, 1);
 }
 
 // The A fragment of Xᵀ for keys kr and kr + 8 (rows of Xᵀ) and the 16 queries from q0 (its
@@ -496,7 +433,7 @@ __device__ __forceinline__ void fa_column(unsigned int* b, unsigned int (*y)[FA_
 // smaller blocks keep more of them per SM).
 #define FA_DKV_WARPS 4
 
-extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const float* dout, const float* probs,
+extern "C" __global__ void __launch_bounds__(32 * FA_DKV_WARPS, 3) attention_fused_backward_dkv(const float* qkv, const float* dout, const float* probs,
                                                        const float* ds, float* dqkv, bf16_bits* copy, int t, int nh,
                                                        int hs) {
     __shared__ unsigned int sq[FA_CHUNK][FA_LDW];
@@ -540,22 +477,7 @@ extern "C" __global__ void attention_fused_backward_dkv(const float* qkv, const 
             }
         }
     }
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) {
-        if (nt * 8 < hs) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int j = key0 + kr + 8 * (e >> 1), d = nt * 8 + 2 * c + (e & 1);
-                if (j < t) {
-                    long long at = (bi * t + j) * c3 + c1 + h * hs + d;
-                    float y = dqkv[at] + dk[nt][e];
-                    dqkv[at] = y;
-                    keep_bf16(copy, at, y);
-                    y = dqkv[at + c1] + dv[nt][e];
-                    dqkv[at + c1] = y;
-                    keep_bf16(copy, at + c1, y);
-                }
-            }
-        }
-    }
+    long long at0 = bi * t * c3 + c1 + h * hs;
+    fa_store(dqkv, copy, at0, c3, dk, key0 + kr, t, c, hs, 1);
+    fa_store(dqkv, copy, at0 + c1, c3, dv, key0 + kr, t, c, hs, 1);
 }

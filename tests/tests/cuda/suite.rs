@@ -587,8 +587,8 @@ fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
 }
 
 /// In bf16 mode attention's forward runs as one fused tensor-core kernel for head sizes that are
-/// multiples of 16 up to 64 and up to 256 keys (ViT-B/16's 197 patches, the text tower's 77 causal
-/// tokens), and as GEMMs around a softmax otherwise. Both round q, k, v and P to bf16, so against
+/// multiples of 16 up to 64 (ViT-B/16's 197 rows, the text tower's 77 causal tokens, 300), and as
+/// GEMMs around a softmax otherwise. Both round q, k, v and P to bf16, so against
 /// the CPU in f64 on the same f32 inputs: |ΔS_ij| ≤ ε_i = 2⁻⁷·1.01·max_j Σ|q_i||k_j|/√hs, so
 /// |ΔP_ij| ≤ P_ij·(e^{2ε_i} − 1), and |ΔO_id| ≤ Σ_j (|ΔP_ij| + 2⁻⁸·(P_ij + |ΔP_ij|))·|v_jd|·(1 + 2⁻⁸)
 /// + 2⁻⁸·P_ij·|v_jd|, each with f32 slack. The backward (fused into two kernels, or GEMMs around
@@ -602,7 +602,9 @@ fn bf16_attention_is_within_bf16_rounding_of_the_cpu() {
     let fused = |be: &mut CudaBackend| {
         be.profile().unwrap().iter().filter(|p| p.0.starts_with("attention_fused")).map(|p| p.1).sum::<u64>()
     };
-    for (d, want_fused) in [(ATTN_VIT, 1), (text, 1), (ATTN_CAUSAL, 0)] {
+    // 300 keys: five chunks of the kernels' 64, causal.
+    let long = Attn { b: 1, t: 300, nh: 1, hs: 64, causal: true };
+    for (d, want_fused) in [(ATTN_VIT, 1), (text, 1), (long, 1), (ATTN_CAUSAL, 0)] {
         let (nqkv, nout, nprobs) = attn_len(d);
         let buf = |be: &mut CudaBackend, n: usize| Buf { arena: be.alloc(n).unwrap(), offset: 0, len: n };
         let (qkv, out, probs) = (buf(&mut gpu, nqkv), buf(&mut gpu, nout), buf(&mut gpu, nprobs));
