@@ -33,7 +33,7 @@ cp "$(test_binary mulki-cuda kernels_compile)" carry/kernels-compile
 cp "$(test_binary mulki-cuda probe)" carry/probe
 cp scripts/gpu/session.sh carry/run.sh
 strip carry/mulki carry/cuda-tests carry/kernels-compile carry/probe
-rm -f carry/mulki-base
+rm -f carry/mulki-*
 if [ -n "${MULKI_BASE:-}" ]; then
     cp "$MULKI_BASE" carry/mulki-base
     strip carry/mulki-base

@@ -588,12 +588,12 @@ fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
 
 /// In bf16 mode attention's forward runs as one fused tensor-core kernel for head sizes that are
 /// multiples of 16 up to 64 (ViT-B/16's 197 rows, the text tower's 77 causal tokens, 300), and as
-/// GEMMs around a softmax otherwise. Both round q, k, v and P to bf16, so against
-/// the CPU in f64 on the same f32 inputs: |ΔS_ij| ≤ ε_i = 2⁻⁷·1.01·max_j Σ|q_i||k_j|/√hs, so
-/// |ΔP_ij| ≤ P_ij·(e^{2ε_i} − 1), and |ΔO_id| ≤ Σ_j (|ΔP_ij| + 2⁻⁸·(P_ij + |ΔP_ij|))·|v_jd|·(1 + 2⁻⁸)
-/// + 2⁻⁸·P_ij·|v_jd|, each with f32 slack. The backward (fused into two kernels, or GEMMs around
-/// a softmax backward) adds dqkv within 2e-2 of each of dq, dk and dv's largest value, against
-/// the CPU from the GPU's P.
+/// GEMMs around a softmax otherwise. Both round q, k, v and P to bf16, so against the CPU in f64
+/// on the same f32 inputs, with f32 slack on each bound:
+/// |ΔS_ij| ≤ ε_i = 2⁻⁷·1.01·max_j Σ|q_i||k_j|/√hs, so |ΔP_ij| ≤ P_ij·(e^{2ε_i} − 1), and
+/// |ΔO_id| ≤ Σ_j [(|ΔP_ij| + 2⁻⁸·(P_ij + |ΔP_ij|))·(1 + 2⁻⁸) + 2⁻⁸·P_ij]·|v_jd|.
+/// The backward (fused into two kernels, or GEMMs around a softmax backward) adds dqkv within
+/// 2e-2 of each of dq, dk and dv's largest value, against the CPU from the GPU's P.
 #[test]
 fn bf16_attention_is_within_bf16_rounding_of_the_cpu() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
