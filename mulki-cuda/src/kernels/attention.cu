@@ -253,6 +253,32 @@ __device__ __forceinline__ float quad_max(float v) {
     return fmaxf(v, __shfl_xor_sync(FULL_MASK, v, 2));
 }
 
+// f(nt, e, i, j) for each of this lane's elements of a warp's [16, FA_CHUNK] accumulator
+// fragments (element e of 8-key tile nt): row i (from i0, its first row) and key j (from j0).
+template <typename F>
+__device__ __forceinline__ void fa_each(int i0, int j0, int c, F f) {
+#pragma unroll
+    for (int nt = 0; nt < FA_CHUNK / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) f(nt, e, i0 + 8 * (e >> 1), j0 + nt * 8 + 2 * c + (e & 1));
+}
+
+// Zeroes a warp's [16, hs] accumulator fragments.
+__device__ __forceinline__ void fa_zero(float (*o)[4]) {
+#pragma unroll
+    for (int nt = 0; nt < FA_HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+}
+
+// Keys [j0, j0 + FA_CHUNK) of one head's two [t, hs] matrices `a` and `b` (rows `ld` apart) into
+// `sa` and `sb`, once the block is done with the chunk before.
+__device__ __forceinline__ void fa_load2(unsigned int (*sa)[FA_LDW], const float* a, unsigned int (*sb)[FA_LDW],
+                                         const float* b, long long ld, int j0, int t, int hs) {
+    __syncthreads();
+    fa_load(sa, a, ld, j0, FA_CHUNK, t, hs);
+    fa_load(sb, b, ld, j0, FA_CHUNK, t, hs);
+    __syncthreads();
+}
+
 // out[(bi·t + i)·ld + d] += o, or = o when `add` is 0, for this lane's rows i < t of a warp's
 // accumulator fragments o[nt] (columns d = nt·8 + 2c, + 1 below hs), with its bf16 copy.
 __device__ __forceinline__ void fa_store(float* out, bf16_bits* copy, long long at0, long long ld, float (*o)[4],
@@ -297,13 +323,9 @@ extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_f
     // S = q·kᵀ·scale of keys [j0, j0 + FA_CHUNK) into s, masked entries -inf.
     auto scores = [&](int j0) {
         fa_products(s, qa, sk, g, c, ksteps);
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
-                s[nt][e] = j < t && !(causal && j > i) ? s[nt][e] * scale : -INF_F;
-            }
+        fa_each(i0, j0, c, [&](int nt, int e, int i, int j) {
+            s[nt][e] = j < t && !(causal && j > i) ? s[nt][e] * scale : -INF_F;
+        });
     };
     // Pass 1: each row's max m and sum l of exp(S − m), rescaled as m grows. Every row has a
     // key (j = 0), so m is finite after the first chunk.
@@ -329,23 +351,15 @@ extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_f
     // Pass 2: P = exp(S − m)/l to probs, and O += P·v.
     float* prow = probs + head * t * t;
     float o[FA_HS / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+    fa_zero(o);
     for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
-        __syncthreads();
-        fa_load(sk, k, c3, j0, FA_CHUNK, t, hs);
-        fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
-        __syncthreads();
+        fa_load2(sk, k, sv, v, c3, j0, t, hs);
         scores(j0);
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
-                float p = expf(s[nt][e] - m[e >> 1]) * inv[e >> 1];  // masked: exp(-inf) = 0
-                s[nt][e] = p;
-                if (i < t && j < t) prow[(long long)i * t + j] = p;
-            }
+        fa_each(i0, j0, c, [&](int nt, int e, int i, int j) {
+            float p = expf(s[nt][e] - m[e >> 1]) * inv[e >> 1];  // masked: exp(-inf) = 0
+            s[nt][e] = p;
+            if (i < t && j < t) prow[(long long)i * t + j] = p;
+        });
         fa_times(o, s, sv, g, c, hs);
     }
     fa_store(out, copy, bi * t * c1 + h * hs, c1, o, i0, t, c, hs, 0);
@@ -377,11 +391,8 @@ extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_b
     unsigned int da[FA_HS / 16][4];
     fa_rows(da, sdo, r, c, ksteps);
     const float* prow = probs + head * t * t;
-    // P at this lane's element e of 8-key tile nt from key j0; 0 past t (and where masked).
-    auto p_at = [&](int j0, int nt, int e) {
-        int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
-        return i < t && j < t ? prow[(long long)i * t + j] : 0.0f;
-    };
+    // P[i][j]; 0 past t (and where masked).
+    auto p_at = [&](int i, int j) { return i < t && j < t ? prow[(long long)i * t + j] : 0.0f; };
     float dp[FA_CHUNK / 8][4];
     float dot[2] = {0.0f, 0.0f};
     for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
@@ -389,32 +400,21 @@ extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_b
         fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
         __syncthreads();
         fa_products(dp, da, sv, g, c, ksteps);
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) dot[e >> 1] += p_at(j0, nt, e) * dp[nt][e];
+        fa_each(i0, j0, c, [&](int nt, int e, int i, int j) { dot[e >> 1] += p_at(i, j) * dp[nt][e]; });
     }
     dot[0] = quad_sum(dot[0]);
     dot[1] = quad_sum(dot[1]);
     float* dsh = ds + head * t * t;
     float dq[FA_HS / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++) dq[nt][0] = dq[nt][1] = dq[nt][2] = dq[nt][3] = 0.0f;
+    fa_zero(dq);
     for (int j0 = 0; j0 < t; j0 += FA_CHUNK) {
-        __syncthreads();
-        fa_load(sv, v, c3, j0, FA_CHUNK, t, hs);
-        fa_load(sk, k, c3, j0, FA_CHUNK, t, hs);
-        __syncthreads();
+        fa_load2(sv, v, sk, k, c3, j0, t, hs);
         fa_products(dp, da, sv, g, c, ksteps);
-#pragma unroll
-        for (int nt = 0; nt < FA_CHUNK / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int i = i0 + 8 * (e >> 1), j = j0 + nt * 8 + 2 * c + (e & 1);
-                float d = p_at(j0, nt, e) * (dp[nt][e] - dot[e >> 1]) * scale;
-                dp[nt][e] = d;
-                if (i < t && j < t) dsh[(long long)i * t + j] = d;
-            }
+        fa_each(i0, j0, c, [&](int nt, int e, int i, int j) {
+            float d = p_at(i, j) * (dp[nt][e] - dot[e >> 1]) * scale;
+            dp[nt][e] = d;
+            if (i < t && j < t) dsh[(long long)i * t + j] = d;
+        });
         fa_times(dq, dp, sk, g, c, hs);
     }
     fa_store(dqkv, copy, bi * t * c3 + h * hs, c3, dq, i0, t, c, hs, 1);
@@ -456,10 +456,8 @@ extern "C" __global__ void __launch_bounds__(32 * FA_DKV_WARPS, 3) attention_fus
     const float* p = probs + head * t * t + key0;
     const float* dsh = ds + head * t * t + key0;
     float dk[FA_HS / 8][4], dv[FA_HS / 8][4];
-#pragma unroll
-    for (int nt = 0; nt < FA_HS / 8; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[nt][e] = dv[nt][e] = 0.0f;
+    fa_zero(dk);
+    fa_zero(dv);
     for (int q0 = 0; q0 < t; q0 += FA_CHUNK) {
         __syncthreads();  // the previous chunk's reads are done
         fa_load(sq, q, c3, q0, FA_CHUNK, t, hs);
