@@ -901,7 +901,7 @@ impl Backend for CudaBackend {
         let ([o, p], [x]) = self.ptrs(op, [(out, btc), (probs, bhtt)], [(qkv, 3 * btc)])?;
         let g = self.head_gemms(d);
         let [b, t, nh, hs] = head_dims(op, d)?;
-        let (causal, scale) = (d.causal as i32, (1.0 / (d.hs as f64).sqrt()) as f32);
+        let (causal, scale) = (d.causal as i32, head_scale(d) as f32);
         if self.fused(g.bf16, d) {
             let cfg = fused_cfg(d, fused_warps(d.t));
             return self.with_rounded_copy(out, btc, |be, copy| {
@@ -933,7 +933,7 @@ impl Backend for CudaBackend {
         let g = self.head_gemms(d);
         let bf16 = g.bf16;
         let [b, t, nh, hs] = head_dims(op, d)?;
-        let scale = (1.0 / (d.hs as f64).sqrt()) as f32;
+        let scale = head_scale(d) as f32;
         if self.fused(bf16, d) {
             let (cfg, dkv) = (fused_cfg(d, fused_warps(d.t)), fused_cfg(d, FA_DKV_WARPS));
             let ds = self.scratch(Slot::Temp, bhtt)?;
@@ -1279,6 +1279,11 @@ fn fused_cfg(d: Attn, warps: usize) -> LaunchConfig {
     }
 }
 
+/// Attention's score scale, 1/√hs.
+fn head_scale(d: Attn) -> f64 {
+    1.0 / (d.hs as f64).sqrt()
+}
+
 /// Whether the fused attention kernels take these shapes: head sizes a multiple of 16 up to 64
 /// (ViT-B/16 and CLIP's text tower have 64) and one grid row per head; others take the GEMM
 /// path.
@@ -1330,7 +1335,7 @@ impl HeadGemms {
             let g = Gemm { batch: heads, stride_a: sa, stride_b: sb, stride_c: sc, ..g.low_precision() };
             (g, Lds::packed(g))
         };
-        let scale = 1.0 / (hs as f64).sqrt();
+        let scale = head_scale(d);
         let with_c = |(g, l): (Gemm, Lds)| (g, Lds { c: ld, ..l });
         let with_a = |(g, l): (Gemm, Lds)| (g, Lds { a: ld, ..l });
         HeadGemms {

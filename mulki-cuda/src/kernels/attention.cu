@@ -188,6 +188,25 @@ __device__ __forceinline__ unsigned int fa_half(const unsigned int* row, int col
     return (row[col >> 1] >> (16 * (col & 1))) & 0xffffu;
 }
 
+// The B fragment of column d of Y for the 16 rows from r0 (the product's k index), from a tile
+// of Y in bf16 pairs: P·v and dS·k take v and k this way, the dkv pass q and dO.
+__device__ __forceinline__ void fa_column(unsigned int* b, unsigned int (*y)[FA_LDW], int r0, int d) {
+    b[0] = fa_half(y[r0], d) | fa_half(y[r0 + 1], d) << 16;
+    b[1] = fa_half(y[r0 + 8], d) | fa_half(y[r0 + 9], d) << 16;
+}
+
+// The A fragment of Xᵀ for its rows kr and kr + 8 (columns of X) and the 16 columns from q0
+// (rows of X), from a tile of X in bf16 pairs: columns kr and kr + 8 of X as fa_column reads them.
+__device__ __forceinline__ void fa_transposed(unsigned int* a, unsigned int (*x)[FA_LDW], int q0, int kr) {
+    unsigned int lo[2], hi[2];
+    fa_column(lo, x, q0, kr);
+    fa_column(hi, x, q0, kr + 8);
+    a[0] = lo[0];
+    a[1] = hi[0];
+    a[2] = lo[1];
+    a[3] = hi[1];
+}
+
 // The A fragments of this lane's two rows (r and r + 8) of a [rows, hs] tile, hs/16 k-steps.
 __device__ __forceinline__ void fa_rows(unsigned int (*a)[4], unsigned int (*tile)[FA_LDW], int r, int c, int ksteps) {
 #pragma unroll
@@ -233,9 +252,8 @@ __device__ __forceinline__ void fa_times(float (*o)[4], float (*x)[4], unsigned 
 #pragma unroll
         for (int nt = 0; nt < FA_HS / 8; nt++) {
             if (nt * 8 < hs) {
-                int d = nt * 8 + g;
-                unsigned int b[2] = {fa_half(y[key], d) | fa_half(y[key + 1], d) << 16,
-                                     fa_half(y[key + 8], d) | fa_half(y[key + 9], d) << 16};
+                unsigned int b[2];
+                fa_column(b, y, key, nt * 8 + g);
                 mma_bf16(o[nt], a, b);
             }
         }
@@ -420,21 +438,7 @@ extern "C" __global__ void __launch_bounds__(32 * FA_WARPS, 2) attention_fused_b
     fa_store(dqkv, copy, bi * t * c3 + h * hs, c3, dq, i0, t, c, hs, 1);
 }
 
-// The A fragment of Xᵀ for keys kr and kr + 8 (rows of Xᵀ) and the 16 queries from q0 (its
-// columns), from a tile of X [queries, keys] in bf16 pairs.
-__device__ __forceinline__ void fa_transposed(unsigned int* a, unsigned int (*x)[FA_LDW], int q0, int kr) {
-    a[0] = fa_half(x[q0], kr) | fa_half(x[q0 + 1], kr) << 16;
-    a[1] = fa_half(x[q0], kr + 8) | fa_half(x[q0 + 1], kr + 8) << 16;
-    a[2] = fa_half(x[q0 + 8], kr) | fa_half(x[q0 + 9], kr) << 16;
-    a[3] = fa_half(x[q0 + 8], kr + 8) | fa_half(x[q0 + 9], kr + 8) << 16;
-}
 
-// The B fragment of column d of Y [queries, hs] for the 16 queries from q0 (key rows of the
-// product), from a tile of Y in bf16 pairs.
-__device__ __forceinline__ void fa_column(unsigned int* b, unsigned int (*y)[FA_LDW], int q0, int d) {
-    b[0] = fa_half(y[q0], d) | fa_half(y[q0 + 1], d) << 16;
-    b[1] = fa_half(y[q0 + 8], d) | fa_half(y[q0 + 9], d) << 16;
-}
 
 // The dkv pass: blocks of FA_DKV_WARPS warps, FA_CHUNK keys each (it keeps no per-key state, so
 // smaller blocks keep more of them per SM).
