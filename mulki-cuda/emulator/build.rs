@@ -3,7 +3,8 @@
 //!
 //! The kernel sources are read in the order `mulki-cuda/src/kernels.rs` concatenates them, and a
 //! launcher is generated per `extern "C" __global__` kernel: it unpacks cuLaunchKernel's
-//! parameter array by the kernel's own signature.
+//! parameter array by the kernel's own signature, and a table of the parameters' sizes lets a
+//! captured launch keep copies of their values.
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
@@ -42,11 +43,19 @@ fn main() {
         writeln!(dispatch, "static void launch_{name}(void** p) {{ {name}({}); }}", args.join(", "))
             .expect("write to String");
     }
+    // Each parameter's size, alignment and whether it is a pointer, by the kernel's signature:
+    // a captured launch copies the parameter values (cuLaunchKernel's array points at them).
+    for (name, params) in &kernels {
+        let infos: Vec<String> =
+            params.iter().map(|ty| format!("{{sizeof({ty}), alignof({ty}), std::is_pointer<{ty}>::value}}")).collect();
+        writeln!(dispatch, "static const Param params_{name}[] = {{{}}};", infos.join(", ")).expect("write to String");
+    }
     let syncing = syncing_functions(&source);
     dispatch.push_str("static Kernel KERNELS[] = {\n");
-    for (name, _) in &kernels {
+    for (name, params) in &kernels {
         let syncs = syncing.iter().any(|f| f == name);
-        writeln!(dispatch, "    {{\"{name}\", launch_{name}, {syncs}}},").expect("write to String");
+        let n = params.len();
+        writeln!(dispatch, "    {{\"{name}\", launch_{name}, {syncs}, params_{name}, {n}}},").expect("write to String");
     }
     dispatch.push_str("};\n");
     fs::write(out.join("dispatch.inc"), dispatch).expect("write dispatch.inc");

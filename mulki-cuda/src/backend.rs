@@ -27,6 +27,7 @@ use mulki_core::clip::config::HiddenAct;
 use mulki_core::Error;
 
 use crate::error::CudaError;
+use crate::graphs::{GraphUse, Graphs};
 use crate::kernels::Kernels;
 use crate::pinned::Pinned;
 use crate::rounded::{Form, Placed, PoolUse, Rounded};
@@ -117,7 +118,14 @@ pub struct CudaBackend {
     /// [`MAX_UPLOADS`], and then no write waits.
     uploads: Vec<Pinned>,
     next_upload: usize,
+    /// With CUDA graphs: the capture state (see [`crate::graphs`]).
+    graphs: Option<Graphs>,
+    /// cuBLAS's workspace (see [`CudaBackend::new`]).
+    _workspace: Arena<u8>,
 }
+
+/// Bytes of cuBLAS's workspace (NVIDIA's recommendation for Hopper).
+const CUBLAS_WORKSPACE: usize = 32 << 20;
 
 /// The most page-locked upload buffers; beyond them a write waits for the oldest copy.
 const MAX_UPLOADS: usize = 8;
@@ -239,7 +247,8 @@ macro_rules! launch {
         } else {
             // A `Result`, never an early return from the caller, so a caller can undo its
             // bookkeeping when the launch fails.
-            $be.profile_start().and_then(|t0| {
+            let shape = [cfg.grid_dim.0, cfg.grid_dim.1, cfg.block_dim.0].map(u64::from);
+            $be.captured($name, &shape).and_then(|()| $be.profile_start()).and_then(|t0| {
                 let f = $be.k.get($name);
                 let mut l = $be.stream.launch_builder(f);
                 $(let a = $arg; l.arg(&a);)+
@@ -256,6 +265,15 @@ macro_rules! launch {
 impl CudaBackend {
     /// A backend on device `ordinal`: probes the libraries, compiles and loads the kernels.
     pub fn new(ordinal: usize, precision: Precision) -> Result<Self, CudaError> {
+        Self::open(ordinal, precision, false)
+    }
+
+    /// [`CudaBackend::new`], running its work as CUDA graphs (see [`crate::graphs`]).
+    pub fn with_graphs(ordinal: usize, precision: Precision) -> Result<Self, CudaError> {
+        Self::open(ordinal, precision, true)
+    }
+
+    fn open(ordinal: usize, precision: Precision, graphs: bool) -> Result<Self, CudaError> {
         let info = crate::probe()?;
         if ordinal >= info.device_count() {
             return Err(CudaError::NoDevice);
@@ -264,9 +282,27 @@ impl CudaBackend {
         // SAFETY: one stream only; kernels are ordered on it, so cudarc's cross-stream events
         // are not needed. Called before any allocation.
         unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.default_stream();
+        // CUDA cannot capture the legacy default stream: graphs need a stream of their own.
+        let stream = if graphs {
+            ctx.new_stream().map_err(|source| CudaError::Driver { call: "cuStreamCreate", source })?
+        } else {
+            ctx.default_stream()
+        };
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| CudaError::Cublas { call: "cublasCreate", reason: format!("{e:?}") })?;
+        // cuBLAS's workspace is ours in both modes, so a GEMM chooses the same algorithm with
+        // graphs as without (their results are bit-identical), and a captured one allocates
+        // nothing.
+        let mem = stream
+            .alloc_zeros::<u8>(CUBLAS_WORKSPACE)
+            .map_err(|source| CudaError::Driver { call: "cuMemAlloc", source })?;
+        let base = mem.device_ptr(&stream).0;
+        // SAFETY: the handle is live and bound to `stream`; the workspace lives as long as the
+        // backend (and so the handle).
+        unsafe { blas_sys::cublasSetWorkspace_v2(*blas.handle(), base as *mut _, CUBLAS_WORKSPACE) }
+            .result()
+            .map_err(|e| CudaError::Cublas { call: "cublasSetWorkspace", reason: format!("{e:?}") })?;
+        let workspace = Arena { _mem: mem, base, len: CUBLAS_WORKSPACE };
         let k = Kernels::load(&ctx)?;
         Ok(CudaBackend {
             ctx,
@@ -285,7 +321,33 @@ impl CudaBackend {
             staging: None,
             uploads: Vec::new(),
             next_upload: 0,
+            graphs: graphs.then(Graphs::new),
+            _workspace: workspace,
         })
+    }
+
+    /// How the work ran as CUDA graphs so far; `None` without graphs.
+    pub fn graph_use(&self) -> Option<GraphUse> {
+        self.graphs.as_ref().map(Graphs::used)
+    }
+
+    /// Before device operation `name` (shaped by `shape`): with graphs, it joins the open
+    /// capture (opened here when none is). Profiling records events around every launch, which
+    /// a capture cannot hold, so a profiled backend runs without graphs.
+    fn captured(&mut self, name: &'static str, shape: &[u64]) -> Result<(), Error> {
+        match &mut self.graphs {
+            Some(g) if self.profile.is_none() => g.operation(&self.stream, name, shape),
+            _ => Ok(()),
+        }
+    }
+
+    /// Before anything that involves the host (an upload, a copy back, a wait, an allocation):
+    /// with graphs, launches the open capture, so the work queued so far runs first.
+    fn launch_captured(&mut self) -> Result<(), Error> {
+        match &mut self.graphs {
+            Some(g) => g.launch(&self.stream),
+            None => Ok(()),
+        }
     }
 
     /// Turns per-kernel timing on and clears earlier counts: a pair of CUDA events around every
@@ -293,8 +355,11 @@ impl CudaBackend {
     /// event pair times the kernel itself; when it idles (a queue of short kernels drained),
     /// the pair also spans the host's launch work (and cuBLAS's), so each figure is an upper
     /// bound of the kernel's time.
-    pub fn set_profiling(&mut self, on: bool) {
+    /// With graphs, profiling runs the work without them (see [`Self::captured`]).
+    pub fn set_profiling(&mut self, on: bool) -> Result<(), Error> {
+        self.launch_captured()?;
         self.profile = on.then(Profiler::default);
+        Ok(())
     }
 
     /// Per kernel: (name, calls, seconds of GPU time), most time first.
@@ -358,12 +423,13 @@ impl CudaBackend {
     }
 
     /// Waits for every queued kernel.
-    pub fn synchronize(&self) -> Result<(), Error> {
+    pub fn synchronize(&mut self) -> Result<(), Error> {
+        self.launch_captured()?;
         self.stream.synchronize().map_err(driver("cuStreamSynchronize"))
     }
 
     /// Device memory in use (total − free, all processes), after a synchronize.
-    pub fn memory_in_use(&self) -> Result<u64, Error> {
+    pub fn memory_in_use(&mut self) -> Result<u64, Error> {
         self.synchronize()?;
         self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         let (free, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
@@ -371,8 +437,9 @@ impl CudaBackend {
     }
 
     fn alloc_arena<T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
-        &self, len: usize,
+        &mut self, len: usize,
     ) -> Result<Arena<T>, Error> {
+        self.launch_captured()?;
         let mem = self.stream.alloc_zeros::<T>(len.max(1)).map_err(driver("cuMemAlloc"))?;
         let base = mem.device_ptr(&self.stream).0;
         Ok(Arena { base, _mem: mem, len })
@@ -423,6 +490,7 @@ impl CudaBackend {
     /// # Safety
     /// `d` must span `src.len()` words of a live allocation.
     unsafe fn upload<T: Word>(&mut self, d: u64, src: &[T]) -> Result<(), Error> {
+        self.launch_captured()?;
         if 4 * src.len() <= PAGEABLE_WRITE {
             // SAFETY: the caller's; the copy is ordered on the stream after every kernel queued
             // before it, and a pageable source of this size is staged before the call returns.
@@ -478,6 +546,8 @@ impl CudaBackend {
     fn scratch(&mut self, slot: Slot, len: usize) -> Result<u64, Error> {
         let s = slot as usize;
         if self.scratch[s].as_ref().is_none_or(|a| a.len < len) {
+            // Captured work may use the old buffer: it is queued before the buffer is freed.
+            self.launch_captured()?;
             self.scratch[s] = None;
             self.scratch[s] = Some(self.alloc_arena::<f32>(len)?);
         }
@@ -487,6 +557,7 @@ impl CudaBackend {
     fn bf16_scratch(&mut self, slot: Bf16Slot, len: usize) -> Result<u64, Error> {
         let slot = slot as usize;
         if self.bf16[slot].as_ref().is_none_or(|a| a.len < len) {
+            self.launch_captured()?;
             self.bf16[slot] = None;
             self.bf16[slot] = Some(self.alloc_arena::<u16>(len)?);
         }
@@ -557,6 +628,8 @@ impl CudaBackend {
         let (alpha, beta) = (d.alpha as f32, d.beta as f32);
         let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
         let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, i32_of(op, ld.c)?, i32_of(op, d.batch)?);
+        let shape = [d.m, d.n, d.k, d.batch, usize::from(d.trans_a), usize::from(d.trans_b)].map(|x| x as u64);
+        self.captured(label, &shape)?;
         let t0 = self.profile_start()?;
         // SAFETY: the operand extents were checked against their arenas (or are scratch sized
         // for them); alpha and beta are host f32 (cuBLAS's default pointer mode); the handle is
@@ -710,7 +783,7 @@ impl CudaBackend {
 
     /// The rounded-operand pool, sized by [`POOL_SHARE_OF_TOTAL`] and [`POOL_SHARE_OF_FREE`];
     /// empty (every operand rounded into scratch) when the device has no room for it.
-    fn new_pool(&self) -> Result<Pool, Error> {
+    fn new_pool(&mut self) -> Result<Pool, Error> {
         self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         let (free, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
         let arenas: usize = self.arenas.iter().map(|a| a.len).sum();
@@ -771,6 +844,7 @@ impl Backend for CudaBackend {
             return Err(Error::Buffer { op: "read", reason: "length mismatch" });
         }
         let ([], [s]) = self.ptrs("read", [], [(src, 0)])?;
+        self.launch_captured()?;
         // SAFETY: as in `write`; the synchronize makes `dst` complete before it is returned.
         unsafe { result::memcpy_dtoh_async(dst, s, self.stream.cu_stream()) }.map_err(driver("cuMemcpyDtoHAsync"))?;
         self.synchronize()
@@ -778,6 +852,7 @@ impl Backend for CudaBackend {
 
     fn stage(&mut self, src: Buf) -> Result<(), Error> {
         let ([], [s]) = self.ptrs("stage", [], [(src, 0)])?;
+        self.launch_captured()?;
         let st = Pinned::ensure(&mut self.staging, &self.ctx, src.len)?;
         // An earlier stage nobody collected may still be copying into the buffer.
         st.wait()?;
@@ -789,6 +864,8 @@ impl Backend for CudaBackend {
     }
 
     fn collect(&mut self, dst: &mut [f32]) -> Result<(), Error> {
+        // The work captured so far runs while the host waits.
+        self.launch_captured()?;
         let st = self.staging.as_ref().ok_or(Error::Buffer { op: "collect", reason: "nothing was staged" })?;
         let got = st.contents()?;
         if got.len() != dst.len() {
@@ -821,6 +898,7 @@ impl Backend for CudaBackend {
             return Err(Error::Buffer { op: "copy", reason: "length mismatch" });
         }
         let ([d], [s]) = self.ptrs("copy", [(dst, 0)], [(src, 0)])?;
+        self.captured("copy", &[dst.len as u64])?;
         // SAFETY: both ranges are inside live allocations and do not overlap (checked).
         unsafe { result::memcpy_dtod_async(d, s, 4 * dst.len, self.stream.cu_stream()) }
             .map_err(driver("cuMemcpyDtoDAsync"))
@@ -1018,6 +1096,7 @@ impl Backend for CudaBackend {
         // ids: device memory stays the same from task to task.
         let room = 3 * self.idx_host.get(ids.arena as usize).map_or(0, Vec::len) + 1;
         if self.groups.as_ref().is_none_or(|a| a.len < room) {
+            self.launch_captured()?;
             self.groups = None;
             self.groups = Some(self.alloc_arena::<u32>(room)?);
         }
@@ -1220,6 +1299,14 @@ impl Backend for CudaBackend {
 
     fn device_memory(&mut self) -> Option<u64> {
         self.memory_in_use().ok()
+    }
+}
+
+impl Drop for CudaBackend {
+    /// Work still in an open capture is launched, so a dropped backend leaves nothing undone
+    /// that it queued (as without graphs), and its buffers are freed after it.
+    fn drop(&mut self) {
+        let _ = self.launch_captured();
     }
 }
 

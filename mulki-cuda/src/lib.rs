@@ -14,12 +14,14 @@
 //!
 //! - [`kernels`]: the CUDA C++ sources, compiled with NVRTC at start-up;
 //! - [`backend`]: [`CudaBackend`], the [`mulki_core::Backend`] over cuBLAS and those kernels;
+//! - [`graphs`]: CUDA graphs, when the backend runs its work as graphs;
 //! - `pinned`: page-locked host buffers, so a step's uploads and its values' copy back never
 //!   make the host wait for the device;
 //! - `rounded`: which GEMM operands have an up-to-date bf16 copy (bf16 mode).
 
 pub mod backend;
 pub mod error;
+pub mod graphs;
 pub mod kernels;
 mod pinned;
 pub mod probe;
@@ -27,6 +29,7 @@ mod rounded;
 
 pub use backend::CudaBackend;
 pub use error::{CudaError, CudaLibrary};
+pub use graphs::GraphUse;
 pub use mulki_core::backend::Precision;
 pub use probe::{probe, Device, DeviceInfo};
 pub use rounded::PoolUse;

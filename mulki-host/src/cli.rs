@@ -73,7 +73,8 @@ pub enum BenchCommand {
 
 #[derive(Args, Debug)]
 pub struct BenchStepArgs {
-    /// Device: `cpu` or `cuda[:N][:bf16|:fast-bf16|:fp32]`.
+    /// Device: `cpu` or `cuda[:N][:bf16|:fast-bf16|:fp32][:graphs]` (`graphs`: the work runs as
+    /// CUDA graphs, except under `--profile`, whose per-kernel events a graph cannot hold).
     #[arg(long, default_value = "cuda")]
     pub device: String,
     /// Classes per task (one run each).
@@ -145,9 +146,9 @@ pub struct TrainArgs {
     /// CPU threads (default: the config's `threads`, 0 = all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fast-bf16|:fp32]` (GPU
-    /// N, default 0; tower GEMMs in bf16 unless `:fp32`; `fast-bf16` lets cuBLAS round inside the
-    /// GEMM).
+    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fast-bf16|:fp32][:graphs]`
+    /// (GPU N, default 0; tower GEMMs in bf16 unless `:fp32`; `fast-bf16` lets cuBLAS round
+    /// inside the GEMM; `graphs` runs the work as CUDA graphs).
     #[arg(long)]
     pub device: Option<String>,
     /// Evaluate over every dataset's classes at once (default: each dataset's own classes).
@@ -296,7 +297,7 @@ pub struct EvalArgs {
     /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fast-bf16|:fp32]`.
+    /// Device: `cpu` (default: the config's `device`) or `cuda[:N][:bf16|:fast-bf16|:fp32][:graphs]`.
     #[arg(long)]
     pub device: Option<String>,
     /// Replace unreadable images by the next readable one (with a warning) instead of failing.

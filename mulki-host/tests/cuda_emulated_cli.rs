@@ -90,7 +90,7 @@ fn a_non_finite_step_is_skipped_on_the_emulated_gpu() {
 fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
     let Some(root) = setup("cuda-emulated") else { return };
     let cfg = config_file(&root, "mulki", 3, 0);
-    let runs = ["cpu", "cuda:0:fp32", "cuda:0:bf16"].map(|d| (d, root.join(d.replace(':', "-"))));
+    let runs = ["cpu", "cuda:0:fp32", "cuda:0:bf16", "cuda:0:fp32:graphs"].map(|d| (d, root.join(d.replace(':', "-"))));
     for (device, out) in &runs {
         train(&cfg, out, device);
     }
@@ -122,6 +122,15 @@ fn train_on_the_emulated_gpu_matches_the_cpu_and_keeps_memory_constant() {
                     assert!((x - y).abs() <= 1e-4 * y.abs() + 1e-6, "task {t} {k}: {device} {x}, cpu {y}");
                 }
             }
+        } else if *device == "cuda:0:fp32:graphs" {
+            // The same work as CUDA graphs: the same bits, evaluation and checkpoints included.
+            assert_eq!(acc, read_csv(&runs[1].1), "{device}: accuracy matrix off the run without graphs");
+            let last = |run: &Path| {
+                let (found, _) = mulki_host::checkpoint::find_latest(run, None).unwrap();
+                let dir = found.expect("a checkpoint").dir;
+                ["model.safetensors", "state.safetensors"].map(|f| mulki_host::checkpoint::load_file(&dir, f).unwrap())
+            };
+            assert!(last(out) == last(&runs[1].1), "{device}: weights or optimiser state off the run without graphs");
         } else {
             assert!(acc.iter().flatten().all(|a| (0.0..=100.0).contains(a)), "{device}: {acc:?}");
         }
@@ -199,5 +208,16 @@ fn bench_step_profiles_each_gpu_precision_on_the_emulated_gpu() {
         } else {
             assert!(pool.is_null(), "{device}: a pool in {precision:?} mode: {pool}");
         }
+        assert!(row["graphs"].is_null(), "{device}: graphs without `:graphs`: {}", row["graphs"]);
     }
+    // With graphs, the timed steps run as graphs and say how.
+    let args = ["bench", "step", "--model", "tiny", "--classes", "4", "--batch", "8", "--text-len", "8"];
+    let o = mulki_on("cuda:0:bf16:graphs", &args).args(["--steps", "2", "--warmup", "1", "--json"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let graphs = &rows[0]["graphs"];
+    println!("graphs per step: {graphs}");
+    let per_step = |k: &str| graphs[k].as_f64().unwrap_or(f64::NAN);
+    assert!(per_step("launches") >= 1.0 && per_step("operations") > 10.0 * per_step("launches"), "{graphs}");
 }

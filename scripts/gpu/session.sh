@@ -35,14 +35,18 @@ for precision in ${BENCH_MODES:-bf16 fast-bf16}; do
         --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-$precision.json"
 done
 # Other builds as carry/mulki-<name> (optional; build-carry.sh puts MULKI_BASE at
-# carry/mulki-base): the same bench step beside this one, on the same GPU, for a change's
-# effect. BENCH_ARGS adds options (--profile).
+# carry/mulki-base), or other devices of this build (BENCH_DEVICES, e.g.
+# "cuda:0:bf16 cuda:0:bf16:graphs"): the same bench step side by side, on the same GPU, for a
+# change's effect. BENCH_ARGS adds options (--profile).
 others=$(ls carry/mulki-* 2>/dev/null)
-if [ -n "$others" ]; then
+devices=${BENCH_DEVICES:-cuda:0:bf16}
+if [ -n "$others" ] || [ "$devices" != cuda:0:bf16 ]; then
     for m in $others carry/mulki; do
-        echo "== $m"
-        timeout 120 "$m" bench step --device cuda:0:bf16 --classes 100 397 --batch 64 --text-len 77 \
-            --steps "${BENCH_STEPS:-10}" --warmup 3 ${BENCH_ARGS:-}
+        for d in $devices; do
+            echo "== $m $d"
+            timeout 120 "$m" bench step --device "$d" --classes 100 397 --batch 64 --text-len 77 \
+                --steps "${BENCH_STEPS:-10}" --warmup 3 ${BENCH_ARGS:-}
+        done
     done
 fi
 date -u

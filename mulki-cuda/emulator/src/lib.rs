@@ -18,6 +18,26 @@
 //! an out-of-bounds write fails it naming the allocation; cuBLAS checks each operand's whole
 //! extent against the allocations, besides its own argument checks.
 //!
+//! Streams of their own (`cuStreamCreate`) can capture their work into CUDA graphs. While a
+//! stream captures, the kernel launches, device-to-device copies, memsets and cuBLAS GEMMs
+//! issued on it are checked as when run and recorded, not run: kernel parameters are copied by
+//! value, cuBLAS reads alpha and beta at the call (host pointer mode). A graph is the chain of
+//! them in issue order; `cuGraphLaunch` runs an instantiated graph's nodes in order, as the
+//! direct calls would run (scrambled blocks, guards), after checking that the memory each node
+//! uses is still allocated; `cuGraphExecUpdate_v2` follows CUDA's rule for a chain (the same
+//! number of nodes, of the same kinds, running the same kernels; a cuBLAS GEMM counts as the
+//! same kernel when its transposes, shapes and types are). Refused during a capture, with
+//! `CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED`, a line on stderr and the capture invalidated (its
+//! end gives `CUDA_ERROR_STREAM_CAPTURE_INVALIDATED` and no graph): on the capturing stream,
+//! synchronising, querying, recording or waiting for events, and copies between the device and
+//! host memory; from the thread that began the capture, `cuCtxSynchronize`, synchronous copies
+//! and memsets, allocating and freeing (stream-ordered and page-locked included) and launching
+//! graphs. The legacy default stream cannot capture, as in CUDA. Stricter than CUDA: a GPU
+//! captures copies from and to page-locked memory, events (fork and join across streams) and
+//! stream-ordered allocation, and allows allocation in its relaxed capture mode; every mode is
+//! thread-local here, since other test threads run unrelated work meanwhile. [`graph_launches`]
+//! counts the graphs a thread ran.
+//!
 //! What it checks: kernel index arithmetic and reductions, barriers and shuffles, launch
 //! configurations and argument order, cuBLAS leading dimensions, strides and transposes, scratch
 //! management, out-of-bounds accesses, and blocks that depend on each other's order. What it
@@ -67,6 +87,32 @@ pub fn stream_waits() -> Result<u64, String> {
 /// See the Linux version; there is no emulator here.
 #[cfg(not(emulator))]
 pub fn stream_waits() -> Result<u64, String> {
+    Err(unavailable().unwrap_or_default().into())
+}
+
+/// CUDA graphs the calling thread launched on the emulated device so far (`cuGraphLaunch`), and
+/// the nodes those launches ran (kernels, copies, memsets, cuBLAS calls; a launch stops at its
+/// first failing node). Tests use it to show that a backend's work ran as graphs. Per thread, as
+/// tests run side by side. Needs [`install`] first.
+#[cfg(emulator)]
+pub fn graph_launches() -> Result<(u64, u64), String> {
+    let path = library_paths().into_iter().next().ok_or("no driver library")?;
+    // SAFETY: the driver stand-in is already loaded (`install`), so this only takes another
+    // reference; `emu_graph_counts` reads two thread-local counters into the given places.
+    unsafe {
+        let lib = libloading::os::unix::Library::open(Some(&path), libloading::os::unix::RTLD_NOW)
+            .map_err(|e| format!("open the CUDA emulator's driver: {e}"))?;
+        let f: libloading::os::unix::Symbol<unsafe extern "C" fn(*mut u64, *mut u64)> =
+            lib.get(b"emu_graph_counts\0").map_err(|e| format!("the emulator's graph counters: {e}"))?;
+        let (mut launches, mut nodes) = (0u64, 0u64);
+        f(&mut launches, &mut nodes);
+        Ok((launches, nodes))
+    }
+}
+
+/// See the Linux version; there is no emulator here.
+#[cfg(not(emulator))]
+pub fn graph_launches() -> Result<(u64, u64), String> {
     Err(unavailable().unwrap_or_default().into())
 }
 

@@ -114,7 +114,22 @@ pub struct StepResult {
     pub profile_seconds_per_step: Option<f64>,
     /// bf16 mode: how the rounded-operand pool served GEMM operands, per profiled step.
     pub rounded_pool: Option<PoolPerStep>,
+    /// With CUDA graphs (`--device cuda:…:graphs`): how the timed steps ran as graphs, per step.
+    pub graphs: Option<GraphsPerStep>,
 }
+
+/// Graph use over the timed steps, per step: `launches` (stretches of work, each one graph),
+/// the device `operations` captured in them, and how many graphs were `instantiated` (the rest
+/// updated an executable graph of their shape).
+#[derive(Debug, Serialize)]
+pub struct GraphsPerStep {
+    pub launches: f64,
+    pub operations: f64,
+    pub instantiated: f64,
+}
+
+/// Counts (launches, operations, instantiated) of a backend running CUDA graphs.
+type GraphCounts = Option<[u64; 3]>;
 
 /// The rounded-operand pool over the profiled steps, per step: `reused` roundings saved,
 /// `rounded` into the pool, `produced` (written there by the kernel that wrote their source),
@@ -130,6 +145,11 @@ pub struct PoolPerStep {
     pub restarts: f64,
 }
 
+/// A count's growth over `steps` steps, per step.
+fn per_step(after: u64, before: u64, steps: usize) -> f64 {
+    (after - before) as f64 / steps.max(1) as f64
+}
+
 /// A timed step must have been applied: a non-finite one fails the bench.
 fn applied(settled: Option<Settled>) -> Result<()> {
     match settled {
@@ -138,8 +158,9 @@ fn applied(settled: Option<Settled>) -> Result<()> {
     }
 }
 
+/// Times the steps; `graphs` reads the backend's graph counts (`None` for a backend without).
 fn measure<B: Backend<E = f32>>(
-    be: B, args: &BenchStepArgs, k: usize, cfg: &ClipConfig, theta0: &[f32],
+    be: B, args: &BenchStepArgs, k: usize, cfg: &ClipConfig, theta0: &[f32], graphs: impl Fn(&B) -> GraphCounts,
 ) -> Result<(Trainer<B>, RandomImages, StepResult)> {
     let run = run_config(&args.device, k, args.batch)?;
     let t = &cfg.text_config;
@@ -156,6 +177,7 @@ fn measure<B: Backend<E = f32>>(
         applied(tr.step(1, s, &mut data)?)?;
     }
     applied(tr.settle()?)?;
+    let counted = graphs(&tr.be);
     let t0 = Instant::now();
     for s in 1..=args.steps {
         applied(tr.step(1, args.warmup + s, &mut data)?)?;
@@ -163,6 +185,12 @@ fn measure<B: Backend<E = f32>>(
     // Waiting for the last step's values stops the clock after the device finished.
     applied(tr.settle()?)?;
     let sec = t0.elapsed().as_secs_f64() / args.steps.max(1) as f64;
+    let per_step = |after, before| per_step(after, before, args.steps);
+    let graphs = counted.zip(graphs(&tr.be)).map(|(a, b)| GraphsPerStep {
+        launches: per_step(b[0], a[0]),
+        operations: per_step(b[1], a[1]),
+        instantiated: per_step(b[2], a[2]),
+    });
     let result = StepResult {
         classes: k,
         batch: args.batch,
@@ -174,6 +202,7 @@ fn measure<B: Backend<E = f32>>(
         profile: Vec::new(),
         profile_seconds_per_step: None,
         rounded_pool: None,
+        graphs,
     };
     Ok((tr, data, result))
 }
@@ -188,14 +217,16 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
         let r = match device {
             Device::Cpu => {
                 let be = mulki_core::cpu::CpuBackend::<f32>::new(super::threads(args.threads));
-                measure(be, args, k, &cfg, &theta0)?.2
+                measure(be, args, k, &cfg, &theta0, |_| None)?.2
             }
             #[cfg(feature = "cuda")]
-            Device::Cuda { ordinal, precision } => {
-                let be = crate::run::device::cuda_backend(ordinal, precision)?;
-                let (mut tr, mut data, mut r) = measure(be, args, k, &cfg, &theta0)?;
+            Device::Cuda { ordinal, precision, graphs } => {
+                let be = crate::run::device::cuda_backend(ordinal, precision, graphs)?;
+                let counts =
+                    |be: &mulki_cuda::CudaBackend| be.graph_use().map(|g| [g.launches, g.operations, g.instantiated]);
+                let (mut tr, mut data, mut r) = measure(be, args, k, &cfg, &theta0, counts)?;
                 if args.profile {
-                    tr.be.set_profiling(true);
+                    tr.be.set_profiling(true)?;
                     let pool_before = tr.be.pool_use();
                     let first = args.warmup + args.steps + 1;
                     let t0 = Instant::now();
@@ -205,7 +236,7 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     applied(tr.settle()?)?;
                     r.profile_seconds_per_step = Some(t0.elapsed().as_secs_f64() / args.steps.max(1) as f64);
                     r.profile = tr.be.profile()?.into_iter().map(|(n, c, s)| (n.to_string(), c, s)).collect();
-                    let per_step = |after: u64, before: u64| (after - before) as f64 / args.steps.max(1) as f64;
+                    let per_step = |after, before| per_step(after, before, args.steps);
                     r.rounded_pool = tr.be.pool_use().map(|a| {
                         let b = pool_before.unwrap_or_default();
                         PoolPerStep {
@@ -243,6 +274,12 @@ pub fn run(args: &BenchStepArgs) -> Result<()> {
                     1e3 * busy,
                     1e3 * wall,
                     100.0 * busy / wall
+                );
+            }
+            if let Some(g) = &r.graphs {
+                println!(
+                    "    CUDA graphs per step: {:.1} launched, of {:.0} operations in all; {:.1} instantiated, the rest updated",
+                    g.launches, g.operations, g.instantiated
                 );
             }
             if let Some(p) = &r.rounded_pool {

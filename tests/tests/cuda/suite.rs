@@ -437,7 +437,7 @@ fn linear_twice<B: Backend>(
 #[test]
 fn bf16_operands_are_rounded_once_until_written() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
-    gpu.set_profiling(true);
+    gpu.set_profiling(true).expect("profiling on");
     let mut roundings =
         |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
     let (got, marks) = linear_twice(&mut gpu, &mut |be, c, a, b, d| be.gemm(c, a, b, d).unwrap(), &mut roundings);
@@ -473,7 +473,7 @@ fn bf16_operands_are_rounded_once_until_written() {
 #[test]
 fn bf16_producers_write_the_copy_their_gemm_reads() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
-    gpu.set_profiling(true);
+    gpu.set_profiling(true).expect("profiling on");
     let roundings = |be: &mut CudaBackend| be.profile().unwrap().iter().find(|p| p.0 == "to_bf16").map_or(0, |p| p.1);
     let (rows, c) = (37, 32);
     let d = Rows { rows, c, eps: 1e-5 };
@@ -545,7 +545,7 @@ fn bf16_producers_write_the_copy_their_gemm_reads() {
 #[test]
 fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
-    gpu.set_profiling(true);
+    gpu.set_profiling(true).expect("profiling on");
     let d = ATTN_CAUSAL;
     let (nqkv, nout, nprobs) = attn_len(d);
     let buf = |be: &mut CudaBackend, n: usize| Buf { arena: be.alloc(n).unwrap(), offset: 0, len: n };
@@ -597,7 +597,7 @@ fn bf16_attention_backward_reuses_the_forward_heads_until_qkv_is_written() {
 #[test]
 fn bf16_attention_is_within_bf16_rounding_of_the_cpu() {
     let Some(mut gpu) = super::backend(Precision::Bf16) else { return };
-    gpu.set_profiling(true);
+    gpu.set_profiling(true).expect("profiling on");
     let text = Attn { b: 2, t: 77, nh: 2, hs: 32, causal: true };
     let fused = |be: &mut CudaBackend| {
         be.profile().unwrap().iter().filter(|p| p.0.starts_with("attention_fused")).map(|p| p.1).sum::<u64>()
@@ -738,7 +738,7 @@ fn profiling_counts_every_launch() {
     let Some(mut gpu) = super::backend(Precision::Fp32) else { return };
     let case = cases().into_iter().find(|c| c.name == "layer_norm_forward").unwrap();
     let inputs = inputs_of(&case, 5);
-    gpu.set_profiling(true);
+    gpu.set_profiling(true).expect("profiling on");
     run_case(&mut gpu, &case, &inputs);
     // more launches than the profiler holds events for, so its batches are read in between
     let a = gpu.alloc(10).unwrap();
@@ -896,4 +896,69 @@ fn the_bf16_loss_curve_follows_the_cpu_one() {
         Some(n) => assert_eq!(n, 0, "the host waited for the device {n} times in {} steps", super::CURVE_STEPS),
         None => println!("the host's waits for the device are counted on the emulator only"),
     }
+}
+
+/// With CUDA graphs the device runs the same work, captured stretch by stretch: the steps'
+/// losses and the weights after them are bit-identical to those without graphs, once each
+/// stretch's shape was seen it updates the executable graph of that shape (none is
+/// instantiated anew), and the host never waits for the device in between. (The two runs take turns: a capture
+/// stays open between the backend's calls, and the emulator, like CUDA's thread-local capture
+/// mode, refuses another backend's allocation on the capturing thread.)
+#[test]
+fn graphs_run_the_same_steps_bit_for_bit() {
+    const STEPS: usize = 5;
+    let Some(plain) = super::backend(Precision::Bf16) else { return };
+    let (mut a, mut a_data) = trainer(plain, CURVE_LR);
+    a.begin_task(1, &mut a_data, true).unwrap();
+    let losses: Vec<_> = (1..=STEPS).map(|k| settled_step(&mut a, k, &mut a_data).loss).collect();
+    let weights = read(&mut a, false);
+    drop(a);
+    let Some(graphed) = super::graphed_backend(Precision::Bf16) else { return };
+    let (mut b, mut b_data) = trainer(graphed, CURVE_LR);
+    b.begin_task(1, &mut b_data, true).unwrap();
+    let ran = super::graph_launches();
+    let start = b.be.graph_use().expect("a backend with graphs");
+    let mut used = start;
+    // The trainer's own flow: step k settles step k − 1.
+    let check = |settled: Option<Settled>, k: usize| {
+        let y = settled.expect("a step is pending").unwrap_or_else(|e| panic!("{e}")).loss;
+        let x = &losses[k - 1];
+        for (name, x, y) in [("ce", x.ce, y.ce), ("ei", x.ei, y.ei), ("kd", x.kd, y.kd), ("total", x.total, y.total)] {
+            assert_eq!(x.to_bits(), y.to_bits(), "step {k}, loss {name}: without graphs {x}, with {y}");
+        }
+    };
+    for k in 1..=STEPS {
+        let waits = super::stream_waits();
+        let settled = b.step(1, k, &mut b_data).unwrap();
+        let waited = super::stream_waits().zip(waits).map(|(after, before)| after - before);
+        assert!(waited.is_none_or(|n| n == 0), "step {k}: the host waited for the device {waited:?} times");
+        if k > 1 {
+            check(settled, k - 1);
+        }
+        let now = b.be.graph_use().expect("a backend with graphs");
+        let (launches, ops) = (now.launches - used.launches, now.operations - used.operations);
+        let (updated, instantiated) = (now.updated - used.updated, now.instantiated - used.instantiated);
+        println!("step {k}: {launches} graphs of {ops} operations, {updated} updated, {instantiated} instantiated");
+        assert!(launches > 0 && ops > 10 * launches, "step {k}: {launches} graphs of {ops} operations");
+        // Step 1 settles nothing, so step 2's stretches end elsewhere; and the ensemble merges
+        // every other step here (after steps 1, 3, ...: an axpby in the stretch after the
+        // settle), so that stretch takes two shapes in turn. From step 4 on, each was seen.
+        if k >= 4 {
+            assert_eq!((updated, instantiated), (launches, 0), "step {k}: every stretch has a shape seen before");
+        }
+        used = now;
+    }
+    check(b.settle().unwrap(), STEPS);
+    if let Some((before, after)) = ran.zip(super::graph_launches()) {
+        let launched = used.launches - start.launches;
+        assert_eq!(
+            after - before,
+            launched,
+            "the driver ran {} graphs, the backend launched {launched}",
+            after - before
+        );
+    }
+    let after = read(&mut b, false);
+    let differ = weights.iter().zip(&after).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differ, 0, "{differ} weights differ after {STEPS} steps");
 }
