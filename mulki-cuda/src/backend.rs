@@ -332,7 +332,8 @@ impl CudaBackend {
     }
 
     /// Before device operation `name` (shaped by `shape`): with graphs, it joins the open
-    /// capture (opened here when none is). Profiling records events around every launch, which
+    /// capture (opened here when none is), or runs directly the first time it is seen (see
+    /// [`Graphs::operation`]). Profiling records events around every launch, which
     /// a capture cannot hold, so a profiled backend runs without graphs.
     fn captured(&mut self, name: &'static str, shape: &[u64]) -> Result<(), Error> {
         match &mut self.graphs {

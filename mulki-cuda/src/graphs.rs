@@ -7,7 +7,8 @@
 //! Capture begins at the stretch's first operation and ends at the next host-facing one, which
 //! launches the graph first, so everything stays in stream order. The host bookkeeping (bounds
 //! checks, the rounded-operand pool, scratch sizes) runs as the calls arrive, exactly as without
-//! graphs; only the device work is deferred, to the end of its stretch.
+//! graphs; only the device work is deferred, to the end of its stretch. The first operation of
+//! each name and shape runs outside any capture, as a warm-up (see [`Graphs::operation`]).
 //!
 //! Every stretch is captured again each time, because its kernels' arguments change from step
 //! to step (the learning rate, AdamW's step count, pointers into a grown buffer). A captured
@@ -16,7 +17,7 @@
 //! than instantiating it; a new shape, or an update CUDA refuses, instantiates one. Capture is
 //! in relaxed mode on a stream of the backend's own: CUDA cannot capture the legacy default
 //! stream.
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ptr;
 
 use cudarc::driver::{result, sys, CudaStream};
@@ -38,6 +39,8 @@ pub struct GraphUse {
     pub updated: u64,
     /// Launches that instantiated one (a new shape, or an update CUDA refused).
     pub instantiated: u64,
+    /// Operations run outside a capture, the first of their name and shape (the warm-up).
+    pub warmed_up: u64,
 }
 
 /// An executable graph, destroyed on drop.
@@ -67,6 +70,13 @@ impl Drop for Captured {
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0100_0000_01b3;
 
+/// `hash` extended by an operation's name and shape.
+fn fnv(hash: u64, name: &str, shape: &[u64]) -> u64 {
+    name.bytes()
+        .chain(shape.iter().flat_map(|x| x.to_le_bytes()))
+        .fold(hash, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
+}
+
 /// The capture state of one stream.
 pub(crate) struct Graphs {
     /// A capture is open: the stretch's operations so far are in it, not yet launched.
@@ -75,12 +85,21 @@ pub(crate) struct Graphs {
     shape: u64,
     operations: u64,
     execs: HashMap<u64, Exec>,
+    /// Operations (by name and shape) that have run once outside a capture.
+    warmed: HashSet<u64>,
     used: GraphUse,
 }
 
 impl Graphs {
     pub fn new() -> Self {
-        Graphs { open: false, shape: FNV_START, operations: 0, execs: HashMap::new(), used: GraphUse::default() }
+        Graphs {
+            open: false,
+            shape: FNV_START,
+            operations: 0,
+            execs: HashMap::new(),
+            warmed: HashSet::new(),
+            used: GraphUse::default(),
+        }
     }
 
     pub fn used(&self) -> GraphUse {
@@ -88,8 +107,17 @@ impl Graphs {
     }
 
     /// Called before a device operation (`name`, with the numbers that shape it) is issued on
-    /// `stream`: opens a capture when none is open.
+    /// `stream`: opens a capture when none is open. The first operation of each name and shape
+    /// runs outside any capture (the open one is launched first): its first launch may load a
+    /// kernel (CUDA loads modules lazily, and cuBLAS picks and loads its kernels on first use),
+    /// which a capture must not see, so every kind of operation is warmed up once, as PyTorch
+    /// warms up before it captures.
     pub fn operation(&mut self, stream: &CudaStream, name: &str, shape: &[u64]) -> Result<(), Error> {
+        let key = fnv(FNV_START, name, shape);
+        if self.warmed.insert(key) {
+            self.used.warmed_up += 1;
+            return self.launch(stream);
+        }
         if !self.open {
             stream
                 .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED)
@@ -98,9 +126,7 @@ impl Graphs {
             self.shape = FNV_START;
             self.operations = 0;
         }
-        for b in name.bytes().chain(shape.iter().flat_map(|x| x.to_le_bytes())) {
-            self.shape = (self.shape ^ u64::from(b)).wrapping_mul(FNV_PRIME);
-        }
+        self.shape = fnv(self.shape, name, shape);
         self.operations += 1;
         Ok(())
     }

@@ -24,7 +24,9 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     echo "== kernels compile"; MULKI_REQUIRE_NVRTC=1 timeout 120 carry/kernels-compile --nocapture
     echo "== cuda suite"; timeout 150 carry/cuda-tests --nocapture --test-threads=1
     if [ -z "${SKIP_E2E:-}" ]; then
-        echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e
+        # E2E_DEVICE picks the device (cuda:0 unless set, e.g. cuda:0:bf16:graphs).
+        echo "== e2e"; timeout 200 python scripts/gpu/e2e.py --mulki carry/mulki --work /tmp/mulki-e2e \
+            --device "${E2E_DEVICE:-cuda:0}"
     fi
 fi
 # Both bf16 modes (BENCH_MODES): operands rounded by mulki's kernels (the default) and rounded

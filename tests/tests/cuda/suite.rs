@@ -938,13 +938,24 @@ fn graphs_run_the_same_steps_bit_for_bit() {
         let now = b.be.graph_use().expect("a backend with graphs");
         let (launches, ops) = (now.launches - used.launches, now.operations - used.operations);
         let (updated, instantiated) = (now.updated - used.updated, now.instantiated - used.instantiated);
-        println!("step {k}: {launches} graphs of {ops} operations, {updated} updated, {instantiated} instantiated");
+        let warmed_up = now.warmed_up - used.warmed_up;
+        println!(
+            "step {k}: {launches} graphs of {ops} operations, {updated} updated, {instantiated} instantiated; \
+             {warmed_up} operations warmed up outside them"
+        );
         assert!(launches > 0 && ops > 10 * launches, "step {k}: {launches} graphs of {ops} operations");
+        if k == 1 {
+            assert!(warmed_up > 0, "step 1 ran every kind of operation for the first time, in no capture");
+        }
         // Step 1 settles nothing, so step 2's stretches end elsewhere; and the ensemble merges
         // every other step here (after steps 1, 3, ...: an axpby in the stretch after the
         // settle), so that stretch takes two shapes in turn. From step 4 on, each was seen.
         if k >= 4 {
-            assert_eq!((updated, instantiated), (launches, 0), "step {k}: every stretch has a shape seen before");
+            assert_eq!(
+                (updated, instantiated, warmed_up),
+                (launches, 0, 0),
+                "step {k}: every stretch has a shape seen before"
+            );
         }
         used = now;
     }
