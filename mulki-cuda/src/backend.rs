@@ -629,7 +629,16 @@ impl CudaBackend {
         let (alpha, beta) = (d.alpha as f32, d.beta as f32);
         let (n, m, k) = (i32_of(op, d.n)?, i32_of(op, d.m)?, i32_of(op, d.k)?);
         let (lda, ldb, ldc, batch) = (i32_of(op, lda)?, i32_of(op, ldb)?, i32_of(op, ld.c)?, i32_of(op, d.batch)?);
-        let shape = [d.m, d.n, d.k, d.batch, usize::from(d.trans_a), usize::from(d.trans_b)].map(|x| x as u64);
+        // Everything cuBLAS may choose its kernels by: sizes, layouts, strides, whether C is
+        // read, and the operands' alignment (up to 256 bytes).
+        let align = (pa | pb | pc).trailing_zeros().min(8) as usize;
+        let (sa, sb, sc) = (d.stride_a, d.stride_b, d.stride_c);
+        let shape =
+            [d.m, d.n, d.k, d.batch, usize::from(d.trans_a), usize::from(d.trans_b), ld.a, ld.b, ld.c, sa, sb, sc]
+                .into_iter()
+                .chain([usize::from(d.beta != 0.0), align])
+                .map(|x| x as u64)
+                .collect::<Vec<_>>();
         self.captured(label, &shape)?;
         let t0 = self.profile_start()?;
         // SAFETY: the operand extents were checked against their arenas (or are scratch sized
@@ -785,6 +794,7 @@ impl CudaBackend {
     /// The rounded-operand pool, sized by [`POOL_SHARE_OF_TOTAL`] and [`POOL_SHARE_OF_FREE`];
     /// empty (every operand rounded into scratch) when the device has no room for it.
     fn new_pool(&mut self) -> Result<Pool, Error> {
+        self.launch_captured()?;
         self.ctx.bind_to_thread().map_err(driver("cuCtxSetCurrent"))?;
         let (free, total) = result::mem_get_info().map_err(driver("cuMemGetInfo"))?;
         let arenas: usize = self.arenas.iter().map(|a| a.len).sum();
@@ -1305,9 +1315,14 @@ impl Backend for CudaBackend {
 
 impl Drop for CudaBackend {
     /// Work still in an open capture is launched, so a dropped backend leaves nothing undone
-    /// that it queued (as without graphs), and its buffers are freed after it.
+    /// that it queued (as without graphs), and waited for, so that its buffers, graphs and
+    /// kernels are released after it whatever order the fields drop in.
     fn drop(&mut self) {
-        let _ = self.launch_captured();
+        if self.graphs.is_some() {
+            let _ = self.launch_captured();
+            let _ = self.stream.synchronize();
+            self.graphs = None;
+        }
     }
 }
 

@@ -87,6 +87,9 @@ pub(crate) struct Graphs {
     execs: HashMap<u64, Exec>,
     /// Operations (by name and shape) that have run once outside a capture.
     warmed: HashSet<u64>,
+    /// A stretch failed to end or launch: its operations, each accepted when issued, never
+    /// ran, so every later operation is refused rather than run on stale state.
+    failed: bool,
     used: GraphUse,
 }
 
@@ -98,6 +101,7 @@ impl Graphs {
             operations: 0,
             execs: HashMap::new(),
             warmed: HashSet::new(),
+            failed: false,
             used: GraphUse::default(),
         }
     }
@@ -113,6 +117,7 @@ impl Graphs {
     /// which a capture must not see, so every kind of operation is warmed up once, as PyTorch
     /// warms up before it captures.
     pub fn operation(&mut self, stream: &CudaStream, name: &str, shape: &[u64]) -> Result<(), Error> {
+        self.check()?;
         let key = fnv(FNV_START, name, shape);
         if self.warmed.insert(key) {
             self.used.warmed_up += 1;
@@ -134,10 +139,25 @@ impl Graphs {
     /// Ends the open capture, if any, and launches it on `stream`: called before anything
     /// that involves the host.
     pub fn launch(&mut self, stream: &CudaStream) -> Result<(), Error> {
+        self.check()?;
         if !self.open {
             return Ok(());
         }
         self.open = false;
+        let launched = self.end_and_launch(stream);
+        self.failed = launched.is_err();
+        launched
+    }
+
+    /// An error once a stretch has failed (see `failed`).
+    fn check(&self) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::Buffer { op: "CUDA graph", reason: "an earlier stretch of work failed to run" });
+        }
+        Ok(())
+    }
+
+    fn end_and_launch(&mut self, stream: &CudaStream) -> Result<(), Error> {
         // SAFETY: the stream is live and capturing (opened by `operation`).
         let graph =
             Captured(unsafe { result::stream::end_capture(stream.cu_stream()) }.map_err(driver("cuStreamEndCapture"))?);

@@ -1,5 +1,8 @@
 //! The CUDA suite (`cuda/suite.rs`) on the machine's GPU; every test is skipped, saying why,
 //! where there is none.
+use std::cell::RefCell;
+use std::sync::{Mutex, MutexGuard};
+
 use mulki_cuda::{CudaBackend, CudaError, Precision};
 
 #[path = "cuda/suite.rs"]
@@ -7,16 +10,31 @@ mod suite;
 
 /// The CUDA backend on device 0, or `None` after printing why the test is skipped.
 fn backend(precision: Precision) -> Option<CudaBackend> {
-    started(CudaBackend::new(0, precision))
+    started(|| CudaBackend::new(0, precision))
 }
 
 /// [`backend`] running its work as CUDA graphs.
 fn graphed_backend(precision: Precision) -> Option<CudaBackend> {
-    started(CudaBackend::with_graphs(0, precision))
+    started(|| CudaBackend::with_graphs(0, precision))
 }
 
-fn started(made: Result<CudaBackend, CudaError>) -> Option<CudaBackend> {
-    match made {
+/// A backend for this test, which from now on holds the GPU alone: with graphs a capture stays
+/// open between the backend's calls, and another test's device-wide synchronisation (cuBLAS
+/// synchronises the device when a backend drops its handle) would invalidate it, so the tests
+/// of this binary take turns even under `cargo test`'s parallel threads. The turn ends with the
+/// test's thread.
+fn started(make: impl FnOnce() -> Result<CudaBackend, CudaError>) -> Option<CudaBackend> {
+    static GPU: Mutex<()> = Mutex::new(());
+    thread_local! {
+        static TURN: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+    }
+    TURN.with(|turn| {
+        let mut turn = turn.borrow_mut();
+        if turn.is_none() {
+            *turn = Some(GPU.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    });
+    match make() {
         Ok(b) => Some(b),
         Err(e) if e.is_unavailable() => {
             println!("skipped: {e}");
