@@ -30,11 +30,11 @@ if [ -z "${BENCH_ONLY:-}" ]; then
     fi
 fi
 # Both bf16 modes (BENCH_MODES): operands rounded by mulki's kernels (the default) and rounded
-# inside cuBLAS.
+# inside cuBLAS; a mode may carry `:graphs` (e.g. "bf16 bf16:graphs"), its log named with `-`.
 for precision in ${BENCH_MODES:-bf16 fast-bf16}; do
     echo "== bench $precision"
     timeout 200 python bench/gpu_step.py --mulki carry/mulki --device "cuda:0:$precision" --profile \
-        --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-$precision.json"
+        --steps "${BENCH_STEPS:-10}" --warmup 3 --json "$OUT/bench-${precision//:/-}.json"
 done
 # Other builds as carry/mulki-<name> (optional; build-carry.sh puts MULKI_BASE at
 # carry/mulki-base), or other devices of this build (BENCH_DEVICES, e.g.
