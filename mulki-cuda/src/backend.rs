@@ -10,7 +10,7 @@
 //! Precision: [`Precision::Fp32`] runs every GEMM in f32 (cuBLAS `CUBLAS_COMPUTE_32F`, no TF32);
 //! [`Precision::Bf16`] rounds the operands of the towers' GEMMs ([`Gemm::low_precision`]) to
 //! bf16 and accumulates in f32: an arena operand once until it is written again (see
-//! [`crate::rounded`]), attention's operands inside the kernels that produce them;
+//! `crate::rounded`), attention's operands inside the kernels that produce them;
 //! [`Precision::FastBf16`] passes the f32 operands to cuBLAS with
 //! `CUBLAS_COMPUTE_32F_FAST_16BF`, which rounds them inside the GEMM. Master
 //! weights, optimiser state, normalisation, the similarity GEMMs and every loss kernel stay f32
@@ -356,7 +356,7 @@ impl CudaBackend {
     /// event pair times the kernel itself; when it idles (a queue of short kernels drained),
     /// the pair also spans the host's launch work (and cuBLAS's), so each figure is an upper
     /// bound of the kernel's time.
-    /// With graphs, profiling runs the work without them (see [`Self::captured`]).
+    /// With graphs, profiling runs the work without them (see `Self::captured`).
     pub fn set_profiling(&mut self, on: bool) -> Result<(), Error> {
         self.launch_captured()?;
         self.profile = on.then(Profiler::default);

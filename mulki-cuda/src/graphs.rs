@@ -8,7 +8,7 @@
 //! launches the graph first, so everything stays in stream order. The host bookkeeping (bounds
 //! checks, the rounded-operand pool, scratch sizes) runs as the calls arrive, exactly as without
 //! graphs; only the device work is deferred, to the end of its stretch. The first operation of
-//! each name and shape runs outside any capture, as a warm-up (see [`Graphs::operation`]).
+//! each name and shape runs outside any capture, as a warm-up (see `Graphs::operation`).
 //!
 //! Every stretch is captured again each time, because its kernels' arguments change from step
 //! to step (the learning rate, AdamW's step count, pointers into a grown buffer). A captured

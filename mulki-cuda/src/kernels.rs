@@ -20,7 +20,7 @@ const SOURCES: [(&str, &str); 5] = [
     ("attention.cu", include_str!("kernels/attention.cu")),
 ];
 
-/// Every kernel of [`SOURCES`].
+/// Every kernel of `SOURCES`.
 pub const NAMES: [&str; 39] = [
     "fill_f32",
     "scale_f32",
