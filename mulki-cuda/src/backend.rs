@@ -108,6 +108,8 @@ pub struct CudaBackend {
     /// exists).
     pool: Option<Pool>,
     groups: Option<Arena<u32>>,
+    /// The table `groups` holds (from its last upload).
+    groups_table: Vec<u32>,
     /// Per-kernel timing, when on (see [`CudaBackend::set_profiling`]).
     profile: Option<Profiler>,
     /// Where `stage` copies to.
@@ -317,6 +319,7 @@ impl CudaBackend {
             bf16: Default::default(),
             pool: None,
             groups: None,
+            groups_table: Vec::new(),
             profile: None,
             staging: None,
             uploads: Vec::new(),
@@ -890,7 +893,13 @@ impl Backend for CudaBackend {
         if dst.len != src.len() {
             return Err(Error::Buffer { op: "write_idx", reason: "length mismatch" });
         }
-        let (d, _) = self.ids("write_idx", dst)?;
+        let (d, held) = self.ids("write_idx", dst)?;
+        // The mirror is what the device holds once the queued copies are done (index arenas are
+        // written from the host only): the same ids again (a task's prompts, step after step)
+        // need no copy.
+        if held == src {
+            return Ok(());
+        }
         if let Some(h) = self.idx_host.get_mut(dst.arena as usize) {
             h[dst.offset..dst.offset + dst.len].copy_from_slice(src);
         }
@@ -1109,11 +1118,18 @@ impl Backend for CudaBackend {
         if self.groups.as_ref().is_none_or(|a| a.len < room) {
             self.launch_captured()?;
             self.groups = None;
+            self.groups_table.clear();
             self.groups = Some(self.alloc_arena::<u32>(room)?);
         }
         let base = self.groups.as_ref().map_or(0, |a| a.base);
-        // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier users.
-        unsafe { self.upload(base, &table) }?;
+        // The same ids as the last call (a task's prompts, step after step) give the same table,
+        // which the buffer already holds.
+        if table != self.groups_table {
+            // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier
+            // users.
+            unsafe { self.upload(base, &table) }?;
+            self.groups_table = table;
+        }
         let (pdest, pstart, prows) = (base, base + 4 * groups as u64, base + 4 * (2 * groups as u64 + 1));
         let cfg = row_cfg(groups, c);
         launch!(self, "embedding_backward_f32", cfg, dt, dy, pdest, pstart, prows, i32_of(op, c)?)

@@ -721,6 +721,46 @@ fn large_uploads_never_wait_for_the_device() {
     assert_eq!(waited, 0, "the host waited for the device {waited} times");
 }
 
+/// Index uploads the device already holds are skipped (the same ids again, the same grouping
+/// table again) and changed ones land: a gather and a scatter-add over ids A, A again, B, then
+/// A again, each against the CPU backend.
+#[test]
+fn repeated_index_uploads_are_skipped_and_changed_ones_land() {
+    let Some(mut gpu) = super::backend(Precision::Fp32) else { return };
+    let (rows, c, n) = (50, 3, 40);
+    let a: Vec<u32> = (0..n as u32).map(|i| (i * 7) % rows as u32).collect();
+    let b: Vec<u32> = (0..n as u32).map(|i| (i * 11 + 3) % rows as u32).collect();
+    let sequence = [&a, &a, &b, &a];
+    let want = gathers_and_scatters(&mut CpuBackend::<f64>::new(1), &sequence, rows, c);
+    let got = gathers_and_scatters(&mut gpu, &sequence, rows, c);
+    for (k, (w, g)) in want.iter().zip(&got).enumerate() {
+        let (d, at) = max_abs_diff(w, g);
+        assert!(within(d, 1e-5), "call {k}: max|Δ| {d:e} at {at}");
+    }
+}
+
+/// For each ids in `sequence`, written to one index buffer: the rows a gather from a fixed
+/// table takes, then the table of a scatter-add accumulated over the calls so far.
+fn gathers_and_scatters<B: Backend>(be: &mut B, sequence: &[&Vec<u32>], rows: usize, c: usize) -> Vec<Vec<f64>> {
+    let n = sequence[0].len();
+    let elems =
+        |v: Vec<f64>| -> Vec<B::E> { v.into_iter().map(|x| mulki_core::Elem::from_f64(x as f32 as f64)).collect() };
+    let buf = |be: &mut B, len: usize| Buf { arena: be.alloc(len).unwrap(), offset: 0, len };
+    let (table, out, dtable, dout) = (buf(be, rows * c), buf(be, n * c), buf(be, rows * c), buf(be, n * c));
+    be.write(table, &elems(normals(7, rows * c))).unwrap();
+    be.write(dout, &elems(normals(8, n * c))).unwrap();
+    let ix = IdxBuf { arena: be.alloc_idx(n).unwrap(), offset: 0, len: n };
+    let mut seen = Vec::new();
+    for ids in sequence {
+        be.write_idx(ix, ids).unwrap();
+        be.embedding_forward(out, table, ix, c).unwrap();
+        seen.push(read_f64(be, out).unwrap());
+        be.embedding_backward(dtable, dout, ix, c).unwrap();
+        seen.push(read_f64(be, dtable).unwrap());
+    }
+    seen
+}
+
 /// Queues `embedding_backward` of `dout` [ids, c] into a zeroed table [rows, c]; returns it.
 fn embedding_backward_into<B: Backend>(be: &mut B, ids: &[u32], dout: &[f64], rows: usize, c: usize) -> Buf {
     let table = Buf { arena: be.alloc(rows * c).unwrap(), offset: 0, len: rows * c };
