@@ -292,9 +292,8 @@ impl CudaBackend {
         };
         let blas = CudaBlas::new(stream.clone())
             .map_err(|e| CudaError::Cublas { call: "cublasCreate", reason: format!("{e:?}") })?;
-        // cuBLAS's workspace is ours in both modes, so a GEMM chooses the same algorithm with
-        // graphs as without (their results are bit-identical), and a captured one allocates
-        // nothing.
+        // cuBLAS's workspace is ours in both modes, so a GEMM chooses among the same algorithms
+        // with graphs as without, and a captured one allocates nothing.
         let mem = stream
             .alloc_zeros::<u8>(CUBLAS_WORKSPACE)
             .map_err(|source| CudaError::Driver { call: "cuMemAlloc", source })?;
