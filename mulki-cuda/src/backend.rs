@@ -108,8 +108,9 @@ pub struct CudaBackend {
     /// exists).
     pool: Option<Pool>,
     groups: Option<Arena<u32>>,
-    /// The table `groups` holds (from its last upload).
-    groups_table: Vec<u32>,
+    /// The ids whose table `groups` holds, and its group count.
+    grouped: Vec<u32>,
+    group_count: usize,
     /// Per-kernel timing, when on (see [`CudaBackend::set_profiling`]).
     profile: Option<Profiler>,
     /// Where `stage` copies to.
@@ -318,7 +319,8 @@ impl CudaBackend {
             bf16: Default::default(),
             pool: None,
             groups: None,
-            groups_table: Vec::new(),
+            grouped: Vec::new(),
+            group_count: 0,
             profile: None,
             staging: None,
             uploads: Vec::new(),
@@ -1092,24 +1094,13 @@ impl Backend for CudaBackend {
         let op = "embedding_backward";
         let (_, host) = self.ids(op, ids)?;
         check_ids(host, dtable.len, c)?;
-        // Group the rows by destination (stable, so each destination adds in row order).
-        let mut order: Vec<u32> = (0..host.len() as u32).collect();
-        order.sort_by_key(|&r| host[r as usize]);
-        let mut dest = Vec::new();
-        let mut start = Vec::new();
-        for (k, &r) in order.iter().enumerate() {
-            if k == 0 || host[r as usize] != host[order[k - 1] as usize] {
-                dest.push(host[r as usize]);
-                start.push(k as u32);
-            }
-        }
-        start.push(order.len() as u32);
-        let groups = dest.len();
+        // The same ids as the last call (a task's prompts, step after step) have the table the
+        // buffer already holds: no grouping, no copy.
+        let mut regroup = host != self.grouped.as_slice();
         let ([dt], [dy]) = self.ptrs(op, [(dtable, 0)], [(dout, ids.len * c)])?;
-        if groups == 0 {
+        if ids.len == 0 {
             return Ok(());
         }
-        let table: Vec<u32> = dest.iter().chain(&start).chain(&order).copied().collect();
         // Sized for the worst case of the whole index arena (every row its own group), not for
         // this call, so it does not grow when a later task has longer prompts or more distinct
         // ids: device memory stays the same from task to task.
@@ -1117,18 +1108,19 @@ impl Backend for CudaBackend {
         if self.groups.as_ref().is_none_or(|a| a.len < room) {
             self.launch_captured()?;
             self.groups = None;
-            self.groups_table.clear();
             self.groups = Some(self.alloc_arena::<u32>(room)?);
+            regroup = true;
         }
         let base = self.groups.as_ref().map_or(0, |a| a.base);
-        // The same ids as the last call (a task's prompts, step after step) give the same table,
-        // which the buffer already holds.
-        if table != self.groups_table {
+        if regroup {
+            let host = self.ids(op, ids)?.1.to_vec();
+            let (table, groups) = group_by_destination(&host);
             // SAFETY: `base` has room for `table` (grown above); stream-ordered after earlier
             // users.
             unsafe { self.upload(base, &table) }?;
-            self.groups_table = table;
+            (self.grouped, self.group_count) = (host, groups);
         }
+        let groups = self.group_count;
         let (pdest, pstart, prows) = (base, base + 4 * groups as u64, base + 4 * (2 * groups as u64 + 1));
         let cfg = row_cfg(groups, c);
         launch!(self, "embedding_backward_f32", cfg, dt, dy, pdest, pstart, prows, i32_of(op, c)?)
@@ -1365,6 +1357,24 @@ impl CudaBackend {
         }
         Ok(pt)
     }
+}
+
+/// The embedding backward's table for `ids`: the rows grouped by destination (stable, so each
+/// destination adds in row order) as `[dest; start (groups + 1); order]`, and the group count.
+fn group_by_destination(ids: &[u32]) -> (Vec<u32>, usize) {
+    let mut order: Vec<u32> = (0..ids.len() as u32).collect();
+    order.sort_by_key(|&r| ids[r as usize]);
+    let mut dest = Vec::new();
+    let mut start = Vec::new();
+    for (k, &r) in order.iter().enumerate() {
+        if k == 0 || ids[r as usize] != ids[order[k - 1] as usize] {
+            dest.push(ids[r as usize]);
+            start.push(k as u32);
+        }
+    }
+    start.push(order.len() as u32);
+    let groups = dest.len();
+    (dest.into_iter().chain(start).chain(order).collect(), groups)
 }
 
 fn act_code(act: HiddenAct) -> i32 {
