@@ -661,6 +661,17 @@ static CUresult try_record(void* stream, bool* recorded, Make make) {
     return CUDA_SUCCESS;
 }
 
+static CUresult run_node(const Node& n, size_t i);
+
+// A copy or memset on `stream`, its ranges checked by the caller: recorded when the stream
+// captures, run now (as a graph launch runs it) otherwise.
+static CUresult record_or_run(void* stream, const Node& node) {
+    bool recorded;
+    CUresult r = try_record(stream, &recorded, [&] { return node; });
+    if (recorded || r != CUDA_SUCCESS) return r;
+    return run_node(node, 0);
+}
+
 // For the cuBLAS stand-in: records the call `run(arg)` when `stream` captures. 1: recorded, and
 // the driver owns `arg` now (it calls `drop(arg)` when no graph holds the node any more); 0: the
 // stream does not capture, the caller runs the call now; -CUresult: refused (an unknown stream,
@@ -805,18 +816,12 @@ API CUresult cuMemsetD8_v2(CUdeviceptr p, unsigned char v, size_t n) {
 }
 API CUresult cuMemsetD8Async(CUdeviceptr p, unsigned char v, size_t n, void* stream) {
     if (!inside(p, n)) return fail_on_stream(stream, CUDA_ERROR_INVALID_VALUE);
-    bool recorded;
-    CUresult r = try_record(stream, &recorded, [&] {
-        Node node;
-        node.kind = NODE_MEMSET;
-        node.dst = p;
-        node.value = v;
-        node.bytes = n;
-        return node;
-    });
-    if (recorded || r != CUDA_SUCCESS) return r;
-    memset((void*)p, v, n);
-    return CUDA_SUCCESS;
+    Node node;
+    node.kind = NODE_MEMSET;
+    node.dst = p;
+    node.value = v;
+    node.bytes = n;
+    return record_or_run(stream, node);
 }
 static CUresult copy_in(CUdeviceptr dst, const void* src, size_t n) {
     if (!inside(dst, n)) return CUDA_ERROR_INVALID_VALUE;
@@ -887,18 +892,12 @@ API CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
 }
 API CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, void* stream) {
     if (!inside(dst, n) || !inside(src, n)) return fail_on_stream(stream, CUDA_ERROR_INVALID_VALUE);
-    bool recorded;
-    CUresult r = try_record(stream, &recorded, [&] {
-        Node node;
-        node.kind = NODE_MEMCPY;
-        node.dst = dst;
-        node.src = src;
-        node.bytes = n;
-        return node;
-    });
-    if (recorded || r != CUDA_SUCCESS) return r;
-    memmove((void*)dst, (const void*)src, n);
-    return CUDA_SUCCESS;
+    Node node;
+    node.kind = NODE_MEMCPY;
+    node.dst = dst;
+    node.src = src;
+    node.bytes = n;
+    return record_or_run(stream, node);
 }
 
 // ---- modules and kernels
