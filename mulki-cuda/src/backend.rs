@@ -637,12 +637,8 @@ impl CudaBackend {
         // read, and the operands' alignment (up to 256 bytes).
         let align = (pa | pb | pc).trailing_zeros().min(8) as usize;
         let (sa, sb, sc) = (d.stride_a, d.stride_b, d.stride_c);
-        let shape =
-            [d.m, d.n, d.k, d.batch, usize::from(d.trans_a), usize::from(d.trans_b), ld.a, ld.b, ld.c, sa, sb, sc]
-                .into_iter()
-                .chain([usize::from(d.beta != 0.0), align])
-                .map(|x| x as u64)
-                .collect::<Vec<_>>();
+        let (ta, tb, reads_c) = (usize::from(d.trans_a), usize::from(d.trans_b), usize::from(d.beta != 0.0));
+        let shape = [d.m, d.n, d.k, d.batch, ta, tb, ld.a, ld.b, ld.c, sa, sb, sc, reads_c, align].map(|x| x as u64);
         self.captured(label, &shape)?;
         let t0 = self.profile_start()?;
         // SAFETY: the operand extents were checked against their arenas (or are scratch sized
